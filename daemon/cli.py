@@ -1,0 +1,136 @@
+"""``listend``: the daemon entry point and the ``transcribe`` command.
+
+Exit codes: 0 success, 1 runtime failure (already running, no bus, model
+failed to load), 2 bad usage or bad input (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from . import __version__
+from .config import ConfigError, PROFILES, load_settings
+from .events import Refined
+from .models import ModelUnavailable
+from .sources import FileSource, SourceError
+
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line and exit 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-l", "--lightweight", action="store_true",
+                   help="one tiny.en model, no refine pass, short windows (low memory and CPU)")
+    p.add_argument("--config", metavar="PATH",
+                   help="config file (default: $XDG_CONFIG_HOME/listend/config.toml)")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="listend", description="Local, offline live dictation daemon.")
+    parser.add_argument("--version", action="version", version=f"listend {__version__}")
+    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run the daemon on the D-Bus session bus (the default)")
+    add_run_arguments(run)
+
+    tr = sub.add_parser("transcribe", help="transcribe audio files in-process (no bus, no microphone)",
+                        description="Run the live+refine pipeline over files and print the final text.")
+    tr.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format FFmpeg reads)")
+    tr.add_argument("--json", action="store_true", help="one JSON object per segment and line")
+    tr.add_argument("--realtime", action="store_true", help="pace input like a live microphone")
+    _common(tr)
+    return parser
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    _common(p)
+    p.add_argument("--device", metavar="NAME|INDEX", help="input device (default: the system default)")
+    p.add_argument("--source", metavar="FILE", help="replay FILE (paced in real time) instead of the microphone")
+    p.add_argument("--start", action="store_true", help="start listening at once (default: idle)")
+
+
+def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
+    level = max(logging.DEBUG, default - 10 * verbosity)
+    logging.basicConfig(level=level, stream=sys.stderr, format="listend: %(levelname)s %(name)s: %(message)s")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv.insert(0, "run")
+    args = build_parser().parse_args(argv)
+    if args.command == "transcribe":
+        return transcribe(args)
+    from .service import run_daemon
+
+    return run_daemon(args)
+
+
+def transcribe(args: argparse.Namespace) -> int:
+    setup_logging(args.verbose)
+    try:
+        settings, overrides = load_settings(args.config, "lightweight" if args.lightweight else None)
+        sources = [FileSource(path, realtime=args.realtime) for path in args.files]
+    except (ConfigError, SourceError) as e:
+        return _fail(e, EXIT_USAGE)
+
+    from .engine import Engine
+
+    engine = Engine(settings, overrides)
+    current = {"file": ""}
+
+    def on_event(event) -> None:
+        if not isinstance(event, Refined):
+            return
+        if args.json:
+            record = {"id": event.id, "start": round(event.start, 3), "end": round(event.end, 3),
+                      "text": event.text, "live_text": event.live_text, "source": event.source}
+            if len(sources) > 1:
+                record["file"] = current["file"]
+            print(json.dumps(record, ensure_ascii=False), flush=True)
+        else:
+            print(event.text, flush=True)
+
+    engine.subscribe(on_event)
+    try:
+        engine.load()
+    except ModelUnavailable as e:
+        return _fail(e, EXIT_FAIL)
+    status = EXIT_OK
+    try:
+        for source in sources:
+            current["file"] = source.path
+            engine.start(source)
+            engine.wait_source_done()
+            engine.wait_drained(None)
+            if source.error:
+                status = _fail(source.error, EXIT_USAGE)
+            elif source.samples_delivered == 0:
+                status = _fail(f"{source.path}: contains no audio", EXIT_USAGE)
+            elif source.warning:
+                print(f"listend: warning: {source.warning}", file=sys.stderr)
+    except KeyboardInterrupt:
+        status = 130
+    finally:
+        engine.close(drain_timeout=30)
+    return status
+
+
+def _fail(error: object, code: int) -> int:
+    print(f"listend: {error}", file=sys.stderr)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

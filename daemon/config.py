@@ -1,0 +1,264 @@
+"""Settings for listend: dataclasses, profile presets and TOML loading.
+
+A *profile* is nothing but a set of default values for the same settings
+(``full`` and ``lightweight``); there is one engine whatever the profile.
+Values the user writes in the config file always win over the profile's
+defaults, so switching profile at run time keeps the user's choices.
+
+Every field carries its valid range in ``metadata`` so that one validator can
+produce a clear, one-line error naming the offending key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+PROFILES = ("full", "lightweight")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing, unknown, of the wrong type or out of range."""
+
+
+def _num(lo: float | None = None, hi: float | None = None, doc: str = "") -> dict:
+    return {"min": lo, "max": hi, "doc": doc}
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which Whisper models run the two passes.
+
+    A model is ``tiny.en`` or ``base`` (the embedded, offline models), a path
+    to a local CTranslate2 directory, or a Hugging Face hub name such as
+    ``small.en``, ``distil-large-v3`` or ``large-v3`` (downloaded once while
+    online). ``refine = ""`` disables the refine pass.
+    """
+
+    live: str = field(default="tiny.en", metadata={"doc": "fast model for partial text"})
+    refine: str = field(default="base", metadata={"doc": "accurate model, '' to disable"})
+    device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
+    compute_type: str = field(default="int8", metadata={"doc": "CTranslate2 compute type"})
+    cpu_threads: int = field(default=0, metadata=_num(0, 64, "threads per model, 0 = auto"))
+
+
+@dataclass(frozen=True)
+class AudioOptions:
+    """Capture settings. The pipeline always runs at 16 kHz mono float32."""
+
+    device: str = field(default="", metadata={"doc": "input device name or index, '' = default"})
+    ring_seconds: float = field(default=30.0, metadata=_num(2, 600, "capture ring buffer"))
+    block_ms: int = field(default=32, metadata=_num(8, 500, "capture block length"))
+
+
+@dataclass(frozen=True)
+class VadOptions:
+    """Voice-activity segmentation (Silero VAD)."""
+
+    threshold: float = field(default=0.5, metadata=_num(0.05, 0.99))
+    neg_threshold: float = field(default=0.35, metadata=_num(0.01, 0.99))
+    min_speech_ms: int = field(default=250, metadata=_num(0, 10_000))
+    speech_pad_ms: int = field(default=300, metadata=_num(0, 2_000))
+    silence_close_ms: int = field(default=700, metadata=_num(100, 10_000))
+    max_utterance_s: float = field(default=20.0, metadata=_num(2, 30))
+    hop_ms: int = field(default=96, metadata=_num(32, 1_000, "how often VAD runs"))
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """How the live and refine passes decode."""
+
+    language: str = field(default="en", metadata={"doc": "language code, '' = detect"})
+    partial_interval_s: float = field(default=0.5, metadata=_num(0.1, 10))
+    live_beam_size: int = field(default=1, metadata=_num(1, 10))
+    refine_beam_size: int = field(default=5, metadata=_num(1, 10))
+    prompt_chars: int = field(default=200, metadata=_num(0, 1_000, "previous text as prompt"))
+    no_speech_threshold: float = field(default=0.6, metadata=_num(0, 1))
+    logprob_threshold: float = field(default=-1.0, metadata=_num(-20, 0))
+    compression_ratio_threshold: float = field(default=2.4, metadata=_num(1, 10))
+
+
+@dataclass(frozen=True)
+class QueueOptions:
+    """Bounds of the queues between stages (in utterances)."""
+
+    refine: int = field(default=8, metadata=_num(1, 256))
+    live_final: int = field(default=8, metadata=_num(1, 256))
+
+
+@dataclass(frozen=True)
+class MemoryOptions:
+    """Memory watchdog thresholds (MB of resident memory) and cadence."""
+
+    warn_mb: int = field(default=700, metadata=_num(50, 1_000_000))
+    cleanup_mb: int = field(default=850, metadata=_num(50, 1_000_000))
+    limit_mb: int = field(default=1100, metadata=_num(50, 1_000_000))
+    sample_interval_s: float = field(default=2.0, metadata=_num(0.05, 3_600))
+    trim_interval_s: float = field(default=120.0, metadata=_num(1, 86_400, "periodic malloc_trim"))
+
+
+@dataclass(frozen=True)
+class HistoryOptions:
+    """On-disk transcript history."""
+
+    retention_days: int = field(default=30, metadata=_num(0, 36_500, "0 = keep forever"))
+    directory: str = field(default="", metadata={"doc": "'' = $XDG_STATE_HOME/listend/history"})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything listend can be configured with; see ``docs/configuration.md``."""
+
+    profile: str = "full"
+    models: ModelOptions = ModelOptions()
+    audio: AudioOptions = AudioOptions()
+    vad: VadOptions = VadOptions()
+    decode: DecodeOptions = DecodeOptions()
+    queues: QueueOptions = QueueOptions()
+    memory: MemoryOptions = MemoryOptions()
+    history: HistoryOptions = HistoryOptions()
+
+    @property
+    def sections(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "profile"}
+
+
+# Profile presets: only what differs from the dataclass defaults ("full").
+PROFILE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
+    "full": {},
+    "lightweight": {
+        "models": {"refine": ""},
+        "vad": {"max_utterance_s": 5.0, "silence_close_ms": 500},
+        "queues": {"refine": 2, "live_final": 4},
+        "audio": {"ring_seconds": 15.0},
+        "memory": {"warn_mb": 300, "cleanup_mb": 350, "limit_mb": 500, "trim_interval_s": 30.0},
+    },
+}
+
+_SECTION_TYPES = {f.name: f.type for f in dataclasses.fields(Settings)}
+
+
+def _section_class(name: str) -> type:
+    return type(getattr(Settings(), name))
+
+
+def _check_value(where: str, f: dataclasses.Field, value: Any) -> Any:
+    expected = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[f.type]
+    if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+    if expected is str and isinstance(value, int) and not isinstance(value, bool) and f.name == "device":
+        value = str(value)  # an input device may be given by index
+    if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+    meta = f.metadata
+    lo, hi = meta.get("min"), meta.get("max")
+    if expected in (int, float):
+        if value != value:  # NaN
+            raise ConfigError(f"{where}: must be a number, got nan")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            raise ConfigError(f"{where}: {value!r} is out of range [{lo}, {hi}]")
+    if "choices" in meta and value not in meta["choices"]:
+        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(meta['choices'])}")
+    if expected is str and len(value) > 4096:
+        raise ConfigError(f"{where}: value is too long")
+    return value
+
+
+def validate_overrides(data: Mapping[str, Any], origin: str = "config") -> dict[str, dict[str, Any]]:
+    """Check a parsed TOML document and return it as ``{section: {key: value}}``.
+
+    ``profile`` is returned under the pseudo-section ``""``.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{origin}: expected a table")
+    out: dict[str, dict[str, Any]] = {}
+    for key, value in data.items():
+        if key == "profile":
+            if value not in PROFILES:
+                raise ConfigError(f"{origin}: profile: {value!r} is not one of {', '.join(PROFILES)}")
+            out[""] = {"profile": value}
+            continue
+        if key not in _SECTION_TYPES or key == "profile":
+            raise ConfigError(f"{origin}: unknown key {key!r} (sections: {', '.join(Settings().sections)})")
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{origin}: [{key}] must be a table")
+        fields = {f.name: f for f in dataclasses.fields(_section_class(key))}
+        section = out.setdefault(key, {})
+        for sub, subvalue in value.items():
+            if sub not in fields:
+                raise ConfigError(f"{origin}: unknown key {key}.{sub} (known: {', '.join(fields)})")
+            section[sub] = _check_value(f"{origin}: {key}.{sub}", fields[sub], subvalue)
+    return out
+
+
+def build_settings(profile: str | None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
+    """Combine a profile preset with the user's overrides (user wins).
+
+    ``profile=None`` takes the profile from the overrides, else ``full``.
+    """
+    overrides = overrides or {}
+    if profile is None:
+        profile = overrides.get("", {}).get("profile", "full")
+    if profile not in PROFILES:
+        raise ConfigError(f"unknown profile {profile!r} (use {' or '.join(PROFILES)})")
+    preset = PROFILE_PRESETS[profile]
+    sections = {}
+    for name, default in Settings().sections.items():
+        values = {**preset.get(name, {}), **overrides.get(name, {})}
+        sections[name] = dataclasses.replace(default, **values)
+    settings = Settings(profile=profile, **sections)
+    _check_consistency(settings)
+    return settings
+
+
+def _check_consistency(s: Settings) -> None:
+    if s.vad.neg_threshold >= s.vad.threshold:
+        raise ConfigError("vad.neg_threshold must be below vad.threshold")
+    m = s.memory
+    if not m.warn_mb <= m.cleanup_mb <= m.limit_mb:
+        raise ConfigError("memory: need warn_mb <= cleanup_mb <= limit_mb")
+    if s.audio.ring_seconds < 2 * s.vad.hop_ms / 1000:
+        raise ConfigError("audio.ring_seconds is too small for vad.hop_ms")
+
+
+def default_config_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "listend" / "config.toml"
+
+
+def load_overrides(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+    """Read and validate the user's TOML file.
+
+    With ``path=None`` the default location is used and a missing file means
+    "all defaults"; an explicitly named file must exist.
+    """
+    explicit = path is not None
+    p = Path(path) if explicit else default_config_path()
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{p}: no such config file") from None
+        return {}
+    except OSError as e:
+        raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{p}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+    return validate_overrides(data, origin=str(p))
+
+
+def load_settings(path: str | os.PathLike | None = None, profile: str | None = None) -> tuple[Settings, dict]:
+    """Load the config file and build settings; returns ``(settings, overrides)``.
+
+    Keep the overrides to rebuild settings for another profile at run time.
+    """
+    overrides = load_overrides(path)
+    return build_settings(profile, overrides), overrides

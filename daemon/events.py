@@ -1,0 +1,73 @@
+"""Typed events the engine publishes to its subscribers (bus, CLI, tests).
+
+Subscribers are called on engine threads and must return quickly; the D-Bus
+layer hands them to its event loop, the CLI prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+State = Literal["loading", "idle", "listening", "error"]
+PressureLevel = Literal["normal", "warn", "cleanup", "limit"]
+
+
+@dataclass(frozen=True)
+class Partial:
+    """Live text of the open utterance ``id`` (replaces earlier partials of that id)."""
+
+    id: int
+    text: str
+    audio_end: float  # seconds on the audio clock of the newest sample decoded
+
+
+@dataclass(frozen=True)
+class Refined:
+    """Final text of utterance ``id``; supersedes its partials.
+
+    ``source`` is ``"refined"`` when the accurate model produced ``text`` and
+    ``"live"`` when the utterance was committed with the fast model's text
+    (lightweight profile, refine queue overflow, refine model unloaded).
+    ``start``/``end`` are seconds on the audio clock; ``wall_start``/
+    ``wall_end`` the same instants as Unix time.
+    """
+
+    id: int
+    start: float
+    end: float
+    text: str
+    live_text: str
+    source: Literal["refined", "live"]
+    wall_start: float
+    wall_end: float
+
+
+@dataclass(frozen=True)
+class Retracted:
+    """Utterance ``id`` produced no text (judged non-speech); drop its partial."""
+
+    id: int
+    reason: str
+
+
+@dataclass(frozen=True)
+class StateChanged:
+    state: State
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class MemoryPressure:
+    level: PressureLevel
+    rss_bytes: int
+    action: str = ""
+
+
+@dataclass(frozen=True)
+class ProfileChanged:
+    profile: str
+    reason: str = ""
+
+
+EngineEvent = Union[Partial, Refined, Retracted, StateChanged, MemoryPressure, ProfileChanged]

@@ -1,0 +1,147 @@
+"""Memory watchdog: sample RSS, clean up, and ask the engine to degrade.
+
+Levels are episodes, not samples: crossing ``warn`` logs once until RSS falls
+back below it; ``cleanup`` runs the collector and returns freed heap to the
+OS (glibc ``malloc_trim``); ``limit`` asks the engine to shed its refine model
+and switch to the lightweight profile. Every action is counted and published.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import gc
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import psutil
+
+from .config import MemoryOptions
+from .events import MemoryPressure, PressureLevel
+
+log = logging.getLogger("listend.memory")
+MB = 1024 * 1024
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return None  # not glibc (musl): nothing to trim
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim
+
+
+@dataclass
+class MemoryStats:
+    rss_bytes: int = 0
+    peak_rss_bytes: int = 0
+    level: PressureLevel = "normal"
+    cleanups: int = 0
+    degradations: int = 0
+    trims: int = 0
+
+
+class MemoryWatchdog:
+    """Periodic RSS sampler running on its own thread.
+
+    Parameters
+    ----------
+    options : MemoryOptions
+        Thresholds and cadence (changed at run time with :meth:`configure`).
+    publish : callable
+        Receives a :class:`MemoryPressure` event on every level change and action.
+    degrade : callable
+        Called once per ``limit`` episode; returns a description of what it shed.
+    """
+
+    def __init__(self, options: MemoryOptions, publish: Callable[[MemoryPressure], None],
+                 degrade: Callable[[], str]):
+        self.options = options
+        self._publish = publish
+        self._degrade = degrade
+        self._process = psutil.Process()
+        self._trim = _load_malloc_trim()
+        self.stats = MemoryStats()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_trim = time.monotonic()
+        self._last_cleanup = 0.0
+
+    def configure(self, options: MemoryOptions) -> None:
+        self.options = options
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="listend-memory", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.options.sample_interval_s):
+            self.check()
+
+    def release(self) -> None:
+        """Give freed memory back: collect cycles, then trim the C heap."""
+        gc.collect()
+        if self._trim is not None:
+            self._trim(0)
+            self.stats.trims += 1
+        self._last_trim = time.monotonic()
+
+    def sample(self) -> int:
+        rss = self._process.memory_info().rss
+        self.stats.rss_bytes = rss
+        self.stats.peak_rss_bytes = max(self.stats.peak_rss_bytes, rss)
+        return rss
+
+    def check(self) -> PressureLevel:
+        """Sample once and act on the result (also called directly by tests)."""
+        o = self.options
+        rss = self.sample()
+        if time.monotonic() - self._last_trim >= o.trim_interval_s:
+            self.release()
+        level: PressureLevel = "normal"
+        if rss >= o.limit_mb * MB:
+            level = "limit"
+        elif rss >= o.cleanup_mb * MB:
+            level = "cleanup"
+        elif rss >= o.warn_mb * MB:
+            level = "warn"
+        previous = self.stats.level
+        self.stats.level = level
+        if level == "normal":
+            if previous != "normal":
+                log.info("memory back to normal: %d MB", rss // MB)
+                self._publish(MemoryPressure("normal", rss))
+            return level
+        action = ""
+        # Clean up on entering the episode, then at most every 10 samples:
+        # a full collection every sample would itself cost CPU all day.
+        if level in ("cleanup", "limit") and (
+            level != previous or time.monotonic() - self._last_cleanup >= 10 * o.sample_interval_s
+        ):
+            self.release()
+            self.stats.cleanups += 1
+            self._last_cleanup = time.monotonic()
+            rss = self.sample()
+            action = "cleanup"
+        if level == "limit" and previous != "limit":
+            self.stats.degradations += 1
+            action = self._degrade()
+            log.warning("memory over limit (%d MB >= %d MB): %s", rss // MB, o.limit_mb, action)
+        elif level != previous:
+            log.warning("memory %s: %d MB (warn %d, cleanup %d, limit %d MB)",
+                        level, rss // MB, o.warn_mb, o.cleanup_mb, o.limit_mb)
+        if level != previous:
+            self._publish(MemoryPressure(level, rss, action))
+        return level

@@ -1,0 +1,221 @@
+"""Voice-activity segmentation: a stream of samples in, utterances out.
+
+The segmenter is plain logic with preallocated buffers and no threads; the
+engine's segmenter thread feeds it. An utterance opens when a chunk's speech
+probability reaches ``threshold``, gets its id once it holds ``min_speech_ms``
+of speech (shorter blips are discarded and counted), closes after
+``silence_close_ms`` below ``neg_threshold``, and is split at the quietest
+chunk of its last seconds when it reaches ``max_utterance_s``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .config import VadOptions
+from .vad import CHUNK
+
+SAMPLE_RATE = 16_000
+
+
+@dataclass
+class Utterance:
+    """A closed stretch of speech, ready for decoding."""
+
+    id: int
+    start_sample: int
+    audio: np.ndarray  # float32, 16 kHz mono, owned by this object
+
+    @property
+    def start(self) -> float:
+        return self.start_sample / SAMPLE_RATE
+
+    @property
+    def end(self) -> float:
+        return (self.start_sample + len(self.audio)) / SAMPLE_RATE
+
+    @property
+    def nbytes(self) -> int:
+        return self.audio.nbytes
+
+
+@dataclass(frozen=True)
+class OpenSnapshot:
+    """A copy of the open utterance's audio, taken for a live decode."""
+
+    id: int
+    audio: np.ndarray
+    end_sample: int
+
+
+class Segmenter:
+    """Split 16 kHz mono audio into utterances with a VAD.
+
+    Parameters
+    ----------
+    options : VadOptions
+        Thresholds and durations.
+    vad : callable
+        Maps audio (a multiple of 512 samples) to one speech probability per chunk.
+    next_id : callable
+        Returns the next segment id (ids increase across restarts).
+    """
+
+    def __init__(self, options: VadOptions, vad: Callable[[np.ndarray], np.ndarray], next_id: Callable[[], int]):
+        self._vad = vad
+        self._next_id = next_id
+        self._lock = threading.Lock()  # guards the open-utterance buffer against live snapshots
+        self.clock = 0  # samples consumed so far: the audio clock
+        self.rejected = 0  # speech blips too short to become utterances
+        self.splits = 0  # utterances cut at max length
+        self.configure(options)
+
+    def configure(self, options: VadOptions) -> None:
+        """Apply new options; an open utterance is closed first by the caller."""
+        with self._lock:
+            self.options = options
+            self._pad = int(options.speech_pad_ms * SAMPLE_RATE / 1000) // CHUNK * CHUNK
+            self._close = max(CHUNK, int(options.silence_close_ms * SAMPLE_RATE / 1000))
+            self._min_speech = int(options.min_speech_ms * SAMPLE_RATE / 1000)
+            self._max = int(options.max_utterance_s * SAMPLE_RATE) // CHUNK * CHUNK
+            self._buf = np.zeros(self._max, dtype=np.float32)
+            self._probs = np.zeros(self._max // CHUNK, dtype=np.float32)
+            self._preroll = np.zeros(max(self._pad, CHUNK), dtype=np.float32)
+            self._preroll_len = 0
+            self._n = 0  # samples in the open utterance; 0 = none open
+            self._id: int | None = None
+            self._start = 0
+            self._speech = 0
+            self._silence = 0
+            self._version = 0  # bumps whenever the open audio changes
+
+    @property
+    def nbytes(self) -> int:
+        return self._buf.nbytes + self._probs.nbytes + self._preroll.nbytes
+
+    @property
+    def open_id(self) -> int | None:
+        return self._id
+
+    @property
+    def version(self) -> int:
+        return self._version
+
+    def snapshot(self) -> OpenSnapshot | None:
+        """Copy the open utterance (only once it has an id) for the live pass."""
+        with self._lock:
+            if self._id is None or self._n == 0:
+                return None
+            return OpenSnapshot(self._id, self._buf[: self._n].copy(), self._start + self._n)
+
+    def feed(self, audio: np.ndarray) -> list[Utterance]:
+        """Consume ``audio`` (a multiple of 512 samples); return utterances closed by it."""
+        closed: list[Utterance] = []
+        probs = self._vad(audio)
+        for i, p in enumerate(probs):
+            chunk = audio[i * CHUNK : (i + 1) * CHUNK]
+            with self._lock:
+                done = self._step(chunk, float(p))
+            if done is not None:
+                closed.append(done)
+            self.clock += CHUNK
+        return closed
+
+    def flush(self) -> Utterance | None:
+        """Close the open utterance now (end of input, stop, profile switch)."""
+        with self._lock:
+            if self._n == 0:
+                return None
+            return self._emit(self._n, keep_rest=False)
+
+    # -- internals (called with the lock held) -------------------------------
+
+    def _step(self, chunk: np.ndarray, p: float) -> Utterance | None:
+        o = self.options
+        if self._n == 0:
+            if p >= o.threshold:
+                self._open(chunk)
+            else:
+                self._remember(chunk)
+            return None
+        result = None
+        if self._n + CHUNK > self._max:
+            result = self._split()
+        self._buf[self._n : self._n + CHUNK] = chunk
+        self._probs[self._n // CHUNK] = p
+        self._n += CHUNK
+        self._version += 1
+        if p >= o.threshold:
+            self._speech += CHUNK
+        if p >= o.neg_threshold:
+            self._silence = 0
+        else:
+            self._silence += CHUNK
+        if self._id is None and self._speech >= self._min_speech:
+            self._id = self._next_id()
+        if self._silence >= self._close:
+            keep = min(self._n, self._n - self._silence + self._pad)
+            result = self._emit(keep, keep_rest=False)
+            self._remember(chunk)
+        return result
+
+    def _remember(self, chunk: np.ndarray) -> None:
+        """Keep the last ``speech_pad_ms`` of non-speech as the next utterance's lead-in."""
+        size = len(self._preroll)
+        self._preroll[:-CHUNK] = self._preroll[CHUNK:]
+        self._preroll[-CHUNK:] = chunk
+        self._preroll_len = min(size, self._preroll_len + CHUNK)
+
+    def _open(self, chunk: np.ndarray) -> None:
+        lead = min(self._pad, self._preroll_len)
+        if lead:
+            self._buf[:lead] = self._preroll[-lead:]
+            self._probs[: lead // CHUNK] = 0.0
+        self._buf[lead : lead + CHUNK] = chunk
+        self._probs[lead // CHUNK] = 1.0
+        self._n = lead + CHUNK
+        self._start = self.clock - lead
+        self._speech = CHUNK
+        self._silence = 0
+        self._preroll_len = 0
+        self._version += 1
+        if self._speech >= self._min_speech:
+            self._id = self._next_id()
+
+    def _split(self) -> Utterance | None:
+        """The buffer is full: cut at the quietest chunk of the last third (at most 3 s)."""
+        chunks = self._n // CHUNK
+        window = max(1, min(chunks // 3, int(3 * SAMPLE_RATE / CHUNK)))
+        region = self._probs[chunks - window : chunks]
+        # Latest minimum: keeps as much as possible in the utterance being closed.
+        quietest = chunks - window + (window - 1 - int(np.argmin(region[::-1])))
+        cut = (quietest + 1) * CHUNK
+        self.splits += 1
+        return self._emit(cut, keep_rest=True)
+
+    def _emit(self, keep: int, keep_rest: bool) -> Utterance | None:
+        utt = None
+        keep = max(0, min(keep, self._n))
+        if self._id is not None and keep > 0:
+            utt = Utterance(self._id, self._start, self._buf[:keep].copy())
+        elif self._id is None:
+            self.rejected += 1
+        rest = self._n - keep
+        if keep_rest:  # the utterance goes on after the cut
+            self._buf[:rest] = self._buf[keep : self._n]
+            self._probs[: rest // CHUNK] = self._probs[keep // CHUNK : self._n // CHUNK]
+            self._start += keep
+            self._n = rest
+            self._speech = int(np.count_nonzero(self._probs[: rest // CHUNK] >= self.options.threshold)) * CHUNK
+            self._id = self._next_id() if self._speech >= self._min_speech else None
+        else:
+            self._n = 0
+            self._id = None
+            self._speech = 0
+            self._silence = 0
+        self._version += 1
+        return utt

@@ -1,0 +1,291 @@
+"""Audio sources: the microphone and file replay, both feeding a :class:`RingBuffer`.
+
+Every source delivers 16 kHz mono float32 samples into the ring the engine
+gives it. The engine reads the audio clock from the samples it consumes, so
+timestamps are the same whether audio comes from a microphone or a file.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from .ringbuffer import RingBuffer
+
+SAMPLE_RATE = 16_000
+
+
+class SourceError(RuntimeError):
+    """The source cannot deliver audio (no such device, not an audio file, ...)."""
+
+
+class AudioSource(Protocol):
+    """What the engine needs from a source of audio."""
+
+    description: str
+    #: True when the source can be paused (a file read as fast as possible):
+    #: the pipeline then waits instead of degrading when it falls behind.
+    can_wait: bool
+
+    def start(self, ring: RingBuffer) -> None: ...
+
+    def stop(self) -> None: ...
+
+    @property
+    def finished(self) -> bool:
+        """True once the source will deliver no more audio (end of file, device gone)."""
+        ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def overflows(self) -> int:
+        """How many times the device reported an input overflow."""
+        ...
+
+
+@dataclass
+class DeviceInfo:
+    index: int
+    name: str
+    channels: int
+    default_samplerate: float
+
+
+def list_input_devices() -> list[DeviceInfo]:
+    import sounddevice as sd
+
+    return [
+        DeviceInfo(i, d["name"], d["max_input_channels"], d["default_samplerate"])
+        for i, d in enumerate(sd.query_devices())
+        if d["max_input_channels"] > 0
+    ]
+
+
+class MicrophoneSource:
+    """Capture from an input device through PortAudio (python-sounddevice).
+
+    Parameters
+    ----------
+    device : str
+        Device index or (part of a) name; ``""`` for the default input.
+    block_ms : int
+        Length of one capture block.
+
+    Notes
+    -----
+    The PortAudio callback only copies the block into the preallocated ring
+    and returns: it never blocks, allocates or logs. Device-reported input
+    overflows are counted in :attr:`overflows`.
+    """
+
+    can_wait = False
+
+    def __init__(self, device: str = "", block_ms: int = 32):
+        self._device_arg = device
+        self._block = int(SAMPLE_RATE * block_ms / 1000)
+        self._stream = None
+        self._ring: RingBuffer | None = None
+        self._overflows = 0
+        self._error: str | None = None
+        self._stopping = False
+        self.description = f"microphone {device or '(default)'}"
+
+    def _resolve_device(self):
+        import sounddevice as sd
+
+        if self._device_arg == "":
+            return None
+        if self._device_arg.isdigit():
+            return int(self._device_arg)
+        return self._device_arg  # sounddevice matches substrings of names
+
+    def start(self, ring: RingBuffer) -> None:
+        try:
+            import sounddevice as sd
+        except OSError as e:  # libportaudio2 missing
+            raise SourceError(f"PortAudio is not available: {e}") from None
+        self._ring = ring
+        self._stopping = False
+        self._error = None
+        try:
+            self._stream = sd.InputStream(
+                samplerate=SAMPLE_RATE,
+                channels=1,
+                dtype="float32",
+                blocksize=self._block,
+                device=self._resolve_device(),
+                callback=self._callback,
+                finished_callback=self._on_finished,
+            )
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as e:
+            self._stream = None
+            raise SourceError(f"cannot open input device {self._device_arg or '(default)'}: {e}") from None
+        self.description = f"microphone {self._stream.device!r}"
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status.input_overflow:
+            self._overflows += 1
+        self._ring.write(indata[:, 0])
+
+    def _on_finished(self) -> None:
+        if not self._stopping:
+            self._error = "the input device stopped delivering audio"
+
+    def stop(self) -> None:
+        self._stopping = True
+        stream, self._stream = self._stream, None
+        if stream is not None:
+            try:
+                stream.abort()
+                stream.close()
+            except Exception:
+                pass
+
+    @property
+    def finished(self) -> bool:
+        return self._error is not None
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    @property
+    def overflows(self) -> int:
+        return self._overflows
+
+
+class FileSource:
+    """Replay an audio file (any format PyAV decodes) resampled to 16 kHz mono.
+
+    Parameters
+    ----------
+    path : str
+        The file to read.
+    realtime : bool
+        Pace delivery at the speed of the audio (like a microphone). When
+        false, deliver as fast as the pipeline consumes it.
+
+    The file is decoded as a stream, a block at a time: a multi-hour file
+    never sits in memory whole.
+    """
+
+    _BLOCK_S = 0.1
+
+    def __init__(self, path: str, realtime: bool = False):
+        self.path = str(path)
+        self.realtime = realtime
+        self.can_wait = not realtime
+        self.description = f"file {self.path}"
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._finished = threading.Event()
+        self._error: str | None = None
+        self.warning: str | None = None
+        self.samples_delivered = 0
+        self.probe()
+
+    def probe(self) -> None:
+        """Check now that the file exists and holds an audio stream."""
+        import av
+
+        try:
+            with av.open(self.path) as container:
+                if not container.streams.audio:
+                    raise SourceError(f"{self.path}: no audio stream in file")
+        except SourceError:
+            raise
+        except FileNotFoundError:
+            raise SourceError(f"{self.path}: no such file") from None
+        except IsADirectoryError:
+            raise SourceError(f"{self.path}: is a directory") from None
+        except PermissionError:
+            raise SourceError(f"{self.path}: permission denied") from None
+        except (av.error.FFmpegError, OSError, ValueError) as e:
+            raise SourceError(f"{self.path}: not a readable audio file ({_short(e)})") from None
+
+    def start(self, ring: RingBuffer) -> None:
+        self._thread = threading.Thread(target=self._run, args=(ring,), name="listend-file", daemon=True)
+        self._thread.start()
+
+    def _blocks(self):
+        """Yield float32 mono 16 kHz arrays decoded from the file."""
+        import av
+
+        container = av.open(self.path)
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
+        try:
+            stream = container.streams.audio[0]
+            stream.thread_type = "AUTO"
+            try:
+                for frame in container.decode(stream):
+                    for out in resampler.resample(frame):
+                        yield out.to_ndarray().reshape(-1)
+                    if self._stop.is_set():
+                        return
+            except (av.error.FFmpegError, ValueError) as e:
+                self.warning = f"{self.path}: decoding stopped early ({_short(e)}); using the audio read so far"
+            for out in resampler.resample(None):
+                yield out.to_ndarray().reshape(-1)
+        finally:
+            # Free PyAV objects explicitly (faster-whisper #390: leaked resamplers).
+            del resampler
+            container.close()
+
+    def _run(self, ring: RingBuffer) -> None:
+        started = time.monotonic()
+        try:
+            for block in self._blocks():
+                offset = 0
+                while offset < len(block) and not self._stop.is_set():
+                    if self.realtime:
+                        due = started + self.samples_delivered / SAMPLE_RATE
+                        delay = due - time.monotonic()
+                        if delay > 0:
+                            self._stop.wait(delay)
+                        step = min(len(block) - offset, int(SAMPLE_RATE * self._BLOCK_S))
+                    else:
+                        step = min(len(block) - offset, ring.free)
+                        if step == 0:
+                            self._stop.wait(0.005)  # the pipeline is behind: wait, never drop
+                            continue
+                    written = ring.write(block[offset : offset + step])
+                    # Paced like a microphone, what did not fit is gone (and
+                    # counted by the ring); unpaced, nothing is skipped.
+                    consumed = step if self.realtime else written
+                    offset += consumed
+                    self.samples_delivered += consumed
+                if self._stop.is_set():
+                    break
+        except Exception as e:  # decoding errors must not kill the pipeline silently
+            self._error = f"{self.path}: {_short(e)}"
+        finally:
+            self._finished.set()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    @property
+    def finished(self) -> bool:
+        return self._finished.is_set()
+
+    @property
+    def error(self) -> str | None:
+        return self._error
+
+    @property
+    def overflows(self) -> int:
+        return 0
+
+
+def _short(e: BaseException) -> str:
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text[:200]

@@ -1,0 +1,241 @@
+"""The engine on real models and real (espeak-ng) speech."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from conftest import SENTENCES, concat, silence, speak, words
+
+from daemon.config import build_settings
+from daemon.engine import Engine
+from daemon.events import MemoryPressure, Partial, ProfileChanged, Refined
+from daemon.models import ModelSpec, load_whisper
+from daemon.sources import FileSource
+
+
+class Recorder:
+    """Collects engine events in arrival order."""
+
+    def __init__(self):
+        self.events = []
+        self.lock = threading.Lock()
+
+    def __call__(self, event):
+        with self.lock:
+            self.events.append(event)
+
+    def of(self, kind):
+        with self.lock:
+            return [e for e in self.events if isinstance(e, kind)]
+
+
+def run_file(engine: Engine, path, realtime=False, can_wait=None) -> None:
+    source = FileSource(str(path), realtime=realtime)
+    if can_wait is not None:
+        source.can_wait = can_wait
+    engine.start(source)
+    assert engine.wait_source_done(600)
+    assert engine.wait_drained(600)
+
+
+@pytest.fixture(scope="module")
+def full_engine():
+    engine = Engine(build_settings("full"))
+    engine.load()
+    yield engine
+    engine.close()
+
+
+def test_refined_text_contains_spoken_words_and_follows_partials(full_engine, two_utterances_wav):
+    rec = Recorder()
+    unsubscribe = full_engine.subscribe(rec)
+    try:
+        run_file(full_engine, two_utterances_wav, realtime=True)
+    finally:
+        unsubscribe()
+    refined = rec.of(Refined)
+    assert len(refined) == 2, refined
+    assert [r.source for r in refined] == ["refined", "refined"]
+    assert refined[0].id < refined[1].id
+    for r, sentence in zip(refined, SENTENCES[:2]):
+        expected = set(words(sentence)) - {"the", "a", "to", "by", "with", "from"}
+        got = set(words(r.text))
+        assert len(expected & got) >= len(expected) - 2, (sentence, r.text)
+    # Partials of each id arrive before its final text, never after.
+    for r in refined:
+        index_final = rec.events.index(r)
+        partials = [i for i, e in enumerate(rec.events) if isinstance(e, Partial) and e.id == r.id]
+        assert partials, f"no partial for segment {r.id}"
+        assert max(partials) < index_final
+    # Timestamps are seconds in the file: the first sentence starts after the 0.5 s lead-in.
+    assert 0.0 <= refined[0].start < 0.6 < refined[0].end < refined[1].start
+
+
+@pytest.mark.parametrize("fixture", ["silence_wav", "noise_wav"])
+def test_silence_and_noise_give_no_text(full_engine, fixture, request):
+    rec = Recorder()
+    unsubscribe = full_engine.subscribe(rec)
+    try:
+        run_file(full_engine, request.getfixturevalue(fixture))
+    finally:
+        unsubscribe()
+    assert rec.of(Refined) == []
+    assert [e for e in rec.of(Partial) if e.text.strip()] == []
+
+
+def test_long_replay_stays_within_every_bound(tmp_path, audio_dir):
+    parts = [speak(audio_dir / f"loop{i}.wav", s) for i, s in enumerate(SENTENCES)]
+    gaps = [silence(audio_dir / f"loopgap{g}.wav", g) for g in (0.3, 1.5, 4.0)]
+    one = concat(tmp_path / "one.wav", parts[0], gaps[1], parts[1], gaps[0], parts[2], gaps[2], parts[3], gaps[1])
+    # ~3.5 minutes: the loop of four sentences, eight times, plus a long pause.
+    long_pause = silence(tmp_path / "pause.wav", 30)
+    looped = concat(tmp_path / "looped.wav", *([one] * 4), long_pause, *([one] * 4))
+    overrides = {"queues": {"refine": 1, "live_final": 1}, "audio": {"ring_seconds": 3.0},
+                 "vad": {"max_utterance_s": 6.0}}
+    engine = Engine(build_settings("full", overrides), overrides)
+    rec = Recorder()
+    engine.subscribe(rec)
+    samples = []
+    engine.load()
+    try:
+        stop = threading.Event()
+
+        def poll():
+            while not stop.wait(0.05):
+                samples.append(engine.stats())
+
+        poller = threading.Thread(target=poll)
+        poller.start()
+        run_file(engine, looped)
+        stop.set()
+        poller.join()
+        final = engine.stats()
+    finally:
+        engine.close()
+    assert final.audio_seconds > 200
+    for s in samples + [final]:
+        assert s.queue_refine <= s.queue_refine_max == 1
+        assert s.queue_live <= s.queue_live_max == 1
+        assert s.ring_waiting_samples <= s.ring_capacity_samples
+        assert s.audio_buffer_bytes <= s.audio_buffer_limit_bytes
+    assert final.queue_refine_high_water <= 1 and final.queue_live_high_water <= 1
+    assert final.ring_high_water_samples <= final.ring_capacity_samples
+    # A file read as fast as possible waits for the pipeline: nothing dropped, nothing degraded.
+    assert final.dropped_samples == 0 and final.live_commits == 0
+    assert final.backpressure_waits > 0
+    refined = rec.of(Refined)
+    assert len(refined) >= 28, len(refined)  # 32 sentences spoken; a few may merge or split
+    assert [r.id for r in refined] == sorted(r.id for r in refined)
+    text = " ".join(r.text for r in refined).lower()
+    assert text.count("quarterly") >= 7 and text.count("milk") >= 7
+
+
+def _slow_loader(delay: float):
+    """Loads real models; the refine model's transcribe sleeps first (a starved CPU)."""
+
+    class Slow:
+        def __init__(self, model):
+            self.model = model
+
+        def transcribe(self, audio, **kw):
+            time.sleep(delay)
+            return self.model.transcribe(audio, **kw)
+
+    def load(spec: ModelSpec):
+        model = load_whisper(spec)
+        return Slow(model) if spec.name == "base" else model
+
+    return load
+
+
+def test_refine_overflow_commits_live_text_instead_of_dropping(tmp_path, audio_dir):
+    parts = [speak(audio_dir / f"ovf{i}.wav", s) for i, s in enumerate(SENTENCES)]
+    gap = silence(audio_dir / "ovfgap.wav", 1.2)
+    audio = concat(tmp_path / "ovf.wav", *[p for part in parts for p in (part, gap)])
+    overrides = {"queues": {"refine": 1}}
+    engine = Engine(build_settings("full", overrides), overrides, model_loader=_slow_loader(8.0))
+    rec = Recorder()
+    engine.subscribe(rec)
+    engine.load()
+    try:
+        # Like a microphone, this source cannot wait: the engine must degrade.
+        run_file(engine, audio, can_wait=False)
+        stats = engine.stats()
+    finally:
+        engine.close()
+    final = rec.of(Refined)
+    assert len(final) == 4, final
+    assert stats.live_commits >= 1 and stats.live_commits == sum(r.source == "live" for r in final)
+    assert stats.refined == sum(r.source == "refined" for r in final)
+    assert stats.dropped_samples == 0
+    for r, sentence in zip(final, SENTENCES):
+        expected = set(words(sentence)) - {"the", "a", "to", "by", "with", "from", "on", "at"}
+        assert len(expected & set(words(r.text))) >= len(expected) // 2, (r.source, sentence, r.text)
+
+
+def test_lightweight_profile_runs_one_model_with_short_windows(two_utterances_wav):
+    loaded = []
+
+    def loader(spec):
+        loaded.append(spec.name)
+        return load_whisper(spec)
+
+    engine = Engine(build_settings("lightweight"), model_loader=loader)
+    rec = Recorder()
+    engine.subscribe(rec)
+    engine.load()
+    try:
+        run_file(engine, two_utterances_wav)
+        stats = engine.stats()
+    finally:
+        engine.close()
+    assert loaded == ["tiny.en"]
+    assert stats.profile == "lightweight"
+    final = rec.of(Refined)
+    assert final and all(r.source == "live" for r in final)
+    assert all(r.end - r.start <= 5.0 + 1e-6 for r in final)
+    text = " ".join(r.text for r in final).lower()
+    assert "quarterly" in text and "friday" in text
+
+
+def test_profile_switch_at_run_time_sheds_and_reloads_refine_model(two_utterances_wav):
+    engine = Engine(build_settings("full"))
+    engine.load()
+    rec = Recorder()
+    engine.subscribe(rec)
+    try:
+        engine.set_profile("lightweight")
+        assert engine._refine is None and engine.settings.vad.max_utterance_s == 5.0
+        run_file(engine, two_utterances_wav)
+        assert all(r.source == "live" for r in rec.of(Refined))
+        engine.set_profile("full")
+        assert engine._refine is not None
+        rec.events.clear()
+        run_file(engine, two_utterances_wav)
+        assert [r.source for r in rec.of(Refined)] == ["refined", "refined"]
+    finally:
+        engine.close()
+
+
+def test_memory_limit_degrades_to_lightweight(two_utterances_wav):
+    overrides = {"memory": {"warn_mb": 50, "cleanup_mb": 50, "limit_mb": 50}}
+    engine = Engine(build_settings("full", overrides), overrides)
+    rec = Recorder()
+    engine.subscribe(rec)
+    engine.load()
+    try:
+        assert engine.memory.check() == "limit"
+        deadline = time.monotonic() + 30
+        while not any(isinstance(e, ProfileChanged) for e in rec.events) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        stats = engine.stats()
+    finally:
+        engine.close()
+    assert engine.profile == "lightweight"
+    assert stats.degradations == 1 and stats.cleanups >= 1
+    from daemon.events import MemoryPressure, ProfileChanged
+
+    assert any(isinstance(e, MemoryPressure) and e.level == "limit" for e in rec.events)
+    assert any(isinstance(e, ProfileChanged) and e.reason == "memory limit" for e in rec.events)

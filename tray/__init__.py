@@ -1,0 +1,1 @@
+"""listend tray client (talks to the daemon over D-Bus only)."""
