@@ -63,6 +63,8 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
 def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
     level = max(logging.DEBUG, default - 10 * verbosity)
     logging.basicConfig(level=level, stream=sys.stderr, format="listend: %(levelname)s %(name)s: %(message)s")
+    # faster-whisper logs every decode at INFO: one line per partial is noise.
+    logging.getLogger("faster_whisper").setLevel(max(level, logging.WARNING))
 
 
 def main(argv: list[str] | None = None) -> int:

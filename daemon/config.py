@@ -76,7 +76,7 @@ class DecodeOptions:
     partial_interval_s: float = field(default=0.5, metadata=_num(0.1, 10))
     live_beam_size: int = field(default=1, metadata=_num(1, 10))
     refine_beam_size: int = field(default=5, metadata=_num(1, 10))
-    prompt_chars: int = field(default=200, metadata=_num(0, 1_000, "previous text as prompt"))
+    prompt_chars: int = field(default=80, metadata=_num(0, 1_000, "previous text as prompt"))
     no_speech_threshold: float = field(default=0.6, metadata=_num(0, 1))
     logprob_threshold: float = field(default=-1.0, metadata=_num(-20, 0))
     compression_ratio_threshold: float = field(default=2.4, metadata=_num(1, 10))
@@ -135,7 +135,7 @@ PROFILE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
         "vad": {"max_utterance_s": 5.0, "silence_close_ms": 500},
         "queues": {"refine": 2, "live_final": 4},
         "audio": {"ring_seconds": 15.0},
-        "memory": {"warn_mb": 300, "cleanup_mb": 350, "limit_mb": 500, "trim_interval_s": 30.0},
+        "memory": {"warn_mb": 400, "cleanup_mb": 450, "limit_mb": 600, "trim_interval_s": 30.0},
     },
 }
 

@@ -466,6 +466,7 @@ class Engine:
             while len(self._refine_q) >= bound:
                 if self._may_wait():
                     self._counts["backpressure_waits"] += 1
+                    self.heartbeat = time.monotonic()  # waiting on purpose is not being stuck
                     self._cond.wait(0.1)
                     continue
                 # Overload with a live source: never drop, commit live text instead.
@@ -490,6 +491,7 @@ class Engine:
             # Nothing to fall back on: wait for the live thread (the ring absorbs
             # the pause; anything it cannot hold is counted as dropped).
             self._counts["backpressure_waits"] += 1
+            self.heartbeat = time.monotonic()
             self._cond.wait(0.1)
         self._final_q.append(utt)
         self._q_high["live"] = max(self._q_high["live"], len(self._final_q))
@@ -587,6 +589,20 @@ class Engine:
 
     # -- internals: refine thread ----------------------------------------------
 
+    def _prompt(self) -> str:
+        """The tail of the refined text, cut at a word boundary.
+
+        Short on purpose: a long prompt of unrelated earlier sentences biases
+        Whisper (measured: 4 errors more in 66 words with 200 characters).
+        """
+        limit = self.settings.decode.prompt_chars
+        if not limit or not self._last_refined:
+            return ""
+        tail = self._last_refined[-limit:]
+        if len(self._last_refined) > limit and " " in tail:
+            tail = tail.split(" ", 1)[1]
+        return tail.strip()
+
     def _refine_loop(self) -> None:
         while not self._closed.is_set():
             with self._cond:
@@ -601,8 +617,7 @@ class Engine:
                     continue
                 self._in_flight_bytes += utt.nbytes
             try:
-                prompt = self._last_refined[-self.settings.decode.prompt_chars:] if self.settings.decode.prompt_chars else ""
-                text = decoder.decode(utt.audio, prompt=prompt.strip()).text
+                text = decoder.decode(utt.audio, prompt=self._prompt()).text
                 source = "refined"
             except Exception as e:
                 log.exception("refine failed for segment %d; committing live text", utt.id)

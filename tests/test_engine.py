@@ -235,7 +235,6 @@ def test_memory_limit_degrades_to_lightweight(two_utterances_wav):
         engine.close()
     assert engine.profile == "lightweight"
     assert stats.degradations == 1 and stats.cleanups >= 1
-    from daemon.events import MemoryPressure, ProfileChanged
 
     assert any(isinstance(e, MemoryPressure) and e.level == "limit" for e in rec.events)
     assert any(isinstance(e, ProfileChanged) and e.reason == "memory limit" for e in rec.events)

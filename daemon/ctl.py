@@ -1,0 +1,174 @@
+"""``listenctl``: drive the listend daemon from scripts.
+
+Exit codes: 0 success, 1 the daemon is not running (or failed the request),
+2 bad usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime
+import json
+import sys
+
+from dbus_next import Message
+
+from .bus import INTERFACE, NoBusError
+from .cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, _Parser
+from .client import CallFailed, DictationClient, NotRunning, TranscriptEntry
+from .config import PROFILES
+
+MB = 1024 * 1024
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="listenctl", description="Control the listend dictation daemon over D-Bus.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    s = sub.add_parser("status", help="state, profile, live line and memory")
+    s.add_argument("--json", action="store_true")
+    sub.add_parser("start", help="start listening")
+    sub.add_parser("stop", help="stop listening (finishes what was heard)")
+    sub.add_parser("toggle", help="start or stop; prints the new state")
+    sub.add_parser("live", help="print the current live (partial) line")
+    t = sub.add_parser("transcript", help="print refined segments")
+    t.add_argument("--last", type=int, metavar="N", help="only the last N segments")
+    t.add_argument("--since", type=int, metavar="ID", default=None, help="segments after id ID")
+    t.add_argument("--follow", "-f", action="store_true", help="keep printing new segments as they are refined")
+    t.add_argument("--json", action="store_true", help="one JSON object per line")
+    m = sub.add_parser("memory", help="memory and queue figures")
+    m.add_argument("--watch", action="store_true", help="print again every second")
+    m.add_argument("--json", action="store_true")
+    pr = sub.add_parser("profile", help="show or set the profile")
+    pr.add_argument("profile", nargs="?", choices=PROFILES)
+    mon = sub.add_parser("monitor", help="watch listend's RSS/CPU from outside (works without the bus)")
+    mon.add_argument("pid", nargs="?", type=int, help="process id (default: find listend processes)")
+    mon.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between samples")
+    mon.add_argument("--count", type=int, default=0, metavar="N", help="stop after N samples (0 = until Ctrl-C)")
+    mon.add_argument("--csv", metavar="FILE", help="also write samples to a CSV file")
+    mon.add_argument("--plot", metavar="FILE.png", help="write a PNG plot of RSS over time at the end")
+    ins = sub.add_parser("install", help="install the systemd user unit, D-Bus activation and autostart files")
+    ins.add_argument("--now", action="store_true", help="also enable and start the service")
+    sub.add_parser("uninstall", help="remove what install wrote")
+    return p
+
+
+def _format_entry(e: TranscriptEntry, as_json: bool) -> str:
+    if as_json:
+        return json.dumps({"id": e.id, "start": e.start, "end": e.end, "text": e.text}, ensure_ascii=False)
+    stamp = datetime.datetime.fromtimestamp(e.start).strftime("%H:%M:%S")
+    return f"{e.id}\t{stamp}\t{e.text}"
+
+
+def _print_memory(mem: dict, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(mem, sort_keys=True), flush=True)
+        return
+    for key in sorted(mem):
+        value = mem[key]
+        if key.endswith("_bytes"):
+            value = f"{value / MB:.1f} MB"
+        print(f"{key}: {value}")
+    print(flush=True)
+
+
+async def _transcript(client: DictationClient, args) -> int:
+    if args.last is not None and args.last < 0 or args.since is not None and args.since < 0:
+        raise ValueError("--last and --since take non-negative numbers")
+    printed = 0 if args.since is None else args.since
+    queue: asyncio.Queue = asyncio.Queue()
+    if args.follow:
+        # Subscribe before reading what exists, so nothing falls in between.
+        def on_signal(msg: Message) -> None:
+            if msg.interface == INTERFACE and msg.member == "SegmentRefined":
+                queue.put_nowait(TranscriptEntry(*msg.body))
+            elif msg.member == "NameOwnerChanged" and not msg.body[2]:
+                queue.put_nowait(None)
+
+        await client.subscribe(on_signal)
+    if args.last is not None:
+        entries = await client.recent(args.last)
+        entries = [e for e in entries if e.id > printed]
+    else:
+        entries = await client.transcript(printed, 0)
+    for e in entries:
+        print(_format_entry(e, args.json), flush=True)
+        printed = max(printed, e.id)
+    while args.follow:
+        entry = await queue.get()
+        if entry is None:
+            print("listenctl: listend stopped", file=sys.stderr)
+            return EXIT_FAIL
+        if entry.id > printed:
+            print(_format_entry(entry, args.json), flush=True)
+            printed = entry.id
+    return EXIT_OK
+
+
+async def _run(args) -> int:
+    client = await DictationClient.connect()
+    try:
+        c = args.command
+        if c == "status":
+            props = await client.get_all()
+            if args.json:
+                print(json.dumps(props, sort_keys=True))
+            else:
+                print(f"state: {props['State']}\nprofile: {props['Profile']}\n"
+                      f"memory: {props['RssBytes'] / MB:.0f} MB\nlive: {props['LiveText']}")
+                if props.get("LastError"):
+                    print(f"error: {props['LastError']}")
+        elif c == "start":
+            await client.call("Start")
+        elif c == "stop":
+            await client.call("Stop")
+        elif c == "toggle":
+            listening = (await client.call("Toggle"))[0]
+            print("listening" if listening else "idle")
+        elif c == "live":
+            print(await client.get("LiveText"))
+        elif c == "transcript":
+            return await _transcript(client, args)
+        elif c == "memory":
+            while True:
+                _print_memory(await client.memory(), args.json)
+                if not args.watch:
+                    break
+                await asyncio.sleep(1.0)
+        elif c == "profile":
+            if args.profile:
+                await client.call("SetProfile", "s", [args.profile])
+            print(await client.get("Profile"))
+    finally:
+        client.close()
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "monitor":
+        from .monitor import run_monitor
+
+        return run_monitor(args)
+    if args.command in ("install", "uninstall"):
+        from .install import run_install
+
+        return run_install(args)
+    try:
+        return asyncio.run(_run(args))
+    except KeyboardInterrupt:
+        return 130
+    except (NotRunning, NoBusError) as e:
+        print(f"listenctl: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    except CallFailed as e:
+        print(f"listenctl: {e}", file=sys.stderr)
+        return EXIT_USAGE if e.name.endswith(".InvalidArgs") else EXIT_FAIL
+    except ValueError as e:
+        print(f"listenctl: {e}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())
