@@ -197,8 +197,7 @@ def test_sigterm_drains_history_survives_restart_and_torn_line(bus, tmp_path, tw
 
         async def until_second_utterance_is_open():
             async with BusClient(bus.address) as c:
-                await c.wait_for(lambda: any(m.body[0] > 1 for m in c.named("PartialText"))
-                                 or len(c.named("SegmentRefined")) >= 1 and len(c.named("PartialText")) > 8)
+                await c.wait_for(lambda: any(m.body[0] > 1 and m.body[1] for m in c.named("PartialText")))
 
         asyncio.run(until_second_utterance_is_open())
         # SIGTERM while the second utterance is open: it must still be finished and stored.
