@@ -1,0 +1,193 @@
+"""``listenctl install`` / ``uninstall``: the systemd user unit, D-Bus activation and tray autostart.
+
+The file texts live here, rendered with the absolute path of the entry
+points actually installed (a venv or pipx). The copies in the repository's
+``systemd/`` folder are these same texts rendered for pipx's ``~/.local/bin``
+(a test keeps them identical).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from .bus import BUS_NAME
+
+UNIT_NAME = "listend.service"
+ACTIVATION_NAME = f"{BUS_NAME}.service"
+AUTOSTART_NAME = "listend-tray.desktop"
+TRAY_UNIT_NAME = "listend-tray.service"
+REPO_BIN = "%h/.local/bin"  # what the repository copies use (pipx's default)
+
+UNIT = """\
+[Unit]
+Description=listend: local offline live dictation
+Documentation=https://github.com/listend/listend#readme
+# Capture goes through the user's audio server; start after it where present.
+After=pipewire.service pipewire-pulse.service pulseaudio.service
+Wants=pipewire-pulse.service pulseaudio.service
+StartLimitIntervalSec=300
+StartLimitBurst=5
+
+[Service]
+Type=dbus
+BusName={bus_name}
+ExecStart={listend} run
+Restart=on-failure
+RestartSec=3
+# The daemon pings from its engine loop at half this interval; a wedged
+# pipeline stops the pings and systemd restarts the service.
+WatchdogSec=30
+NotifyAccess=main
+TimeoutStartSec=180
+# Above the daemon's 10 s refine-queue drain.
+TimeoutStopSec=25
+# Backstops for the in-process watchdog (full profile: warn 700, cleanup 850,
+# limit 1100 MB). Change with: systemctl --user edit listend
+MemoryHigh=1200M
+MemoryMax=1600M
+# Hardening that works in user units without breaking audio, models or XDG
+# dirs (no ProtectHome=, no MemoryDenyWriteExecute=: cffi callbacks need it).
+NoNewPrivileges=yes
+LockPersonality=yes
+RestrictSUIDSGID=yes
+SystemCallArchitectures=native
+UMask=0077
+
+[Install]
+WantedBy=default.target
+"""
+
+ACTIVATION = """\
+[D-BUS Service]
+Name={bus_name}
+Exec={listend} run
+SystemdService={unit}
+"""
+
+AUTOSTART = """\
+[Desktop Entry]
+Type=Application
+Name=listend tray
+Comment=Live dictation status, transcript and clipboard
+Exec={tray}
+Icon=audio-input-microphone
+Terminal=false
+Categories=Utility;Accessibility;
+X-GNOME-Autostart-enabled=true
+"""
+
+
+@dataclass(frozen=True)
+class InstallTarget:
+    path: Path
+    text: str
+
+
+def entry_point(name: str) -> str:
+    """Absolute path of an installed console script next to this interpreter."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    return os.path.abspath(found) if found else f"{sys.executable} -m daemon.cli" if name == "listend" else name
+
+
+def render(bin_dir: str | None = None) -> dict[str, str]:
+    """The three file texts for entry points in ``bin_dir`` (default: the installed ones)."""
+    listend = f"{bin_dir}/listend" if bin_dir else entry_point("listend")
+    tray = f"{bin_dir}/listend-tray" if bin_dir else entry_point("listend-tray")
+    return {
+        UNIT_NAME: UNIT.format(bus_name=BUS_NAME, listend=listend),
+        ACTIVATION_NAME: ACTIVATION.format(bus_name=BUS_NAME, listend=listend, unit=UNIT_NAME),
+        AUTOSTART_NAME: AUTOSTART.format(tray=tray),
+    }
+
+
+def targets(bin_dir: str | None = None) -> list[InstallTarget]:
+    home = Path.home()
+    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
+    data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    texts = render(bin_dir)
+    return [
+        InstallTarget(config / "systemd" / "user" / UNIT_NAME, texts[UNIT_NAME]),
+        InstallTarget(data / "dbus-1" / "services" / ACTIVATION_NAME, texts[ACTIVATION_NAME]),
+        InstallTarget(config / "autostart" / AUTOSTART_NAME, texts[AUTOSTART_NAME]),
+    ]
+
+
+def _systemctl(*args: str) -> subprocess.CompletedProcess | None:
+    exe = shutil.which("systemctl")
+    if exe is None:
+        return None
+    try:
+        return subprocess.run([exe, "--user", *args], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
+def user_systemd_available() -> bool:
+    result = _systemctl("show-environment")
+    return result is not None and result.returncode == 0
+
+
+def install(now: bool = False) -> int:
+    for t in targets():
+        t.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            same = t.path.read_text() == t.text
+        except OSError:
+            same = False
+        if same:
+            print(f"unchanged {t.path}")
+            continue
+        tmp = t.path.with_suffix(t.path.suffix + ".tmp")
+        tmp.write_text(t.text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, t.path)
+        print(f"wrote {t.path}")
+    if not user_systemd_available():
+        print("no systemd user manager reachable: skipped daemon-reload" + (" and enable --now" if now else "")
+              + "; D-Bus activation still starts listend on first use")
+        return 1 if now else 0
+    _systemctl("daemon-reload")
+    print("ran systemctl --user daemon-reload")
+    if now:
+        result = _systemctl("enable", "--now", UNIT_NAME)
+        if result is None or result.returncode != 0:
+            print(f"systemctl --user enable --now {UNIT_NAME} failed: {result.stderr.strip() if result else ''}",
+                  file=sys.stderr)
+            return 1
+        print(f"ran systemctl --user enable --now {UNIT_NAME}")
+    return 0
+
+
+def uninstall() -> int:
+    have_systemd = user_systemd_available()
+    if have_systemd:
+        _systemctl("disable", "--now", UNIT_NAME)
+        print(f"ran systemctl --user disable --now {UNIT_NAME}")
+    for t in targets():
+        try:
+            t.path.unlink()
+            print(f"removed {t.path}")
+        except FileNotFoundError:
+            print(f"absent {t.path}")
+    if have_systemd:
+        _systemctl("daemon-reload")
+        print("ran systemctl --user daemon-reload")
+    else:
+        print("no systemd user manager reachable: skipped disable and daemon-reload")
+    return 0
+
+
+def run_install(args) -> int:
+    try:
+        return install(args.now) if args.command == "install" else uninstall()
+    except OSError as e:
+        print(f"listenctl: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+        return 1

@@ -1,0 +1,211 @@
+"""systemd unit, sd_notify protocol and watchdog, D-Bus activation, install/uninstall."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from busfixtures import DaemonProcess, PrivateBus, ctl, daemon_env
+from conftest import BIN, REPO
+
+from daemon import install
+
+
+def test_repository_unit_files_are_the_rendered_ones():
+    for name, text in install.render(install.REPO_BIN).items():
+        assert (REPO / "systemd" / name).read_text() == text, name
+
+
+def _verify(tmp_path: Path, listend: str) -> subprocess.CompletedProcess:
+    unit_dir = tmp_path / "units"
+    unit_dir.mkdir(exist_ok=True)
+    unit = unit_dir / "listend.service"
+    unit.write_text(install.render(os.path.dirname(listend))["listend.service"])
+    runtime = tmp_path / "runtime"
+    runtime.mkdir(mode=0o700, exist_ok=True)
+    env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
+    return subprocess.run(["systemd-analyze", "--user", "verify", str(unit)], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_rendered_unit_passes_systemd_analyze_verify(tmp_path):
+    result = _verify(tmp_path, str(BIN / "listend"))
+    assert result.returncode == 0, result.stderr
+    text = install.render()["listend.service"]
+    assert f"ExecStart={BIN / 'listend'} run" in text
+    for line in ("Type=dbus", "BusName=io.github.listend", "WatchdogSec=", "Restart=on-failure",
+                 "MemoryHigh=", "MemoryMax=", "WantedBy=default.target"):
+        assert line in text
+    assert "\nProtectHome=" not in text
+    # The check is real: a missing executable fails it.
+    bad = _verify(tmp_path, str(tmp_path / "nowhere" / "listend"))
+    assert bad.returncode != 0
+
+
+class NotifyListener:
+    """A real AF_UNIX datagram socket standing in for systemd's NOTIFY_SOCKET."""
+
+    def __init__(self, address: str):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind("\0" + address[1:] if address.startswith("@") else address)
+        self.sock.settimeout(0.2)
+        self.address = address
+        self.messages: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self):
+        while not self._stop.is_set():
+            try:
+                data = self.sock.recv(4096)
+            except socket.timeout:
+                continue
+            for line in data.decode().splitlines():
+                self.messages.append((time.monotonic(), line))
+
+    def lines(self) -> list[str]:
+        return [m for _, m in self.messages]
+
+    def wait_for(self, prefix: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(m.startswith(prefix) for m in self.lines()):
+            assert time.monotonic() < deadline, self.lines()
+            time.sleep(0.05)
+
+    def close(self):
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.mark.parametrize("abstract", [False, True])
+def test_sd_notify_ready_status_watchdog_stopping(tmp_path, abstract):
+    bus = PrivateBus(tmp_path)
+    address = f"@listend-test-{os.getpid()}-{time.monotonic_ns()}" if abstract else str(tmp_path / "notify")
+    listener = NotifyListener(address)
+    env = daemon_env(bus, tmp_path / "state", {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
+    daemon = DaemonProcess(["--lightweight"], env, tmp_path / "d.log")
+    try:
+        listener.wait_for("READY=1")
+        ready_at = next(t for t, m in listener.messages if m == "READY=1")
+        assert ctl(env, "profile", "full").returncode == 0
+        listener.wait_for("STATUS=idle, profile full")
+        time.sleep(2.5)
+        pings = [t for t, m in listener.messages if m == "WATCHDOG=1"]
+        assert len(pings) >= 3 and all(t > ready_at for t in pings)
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+        bus.close()
+    listener.wait_for("STOPPING=1", timeout=5)
+    lines = listener.lines()
+    assert lines.index("READY=1") < lines.index("STOPPING=1")
+    assert lines[-1].startswith("STATUS=stopping") or "STOPPING=1" in lines[-2:]
+    listener.close()
+
+
+WEDGED = """
+import sys, time
+import daemon.segmenter as seg
+def wedged_feed(self, audio):
+    time.sleep(3600)  # the VAD (or anything in the engine loop) hangs
+seg.Segmenter.feed = wedged_feed
+from daemon.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_watchdog_pings_stop_when_engine_loop_is_wedged(tmp_path, speech_wav):
+    bus = PrivateBus(tmp_path)
+    address = str(tmp_path / "notify")
+    listener = NotifyListener(address)
+    env = daemon_env(bus, tmp_path / "state", {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
+    proc = subprocess.Popen([sys.executable, "-c", WEDGED, "run", "--lightweight", "--source", str(speech_wav),
+                             "--start"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        listener.wait_for("READY=1")
+        time.sleep(2.0)  # the first audio reaches the wedged segmenter within ~0.1 s
+        before = len([m for m in listener.lines() if m == "WATCHDOG=1"])
+        time.sleep(3.0)
+        after = len([m for m in listener.lines() if m == "WATCHDOG=1"])
+        assert after == before, listener.lines()
+        # The event loop itself is alive and answering: only the pings stopped.
+        status = ctl(env, "status")
+        assert status.returncode == 0 and "state: listening" in status.stdout
+    finally:
+        proc.kill()
+        proc.wait()
+        bus.close()
+        listener.close()
+
+
+def test_dbus_activation_starts_the_daemon_on_first_call(tmp_path):
+    services = tmp_path / "services"
+    services.mkdir()
+    (services / install.ACTIVATION_NAME).write_text(install.render(str(BIN))[install.ACTIVATION_NAME])
+    env_for_bus = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "state"), HF_HUB_OFFLINE="1")
+    old = dict(os.environ)
+    os.environ.update(env_for_bus)  # the bus passes its environment to what it activates
+    try:
+        bus = PrivateBus(tmp_path, services_dir=services)
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    env = daemon_env(bus, tmp_path / "state")
+    try:
+        result = ctl(env, "status", timeout=120)
+        assert result.returncode == 0, result.stderr
+        assert "state: idle" in result.stdout
+        from daemon.monitor import find_listend_processes
+
+        activated = [p for p in find_listend_processes() if p.environ().get("XDG_STATE_HOME") == str(tmp_path / "state")]
+        assert len(activated) == 1
+        activated[0].terminate()
+        activated[0].wait(60)
+    finally:
+        bus.close()
+
+
+def _no_systemd_env(tmp_path: Path) -> dict:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    runtime = tmp_path / "rt"
+    runtime.mkdir(exist_ok=True, mode=0o700)
+    return dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
+                XDG_DATA_HOME=str(home / ".local" / "share"), XDG_RUNTIME_DIR=str(runtime),
+                DBUS_SESSION_BUS_ADDRESS=f"unix:path={runtime}/no-bus")
+
+
+def test_install_and_uninstall_are_idempotent(tmp_path):
+    env = _no_systemd_env(tmp_path)
+    home = Path(env["HOME"])
+    expected = {
+        home / ".config" / "systemd" / "user" / "listend.service",
+        home / ".local" / "share" / "dbus-1" / "services" / "io.github.listend.service",
+        home / ".config" / "autostart" / "listend-tray.desktop",
+    }
+    first = ctl(env, "install")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.count("wrote ") == 3 and "skipped daemon-reload" in first.stdout
+    files = {p for p in home.rglob("*") if p.is_file()}
+    assert files == expected
+    unit = (home / ".config" / "systemd" / "user" / "listend.service").read_text()
+    assert f"ExecStart={BIN / 'listend'} run" in unit
+    assert f"Exec={BIN / 'listend-tray'}" in (home / ".config" / "autostart" / "listend-tray.desktop").read_text()
+    second = ctl(env, "install")
+    assert second.returncode == 0 and second.stdout.count("unchanged ") == 3
+    assert {p for p in home.rglob("*") if p.is_file()} == expected
+    now = ctl(env, "install", "--now")
+    assert now.returncode == 1 and "enable --now" in now.stdout
+    for _ in range(2):
+        gone = ctl(env, "uninstall")
+        assert gone.returncode == 0
+        assert not [p for p in home.rglob("*") if p.is_file()]
+    assert gone.stdout.count("absent ") == 3
