@@ -43,7 +43,7 @@ class PassOptions:
 
     @classmethod
     def refine(cls, d: DecodeOptions) -> "PassOptions":
-        return cls(d.refine_beam_size, d.language or None, (0.0, 0.2, 0.4, 0.6), True,
+        return cls(d.refine_beam_size, d.language or None, (0.0, 0.2, 0.4, 0.6), False,
                    d.no_speech_threshold, d.logprob_threshold, d.compression_ratio_threshold)
 
 

@@ -270,6 +270,7 @@ class Daemon:
             "partials": u(s.partials), "partials_skipped": u(s.partials_skipped), "retracted": u(s.retracted),
             "backpressure_waits": u(s.backpressure_waits), "history_unwritten": u(self.history.unwritten),
             "level": Variant("s", s.memory_level), "profile": Variant("s", s.profile),
+            "audio_seconds": Variant("d", s.audio_seconds),
         }
 
     async def tick(self) -> None:

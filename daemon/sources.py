@@ -189,6 +189,7 @@ class FileSource:
         self._error: str | None = None
         self.warning: str | None = None
         self.samples_delivered = 0
+        self.started_at = 0.0  # time.monotonic() when delivery began: sample n is "captured" at started_at + n/16000
         self.probe()
 
     def probe(self) -> None:
@@ -239,7 +240,7 @@ class FileSource:
             container.close()
 
     def _run(self, ring: RingBuffer) -> None:
-        started = time.monotonic()
+        started = self.started_at = time.monotonic()
         try:
             for block in self._blocks():
                 offset = 0
