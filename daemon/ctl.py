@@ -159,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `listenctl transcript --follow | head`: the reader left
+        sys.stderr.close()
+        return EXIT_OK
     except (NotRunning, NoBusError) as e:
         print(f"listenctl: {e}", file=sys.stderr)
         return EXIT_FAIL

@@ -259,6 +259,9 @@ class Engine:
         with self._lock:
             source = self._source
             if source is None:
+                if self._state == "error":  # stopping clears a capture error
+                    self.last_error = ""
+                    self._set_state("idle", "stopped")
                 return self.wait_drained(drain_timeout)
             self._stop_requested = True
             self._cond.notify_all()

@@ -1,0 +1,223 @@
+"""The tray's link to the daemon: an asyncio D-Bus client on its own thread.
+
+Reacts to signals and PropertiesChanged only (no polling), follows the daemon
+across restarts with NameOwnerChanged, and reports every change to the GUI
+through ``on_change`` (called on this worker thread: GUIs marshal it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import shutil
+import subprocess
+import threading
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Callable
+
+from dbus_next import Message
+
+from daemon.bus import BUS_NAME, INTERFACE
+from daemon.client import CallFailed, DictationClient, NotRunning
+
+log = logging.getLogger("listend.tray")
+RECENT = 10
+SESSION_MAX = 5000
+
+
+@dataclass
+class TrayState:
+    """What the tray shows; replaced piecewise by the worker thread."""
+
+    running: bool = False
+    state: str = "absent"
+    profile: str = ""
+    rss_bytes: int = 0
+    live: str = ""
+    pressure: str = "normal"
+    last_error: str = ""
+    last_partial_id: int = 0
+    last_final_id: int = 0
+    recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RECENT))
+    session: collections.deque = field(default_factory=lambda: collections.deque(maxlen=SESSION_MAX))
+
+    @property
+    def shown_state(self) -> str:
+        """The icon's state: absent / error / processing / listening / idle / loading."""
+        if not self.running:
+            return "absent"
+        if self.state in ("error", "loading"):
+            return self.state
+        if self.last_partial_id > self.last_final_id:
+            return "processing" if self.state != "listening" else "listening"
+        return self.state
+
+    def session_text(self) -> str:
+        return " ".join(self.session)
+
+
+class BusWorker:
+    def __init__(self, on_change: Callable[[TrayState], None],
+                 on_refined: Callable[[int, str], None] | None = None):
+        self.state = TrayState()
+        self._on_change = on_change
+        self._on_refined = on_refined or (lambda i, t: None)
+        self.loop = asyncio.new_event_loop()
+        self.client: DictationClient | None = None
+        self.connected = threading.Event()
+        self._background: list = []
+        self._thread = threading.Thread(target=self._run, name="listend-tray-bus", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        for coro in self._background:
+            self.loop.create_task(coro)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        while True:
+            try:
+                self.client = await DictationClient.connect()
+            except Exception as e:  # no bus yet (session starting): retry
+                log.warning("%s; retrying", e)
+                await asyncio.sleep(2)
+                continue
+            await self.client.subscribe(self._on_signal)
+            self.connected.set()
+            await self.refresh()
+            await self.client.bus.wait_for_disconnect()  # serve signals until the bus goes
+            # The bus itself went away (a private bus ended with its daemon): start over.
+            log.warning("lost the session bus; reconnecting")
+            self.state.running, self.state.state, self.state.live = False, "absent", ""
+            self._changed()
+            await asyncio.sleep(1)
+
+    async def refresh(self) -> None:
+        s = self.state
+        try:
+            props = await self.client.get_all()
+        except (NotRunning, CallFailed) as e:
+            log.info("daemon not available: %s", e)
+            s.running, s.state, s.live = False, "absent", ""
+        else:
+            s.running = True
+            s.state, s.profile = props["State"], props["Profile"]
+            s.rss_bytes, s.live, s.last_error = props["RssBytes"], props["LiveText"], props["LastError"]
+            if not s.recent:
+                for e in await self.client.recent(RECENT):
+                    s.recent.append((e.id, e.text))
+                    s.last_final_id = max(s.last_final_id, e.id)
+                s.last_partial_id = max(s.last_partial_id, s.last_final_id)
+        self._changed()
+
+    async def _refresh_pressure(self) -> None:
+        try:
+            level = (await self.client.memory()).get("level", "normal")
+        except (NotRunning, CallFailed):
+            return
+        if level != self.state.pressure:
+            self.state.pressure = level
+            self._changed()
+
+    def _changed(self) -> None:
+        try:
+            self._on_change(self.state)
+        except Exception:
+            log.exception("tray update failed")
+
+    def _on_signal(self, msg: Message) -> None:
+        s = self.state
+        if msg.member == "NameOwnerChanged":
+            if msg.body[2]:
+                log.info("listend appeared on the bus")
+                self.loop.create_task(self.refresh())
+            else:
+                log.info("listend left the bus")
+                s.running, s.state, s.live = False, "absent", ""
+                self._changed()
+            return
+        if msg.member == "PartialText":
+            s.last_partial_id = max(s.last_partial_id, msg.body[0])
+            s.live = msg.body[1]
+        elif msg.member == "SegmentRefined":
+            seg_id, _start, _end, text = msg.body
+            s.last_final_id = max(s.last_final_id, seg_id)
+            s.recent.append((seg_id, text))
+            s.session.append(text)
+            self._on_refined(seg_id, text)
+        elif msg.member == "StateChanged":
+            if msg.body[0] == "listening" and s.state != "listening":
+                s.session.clear()
+            s.state = msg.body[0]
+            s.running = True
+        elif msg.member == "MemoryPressure":
+            s.pressure = msg.body[0]
+        elif msg.member == "PropertiesChanged" and msg.body[0] == INTERFACE:
+            changed = {k: v.value for k, v in msg.body[1].items()}
+            s.live = changed.get("LiveText", s.live)
+            s.profile = changed.get("Profile", s.profile)
+            s.rss_bytes = changed.get("RssBytes", s.rss_bytes)
+            s.last_error = changed.get("LastError", s.last_error)
+            if "State" in changed:
+                s.state = changed["State"]
+            if "RssBytes" in changed and s.pressure != "normal":
+                # MemoryPressure announces only warn/cleanup/limit: ask when the episode may be over.
+                self.loop.create_task(self._refresh_pressure())
+        else:
+            return
+        self._changed()
+
+    # -- actions, callable from any thread ------------------------------------------
+
+    def submit_when_running(self, coro) -> None:
+        """Run ``coro`` on the worker's loop once the worker has started."""
+        self._background.append(coro)
+
+    def submit(self, coro) -> Future:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def _call(self, member: str, signature: str = "", body: list | None = None) -> Future:
+        async def go():
+            try:
+                return await self.client.call(member, signature, body)
+            except (NotRunning, CallFailed) as e:
+                log.warning("%s failed: %s", member, e)
+                self.state.last_error = str(e)
+                self._changed()
+                return None
+
+        return self.submit(go())
+
+    def toggle(self) -> Future:
+        return self._call("Toggle")
+
+    def start_listening(self) -> Future:
+        return self._call("Start")
+
+    def stop_listening(self) -> Future:
+        return self._call("Stop")
+
+    def set_profile(self, profile: str) -> Future:
+        return self._call("SetProfile", "s", [profile])
+
+    def start_daemon(self) -> Future:
+        """D-Bus activation where an activation file exists, else ``systemctl --user start``."""
+
+        async def go():
+            reply = await self.client.bus.call(Message(
+                destination="org.freedesktop.DBus", path="/org/freedesktop/DBus", interface="org.freedesktop.DBus",
+                member="StartServiceByName", signature="su", body=[BUS_NAME, 0]))
+            if reply.message_type.name == "METHOD_RETURN":
+                return True
+            if shutil.which("systemctl"):
+                result = await asyncio.to_thread(subprocess.run, ["systemctl", "--user", "start", "listend.service"],
+                                                 capture_output=True, timeout=60)
+                return result.returncode == 0
+            return False
+
+        return self.submit(go())
