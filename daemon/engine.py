@@ -45,6 +45,9 @@ log = logging.getLogger("listend.engine")
 # Most audio the segmenter takes from the ring in one step (bounds its work
 # buffer; a backlog is worked off over several steps).
 _MAX_STEP_S = 1.0
+# A live source silent this long mid-utterance has stalled: close the utterance.
+_GAP_CLOSE_S = 1.0
+_REOPEN_EVERY_S = 1.0
 
 
 class EngineError(RuntimeError):
@@ -79,6 +82,8 @@ class EngineStats:
     vad_rejected: int
     splits: int
     backpressure_waits: int
+    reopens: int
+    gap_closes: int
     rss_bytes: int
     peak_rss_bytes: int
     memory_level: str
@@ -184,6 +189,9 @@ class Engine:
         self._source_done = threading.Event()
         self._source_done.set()
         self._pending_vad = None
+        self._reopen: Callable[[], AudioSource] | None = None
+        self._reopen_at = 0.0
+        self._last_audio = 0.0
         self._clock_origin = 0
         self._wall_origin = 0.0
 
@@ -227,9 +235,15 @@ class Engine:
         self.memory.start()
         self._set_state("idle")
 
-    def start(self, source: AudioSource) -> None:
-        """Begin capturing from ``source`` (state -> ``listening``)."""
+    def start(self, source: AudioSource, reopen: Callable[[], AudioSource] | None = None) -> None:
+        """Begin capturing from ``source`` (state -> ``listening``).
+
+        With ``reopen``, a source that fails (microphone unplugged, audio
+        server restarted, a suspend) is replaced by ``reopen()`` as soon as
+        that succeeds, retried every second, without any call from outside.
+        """
         with self._lock:
+            self._reopen = reopen
             if self._segmenter is None:
                 raise EngineError("the engine is not loaded")
             if self._source is not None:
@@ -258,8 +272,9 @@ class Engine:
         """
         with self._lock:
             source = self._source
+            self._reopen = None
             if source is None:
-                if self._state == "error":  # stopping clears a capture error
+                if self._state == "error":  # stopping clears a capture error (and ends reconnecting)
                     self.last_error = ""
                     self._set_state("idle", "stopped")
                 return self.wait_drained(drain_timeout)
@@ -331,6 +346,7 @@ class Engine:
                 refined=self._counts["refined"], live_commits=self._counts["live_commits"],
                 retracted=self._counts["retracted"], vad_rejected=seg.rejected if seg else 0,
                 splits=seg.splits if seg else 0, backpressure_waits=self._counts["backpressure_waits"],
+                reopens=self._counts["reopens"], gap_closes=self._counts["gap_closes"],
                 rss_bytes=m.rss_bytes, peak_rss_bytes=m.peak_rss_bytes, memory_level=m.level,
                 warn_bytes=s.memory.warn_mb * mb, cleanup_bytes=s.memory.cleanup_mb * mb,
                 limit_bytes=s.memory.limit_mb * mb, cleanups=m.cleanups, degradations=m.degradations,
@@ -414,21 +430,62 @@ class Engine:
             if self._pending_vad is not None:
                 self._apply_vad_options()
             if source is None:
+                if self._reopen is not None and time.monotonic() >= self._reopen_at:
+                    self._try_reopen()
                 self._closed.wait(0.1)
                 continue
             waiting = self._ring.available // CHUNK * CHUNK
             ending = self._stop_requested or source.finished
             if waiting < hop and not ending:
+                self._close_after_gap(source)
                 self._closed.wait(self.settings.vad.hop_ms / 1000)
                 continue
             n = self._ring.read_into(work[: min(waiting, len(work))])
             if n:
+                self._last_audio = time.monotonic()
                 for utt in self._segmenter.feed(work[:n]):
                     self._route(utt)
                 with self._cond:
                     self._cond.notify_all()
             elif ending:
                 self._end_source(source)
+
+    def _close_after_gap(self, source: AudioSource) -> None:
+        """A live source went quiet mid-utterance (suspend, stalled device): close it.
+
+        Without this, speech after the gap would be glued to speech before it.
+        """
+        if source.can_wait or self._segmenter.open_id is None:
+            return
+        if time.monotonic() - self._last_audio > _GAP_CLOSE_S:
+            utt = self._segmenter.flush()
+            if utt is not None:
+                self._counts["gap_closes"] += 1
+                self._route(utt)
+
+    def _try_reopen(self) -> None:
+        factory = self._reopen
+        self._reopen_at = time.monotonic() + _REOPEN_EVERY_S
+        try:
+            source = factory()
+            source.start(self._ring)
+        except SourceError as e:
+            self.last_error = f"{e} (retrying)"
+            return
+        with self._cond:
+            if self._reopen is not factory:  # stopped meanwhile
+                source.stop()
+                return
+            self._clock_origin = self._segmenter.clock
+            self._wall_origin = time.time()
+            self._stop_requested = False
+            self._source_done.clear()
+            self._last_audio = time.monotonic()
+            self._source = source
+            self.last_error = ""
+            self._counts["reopens"] += 1
+        log.info("capture resumed: %s", source.description)
+        self._set_state("listening", source.description)
 
     def _apply_vad_options(self) -> None:
         options, self._pending_vad = self._pending_vad, None
@@ -452,9 +509,12 @@ class Engine:
             self._cond.notify_all()
         self._source_done.set()
         if error and not self._stop_requested:
-            self.last_error = error
-            self._set_state("error", error)
+            source.stop()
+            self.last_error = error + ("; retrying" if self._reopen else "")
+            self._reopen_at = time.monotonic() + _REOPEN_EVERY_S
+            self._set_state("error", self.last_error)
         else:
+            self._reopen = None
             self._set_state("idle")
 
     def _route(self, utt: Utterance) -> None:

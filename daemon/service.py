@@ -246,7 +246,9 @@ class Daemon:
         async with self._busy:
             if self.engine.state == "listening":
                 return
-            await asyncio.to_thread(self.engine.start, self.make_source())
+            # A microphone that fails is reopened until it works again; a replay file is not.
+            reopen = None if self.args.source else self.make_source
+            await asyncio.to_thread(self.engine.start, self.make_source(), reopen)
 
     async def stop(self) -> None:
         async with self._busy:
@@ -269,6 +271,7 @@ class Daemon:
             "dropped_samples": u(s.dropped_samples), "live_commits": u(s.live_commits), "refined": u(s.refined),
             "partials": u(s.partials), "partials_skipped": u(s.partials_skipped), "retracted": u(s.retracted),
             "backpressure_waits": u(s.backpressure_waits), "history_unwritten": u(self.history.unwritten),
+            "reopens": u(s.reopens), "gap_closes": u(s.gap_closes),
             "level": Variant("s", s.memory_level), "profile": Variant("s", s.profile),
             "audio_seconds": Variant("d", s.audio_seconds),
         }
@@ -392,8 +395,28 @@ async def _serve_on(args, settings, overrides, address: str) -> int:
     return 0
 
 
+class _QuietClientErrors(logging.Filter):
+    """dbus-next logs a traceback for every bad call it already answered with an error.
+
+    Those are the client's mistakes, answered properly; logging them (with the
+    caller's arbitrarily long strings) would let any client flood the journal.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], DBusError):
+            return False
+        if isinstance(record.msg, str) and record.msg.startswith("got unexpected error processing a message") \
+                and "dbus_next.errors.DBusError" in record.msg:
+            return False
+        if isinstance(record.msg, str) and len(record.msg) > 2000:
+            record.msg = record.msg[:2000] + "…"
+        return True
+
+
 def run_daemon(args) -> int:
     from .cli import setup_logging
 
     setup_logging(args.verbose, default=logging.INFO)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_QuietClientErrors())
     return asyncio.run(serve(args))

@@ -85,6 +85,9 @@ class MicrophoneSource:
     """
 
     can_wait = False
+    #: Seconds without a callback before the device counts as gone (PulseAudio
+    #: takes up to ~1.5 s to deliver the first block).
+    stall_timeout = 3.0
 
     def __init__(self, device: str = "", block_ms: int = 32):
         self._device_arg = device
@@ -94,6 +97,9 @@ class MicrophoneSource:
         self._overflows = 0
         self._error: str | None = None
         self._stopping = False
+        self._blocks = 0  # callbacks so far (written by the callback only)
+        self._seen_blocks = 0
+        self._seen_at = 0.0
         self.description = f"microphone {device or '(default)'}"
 
     def _resolve_device(self):
@@ -113,7 +119,12 @@ class MicrophoneSource:
         self._ring = ring
         self._stopping = False
         self._error = None
+        self._seen_at = time.monotonic()
         try:
+            # Re-scan devices: one plugged in (or an audio server restarted)
+            # since start-up is only visible to a fresh PortAudio session.
+            sd._terminate()
+            sd._initialize()
             self._stream = sd.InputStream(
                 samplerate=SAMPLE_RATE,
                 channels=1,
@@ -130,6 +141,7 @@ class MicrophoneSource:
         self.description = f"microphone {self._stream.device!r}"
 
     def _callback(self, indata, frames, time_info, status) -> None:
+        self._blocks += 1
         if status.input_overflow:
             self._overflows += 1
         self._ring.write(indata[:, 0])
@@ -150,6 +162,13 @@ class MicrophoneSource:
 
     @property
     def finished(self) -> bool:
+        """True once the device failed or stopped delivering blocks."""
+        if self._error is None and self._stream is not None:
+            now = time.monotonic()
+            if self._blocks != self._seen_blocks:
+                self._seen_blocks, self._seen_at = self._blocks, now
+            elif now - self._seen_at > self.stall_timeout:
+                self._error = f"no audio from the input device for {self.stall_timeout:.0f} s"
         return self._error is not None
 
     @property

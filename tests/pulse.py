@@ -49,9 +49,25 @@ class PulseServer:
     def remove_microphone(self) -> None:
         self.pactl("unload-module", self.source_module)
 
+    def unplug(self) -> None:
+        """Remove the microphone with nothing to fall back on (as a USB mic on a desktop without others)."""
+        for line in self.pactl("list", "modules", "short").stdout.splitlines():
+            index, name = line.split()[:2]
+            if name in ("module-null-sink", "module-always-sink"):
+                self.pactl("unload-module", index, check=False)
+
+    def plug(self) -> None:
+        self.pactl("load-module", "module-null-sink", "sink_name=vsink", "rate=16000")
+        self.pactl("set-default-sink", "vsink")
+        self.source_module = self.add_microphone()
+
     def speak(self, wav: Path) -> None:
         """Play ``wav`` into the virtual microphone; returns when it has been played."""
         subprocess.run(["paplay", "--device=vsink", str(wav)], env=self.env, check=True, timeout=120)
+
+    def speak_async(self, wav: Path) -> subprocess.Popen:
+        return subprocess.Popen(["paplay", "--device=vsink", str(wav)], env=self.env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
 
     def close(self) -> None:
         self.proc.terminate()

@@ -90,7 +90,10 @@ class BusWorker:
             await self.client.subscribe(self._on_signal)
             self.connected.set()
             await self.refresh()
-            await self.client.bus.wait_for_disconnect()  # serve signals until the bus goes
+            try:
+                await self.client.bus.wait_for_disconnect()  # serve signals until the bus goes
+            except Exception as e:  # dbus-next reports a lost connection as an error (EOFError)
+                log.debug("bus connection ended: %r", e)
             # The bus itself went away (a private bus ended with its daemon): start over.
             log.warning("lost the session bus; reconnecting")
             self.state.running, self.state.state, self.state.live = False, "absent", ""
