@@ -5,8 +5,9 @@
     python bench/run.py --quick    # about a minute; CI runs it so the tool keeps working
 
 Each scenario runs in its own process (clean RSS) through the same Engine the
-daemon runs. Writes ``<out>/results.json``, ``<out>/rss.png`` and
-``<out>/latency.png``. Exits non-zero only on errors, never on a slow figure.
+daemon runs. Writes ``<out>/results.json`` and ``<out>/rss.png`` (RSS against
+audio time, both profiles and the old design, with the watchdog thresholds).
+Exits non-zero only on errors, never on a slow figure.
 """
 
 from __future__ import annotations
