@@ -191,6 +191,7 @@ class Engine:
         self._pending_vad = None
         self._reopen: Callable[[], AudioSource] | None = None
         self._reopen_at = 0.0
+        self._reopen_failures = 0
         self._last_audio = 0.0
         self._clock_origin = 0
         self._wall_origin = 0.0
@@ -465,13 +466,17 @@ class Engine:
 
     def _try_reopen(self) -> None:
         factory = self._reopen
-        self._reopen_at = time.monotonic() + _REOPEN_EVERY_S
+        self._reopen_failures += 1
+        # Every second at first, then every 3 s: still within the 5 s users
+        # expect after plugging a device back in, at a third of the cost.
+        self._reopen_at = time.monotonic() + (_REOPEN_EVERY_S if self._reopen_failures <= 10 else 3.0)
         try:
             source = factory()
             source.start(self._ring)
         except SourceError as e:
             self.last_error = f"{e} (retrying)"
             return
+        self._reopen_failures = 0
         with self._cond:
             if self._reopen is not factory:  # stopped meanwhile
                 source.stop()

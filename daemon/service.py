@@ -237,17 +237,18 @@ class Daemon:
 
     # -- actions (loop thread) ------------------------------------------------
 
-    def make_source(self):
+    def make_source(self, rescan: bool = False):
         if self.args.source:
             return FileSource(self.args.source, realtime=True)
-        return MicrophoneSource(self.args.device or self.settings.audio.device, self.settings.audio.block_ms)
+        return MicrophoneSource(self.args.device or self.settings.audio.device, self.settings.audio.block_ms,
+                                rescan=rescan)
 
     async def start(self) -> None:
         async with self._busy:
             if self.engine.state == "listening":
                 return
             # A microphone that fails is reopened until it works again; a replay file is not.
-            reopen = None if self.args.source else self.make_source
+            reopen = None if self.args.source else functools.partial(self.make_source, rescan=True)
             await asyncio.to_thread(self.engine.start, self.make_source(), reopen)
 
     async def stop(self) -> None:

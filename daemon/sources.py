@@ -85,12 +85,17 @@ class MicrophoneSource:
     """
 
     can_wait = False
+    # PortAudio is one library state per process: opening, closing and
+    # re-scanning from two threads at once crashes it (seen: SIGSEGV when a
+    # D-Bus Start raced a reconnect attempt). All such calls take this lock.
+    _portaudio = threading.Lock()
     #: Seconds without a callback before the device counts as gone (PulseAudio
     #: takes up to ~1.5 s to deliver the first block).
     stall_timeout = 3.0
 
-    def __init__(self, device: str = "", block_ms: int = 32):
+    def __init__(self, device: str = "", block_ms: int = 32, rescan: bool = False):
         self._device_arg = device
+        self._rescan = rescan
         self._block = int(SAMPLE_RATE * block_ms / 1000)
         self._stream = None
         self._ring: RingBuffer | None = None
@@ -120,11 +125,17 @@ class MicrophoneSource:
         self._stopping = False
         self._error = None
         self._seen_at = time.monotonic()
+        with self._portaudio:
+            self._open(sd)
+        self.description = f"microphone {self._stream.device!r}"
+
+    def _open(self, sd) -> None:
         try:
-            # Re-scan devices: one plugged in (or an audio server restarted)
-            # since start-up is only visible to a fresh PortAudio session.
-            sd._terminate()
-            sd._initialize()
+            if self._rescan:
+                # A device plugged in (or an audio server restarted) since
+                # start-up is only visible to a fresh PortAudio session.
+                sd._terminate()
+                sd._initialize()
             self._stream = sd.InputStream(
                 samplerate=SAMPLE_RATE,
                 channels=1,
@@ -138,7 +149,6 @@ class MicrophoneSource:
         except (sd.PortAudioError, ValueError) as e:
             self._stream = None
             raise SourceError(f"cannot open input device {self._device_arg or '(default)'}: {e}") from None
-        self.description = f"microphone {self._stream.device!r}"
 
     def _callback(self, indata, frames, time_info, status) -> None:
         self._blocks += 1
@@ -154,11 +164,12 @@ class MicrophoneSource:
         self._stopping = True
         stream, self._stream = self._stream, None
         if stream is not None:
-            try:
-                stream.abort()
-                stream.close()
-            except Exception:
-                pass
+            with self._portaudio:
+                try:
+                    stream.abort()
+                    stream.close()
+                except Exception:
+                    pass
 
     @property
     def finished(self) -> bool:
