@@ -226,7 +226,10 @@ def scenario_baseline(corpus: Path, hours: float, sample_every_s: float) -> dict
     proc = psutil.Process()
     buffer = np.zeros(0, dtype=np.float32)
     chunks: queue.Queue = queue.Queue()  # never bounded
-    block = 512
+    # One-second blocks: the old code appended per callback block, which makes
+    # the concatenation quadratic; coarser blocks give the same memory growth
+    # in minutes instead of days.
+    block = SR
     total = int(hours * 3600 * SR)
     samples, fed, pos, next_at = [], 0, 0, 0.0
     while fed < total:
@@ -266,22 +269,28 @@ def child(args) -> None:
 class Child:
     """A scenario running in its own process."""
 
-    def __init__(self, params: dict, workdir: Path):
-        self.label = f"{params['scenario']} {params.get('profile', params.get('model', ''))}"
+    def __init__(self, params: dict, workdir: Path, reuse: bool = False):
+        self.label = f"{params['scenario']} {params.get('profile', params.get('model', ''))}".strip()
         self.out = workdir / f"{self.label.replace(' ', '-')}.json"
-        print(f"bench: {self.label} ...", file=sys.stderr, flush=True)
         self.started = time.monotonic()
+        self.proc = None
+        if reuse and self.out.exists():
+            print(f"bench: {self.label}: reusing {self.out}", file=sys.stderr, flush=True)
+            return
+        print(f"bench: {self.label} ...", file=sys.stderr, flush=True)
         self.proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps({**params, "out": str(self.out)})])
 
     def result(self) -> dict:
+        if self.proc is None:
+            return json.loads(self.out.read_text())
         if self.proc.wait() != 0:
             raise RuntimeError(f"bench scenario {self.label} failed with exit code {self.proc.returncode}")
         print(f"bench:   {self.label} done in {time.monotonic() - self.started:.0f} s", file=sys.stderr, flush=True)
         return json.loads(self.out.read_text())
 
 
-def run_child(params: dict, workdir: Path) -> dict:
-    return Child(params, workdir).result()
+def run_child(params: dict, workdir: Path, reuse: bool = False) -> dict:
+    return Child(params, workdir, reuse).result()
 
 
 def percentile(values, q) -> float | None:
@@ -312,6 +321,8 @@ def main() -> int:
     p.add_argument("--idle-seconds", type=float, default=600, help="silence listened to for the idle cost")
     p.add_argument("--profiles", default="lightweight,full")
     p.add_argument("--out", default=str(REPO / "bench" / "results"), help="output directory")
+    p.add_argument("--reuse", metavar="WORKDIR",
+                   help="take finished scenarios from an earlier run's work directory (rerun only the missing ones)")
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -322,8 +333,13 @@ def main() -> int:
         args.hours, args.idle_seconds = 0.02, 10
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix="listend-bench-"))
-    corpus, references = make_corpus(work, SENTENCES[:3] if args.quick else SENTENCES)
+    reuse = bool(args.reuse)
+    work = Path(args.reuse) if reuse else Path(tempfile.mkdtemp(prefix="listend-bench-"))
+    sentences = SENTENCES[:3] if args.quick else SENTENCES
+    if reuse and (work / "corpus.wav").exists():
+        corpus, references = work / "corpus.wav", sentences
+    else:
+        corpus, references = make_corpus(work, sentences)
     reference = " ".join(references)
     corpus_s = len(load_wav(corpus)) / SR
     sample_every = max(1.0, args.hours * 3600 / 400)
@@ -333,17 +349,17 @@ def main() -> int:
                     "processor": platform.processor()},
         "corpus_seconds": corpus_s, "soak_hours": args.hours, "targets": TARGETS, "profiles": {},
     }
-    offline = {m: run_child({"scenario": "offline", "model": m, "corpus": str(corpus)}, work)["text"]
+    offline = {m: run_child({"scenario": "offline", "model": m, "corpus": str(corpus)}, work, reuse)["text"]
                for m in ("tiny.en", "base")}
     for profile in profiles:
         lat = run_child({"scenario": "latency", "profile": profile, "corpus": str(corpus),
-                         "repeats": 1 if args.quick else 3}, work)
+                         "repeats": 1 if args.quick else 3}, work, reuse)
         # The idle run is paced in real time and uses little CPU: it runs beside
         # the soak, and measures its own process's CPU time only.
         idle_child = Child({"scenario": "idle", "profile": profile, "corpus": str(corpus),
-                            "seconds": args.idle_seconds}, work)
+                            "seconds": args.idle_seconds}, work, reuse)
         soak = run_child({"scenario": "soak", "profile": profile, "corpus": str(corpus), "hours": args.hours,
-                          "sample_every_s": sample_every}, work)
+                          "sample_every_s": sample_every}, work, reuse)
         idle = idle_child.result()
         final_text, live_text = lat["texts"][-1]
         model = "base" if profile == "full" else "tiny.en"
@@ -366,7 +382,7 @@ def main() -> int:
             "rss_samples": soak["samples"],
         }
     baseline = run_child({"scenario": "baseline", "corpus": str(corpus), "hours": min(args.hours, 0.5),
-                          "sample_every_s": sample_every}, work)
+                          "sample_every_s": sample_every}, work, reuse)
     results["baseline_old_design"] = {
         "audio_hours": baseline["audio_s"] / 3600,
         "peak_rss_mb": max(r for _, r in baseline["samples"]) / MB,
