@@ -9,11 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 
 from . import __version__
-from .config import ConfigError, PROFILES, load_settings
+from .config import ConfigError, load_settings
 from .events import Refined
 from .models import ModelUnavailable
 from .sources import FileSource, SourceError

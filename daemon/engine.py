@@ -20,7 +20,6 @@ pipeline wait instead. All such events are counted in :class:`EngineStats`.
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import threading
 import time
@@ -31,7 +30,7 @@ import numpy as np
 
 from .config import Settings, build_settings
 from .decoders import Decoder, PassOptions
-from .events import (EngineEvent, MemoryPressure, Partial, ProfileChanged, Refined, Retracted, State,
+from .events import (EngineEvent, Partial, ProfileChanged, Refined, Retracted, State,
                      StateChanged)
 from .memory import MemoryWatchdog
 from .models import ModelSpec, load_whisper

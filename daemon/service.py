@@ -17,7 +17,6 @@ import logging
 import os
 import signal
 import sys
-import time
 
 from dbus_next import BusType, Message, MessageType, Variant
 from dbus_next.aio import MessageBus

@@ -12,7 +12,6 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-import numpy as np
 
 from .ringbuffer import RingBuffer
 
@@ -108,7 +107,6 @@ class MicrophoneSource:
         self.description = f"microphone {device or '(default)'}"
 
     def _resolve_device(self):
-        import sounddevice as sd
 
         if self._device_arg == "":
             return None

@@ -11,8 +11,6 @@ import sys
 import threading
 import time
 
-import numpy as np
-import psutil
 import pytest
 from busfixtures import BusClient, DaemonProcess, PrivateBus, ctl, daemon_env
 from conftest import SENTENCES, concat, silence, speak, wav_samples, words

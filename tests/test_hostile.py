@@ -7,7 +7,6 @@ import random
 import re
 import resource
 import subprocess
-import time
 
 import psutil
 import pytest

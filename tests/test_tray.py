@@ -195,7 +195,7 @@ def test_transcript_window_stays_responsive_under_10000_segments(x, monkeypatch)
         done.set()
 
     def finish():
-        if done.is_set() and f"segment number 10000 " in window.contents():
+        if done.is_set() and "segment number 10000 " in window.contents():
             window.root.quit()
         else:
             window.root.after(50, finish)
