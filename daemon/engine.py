@@ -240,28 +240,36 @@ class Engine:
 
         With ``reopen``, a source that fails (microphone unplugged, audio
         server restarted, a suspend) is replaced by ``reopen()`` as soon as
-        that succeeds, retried every second, without any call from outside.
+        that succeeds, retried every 1-3 s, without any call from outside.
         """
         with self._lock:
-            self._reopen = reopen
             if self._segmenter is None:
                 raise EngineError("the engine is not loaded")
             if self._source is not None:
                 raise EngineError("already listening")
-            self._stop_requested = False
-            self._source_done.clear()
-            self._clock_origin = self._segmenter.clock
-            self._wall_origin = time.time()
+            self._reopen = reopen
             try:
                 source.start(self._ring)
             except SourceError as e:
-                self._source_done.set()
                 self.last_error = str(e)
                 self._set_state("error", str(e))
                 raise
-            self._source = source
-            self.last_error = ""
+            self._begin_session(source)
         self._set_state("listening", source.description)
+
+    def _begin_session(self, source: AudioSource) -> None:
+        """Make ``source``, already delivering into the ring, the current one (lock held).
+
+        Timestamps of this session count from here: seconds of audio for
+        ``start``/``end``, and the wall clock now for ``wall_start``/``wall_end``.
+        """
+        self._clock_origin = self._segmenter.clock
+        self._wall_origin = time.time()
+        self._stop_requested = False
+        self._source_done.clear()
+        self._last_audio = time.monotonic()
+        self._source = source
+        self.last_error = ""
 
     def stop(self, drain_timeout: float = 10.0) -> bool:
         """Stop capturing and finish what was heard.
@@ -480,13 +488,7 @@ class Engine:
             if self._reopen is not factory:  # stopped meanwhile
                 source.stop()
                 return
-            self._clock_origin = self._segmenter.clock
-            self._wall_origin = time.time()
-            self._stop_requested = False
-            self._source_done.clear()
-            self._last_audio = time.monotonic()
-            self._source = source
-            self.last_error = ""
+            self._begin_session(source)
             self._counts["reopens"] += 1
         log.info("capture resumed: %s", source.description)
         self._set_state("listening", source.description)
