@@ -20,6 +20,15 @@ INTERFACE = "io.github.listend.Dictation1"
 ERROR_PREFIX = "io.github.listend.Error."
 
 
+async def call_bus_daemon(bus, member: str, signature: str = "", body: list | None = None):
+    """Call a method of the bus daemon itself (``org.freedesktop.DBus``); returns the reply message."""
+    from dbus_next import Message
+
+    return await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
+                                  interface="org.freedesktop.DBus", member=member, signature=signature,
+                                  body=body or []))
+
+
 class NoBusError(RuntimeError):
     """No session bus can be found or started."""
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 from dbus_next import BusType, Message, MessageType, Variant
 from dbus_next.aio import MessageBus
 
-from .bus import BUS_NAME, INTERFACE, OBJECT_PATH, NoBusError, find_session_bus
+from .bus import BUS_NAME, INTERFACE, OBJECT_PATH, NoBusError, call_bus_daemon, find_session_bus
 
 _NOT_RUNNING = {
     "org.freedesktop.DBus.Error.ServiceUnknown",
@@ -97,9 +97,7 @@ class DictationClient:
         for rule in (f"type='signal',interface='{INTERFACE}',path='{OBJECT_PATH}'",
                      f"type='signal',interface='org.freedesktop.DBus.Properties',path='{OBJECT_PATH}'",
                      f"type='signal',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{BUS_NAME}'"):
-            await self.bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                        interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                                        body=[rule]))
+            await call_bus_daemon(self.bus, "AddMatch", "s", [rule])
 
         def filter_(msg: Message) -> None:
             if msg.message_type == MessageType.SIGNAL:

@@ -18,16 +18,16 @@ import os
 import signal
 import sys
 
-from dbus_next import BusType, Message, MessageType, Variant
+from dbus_next import BusType, MessageType, Variant
 from dbus_next.aio import MessageBus
 from dbus_next.constants import NameFlag, PropertyAccess, RequestNameReply
 from dbus_next.errors import DBusError
 from dbus_next.service import ServiceInterface, dbus_property, method, signal as dbus_signal
 
 from . import sdnotify
-from .bus import BUS_NAME, ERROR_PREFIX, INTERFACE, OBJECT_PATH, NoBusError, find_session_bus, \
+from .bus import BUS_NAME, ERROR_PREFIX, INTERFACE, OBJECT_PATH, NoBusError, call_bus_daemon, find_session_bus, \
     forget_private_bus, start_private_bus
-from .config import PROFILES, ConfigError, load_settings
+from .config import ConfigError, load_settings
 from .engine import Engine, EngineError
 from .events import MemoryPressure, Partial, ProfileChanged, Refined, Retracted, StateChanged
 from .history import MAX_LIMIT, Segment, TranscriptStore
@@ -116,9 +116,7 @@ class DictationInterface(ServiceInterface):
     @method()
     @translate_errors
     async def SetProfile(self, profile: "s"):
-        if profile not in PROFILES:
-            raise ValueError(f"unknown profile {profile!r} (use {' or '.join(PROFILES)})")
-        await self._d.set_profile(profile)
+        await self._d.set_profile(profile)  # build_settings rejects unknown profiles: InvalidArgs
 
     # -- properties -------------------------------------------------------------
 
@@ -293,9 +291,7 @@ class Daemon:
 
 
 async def _bus_owner_pid(bus: MessageBus) -> int:
-    reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                   interface="org.freedesktop.DBus", member="GetConnectionUnixProcessID",
-                                   signature="s", body=[BUS_NAME]))
+    reply = await call_bus_daemon(bus, "GetConnectionUnixProcessID", "s", [BUS_NAME])
     return reply.body[0] if reply and reply.message_type == MessageType.METHOD_RETURN else 0
 
 
@@ -340,9 +336,7 @@ async def _serve_on(args, settings, overrides, address: str) -> int:
         print(f"listend: cannot connect to the D-Bus session bus at {address}: {e}", file=sys.stderr)
         return 1
     # A quick check before loading models for seconds: is another listend there?
-    reply = await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                   interface="org.freedesktop.DBus", member="NameHasOwner", signature="s",
-                                   body=[BUS_NAME]))
+    reply = await call_bus_daemon(bus, "NameHasOwner", "s", [BUS_NAME])
     if reply.body and reply.body[0]:
         print(f"listend: listend is already running (pid {await _bus_owner_pid(bus)})", file=sys.stderr)
         bus.disconnect()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -46,24 +45,6 @@ class AudioSource(Protocol):
     def overflows(self) -> int:
         """How many times the device reported an input overflow."""
         ...
-
-
-@dataclass
-class DeviceInfo:
-    index: int
-    name: str
-    channels: int
-    default_samplerate: float
-
-
-def list_input_devices() -> list[DeviceInfo]:
-    import sounddevice as sd
-
-    return [
-        DeviceInfo(i, d["name"], d["max_input_channels"], d["default_samplerate"])
-        for i, d in enumerate(sd.query_devices())
-        if d["max_input_channels"] > 0
-    ]
 
 
 class MicrophoneSource:

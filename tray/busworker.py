@@ -19,7 +19,7 @@ from typing import Callable
 
 from dbus_next import Message
 
-from daemon.bus import BUS_NAME, INTERFACE
+from daemon.bus import BUS_NAME, INTERFACE, call_bus_daemon
 from daemon.client import CallFailed, DictationClient, NotRunning
 
 log = logging.getLogger("listend.tray")
@@ -212,9 +212,7 @@ class BusWorker:
         """D-Bus activation where an activation file exists, else ``systemctl --user start``."""
 
         async def go():
-            reply = await self.client.bus.call(Message(
-                destination="org.freedesktop.DBus", path="/org/freedesktop/DBus", interface="org.freedesktop.DBus",
-                member="StartServiceByName", signature="su", body=[BUS_NAME, 0]))
+            reply = await call_bus_daemon(self.client.bus, "StartServiceByName", "su", [BUS_NAME, 0])
             if reply.message_type.name == "METHOD_RETURN":
                 return True
             if shutil.which("systemctl"):
