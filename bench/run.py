@@ -109,13 +109,14 @@ class LoopSource:
 
     error = None
     overflows = 0
+    lost_samples = 0
 
 
 # -- scenarios (each runs in a child process) ----------------------------------------
 
 def _engine(profile: str):
-    from daemon.config import build_settings
-    from daemon.engine import Engine
+    from listend.config import build_settings
+    from listend.engine import Engine
 
     engine = Engine(build_settings(profile))
     engine.load()
@@ -124,8 +125,8 @@ def _engine(profile: str):
 
 def scenario_latency(profile: str, corpus: Path, repeats: int) -> dict:
     """Real-time pacing: how long after capture partial and refined text appear."""
-    from daemon.events import Partial, Refined
-    from daemon.sources import FileSource
+    from listend.events import Partial, Refined
+    from listend.sources import FileSource
 
     engine = _engine(profile)
     pad = engine.settings.vad.speech_pad_ms / 1000
@@ -169,26 +170,25 @@ def scenario_soak(profile: str, corpus: Path, hours: float, sample_every_s: floa
     engine.start(source)
     next_at = 0.0
     while not engine.wait_source_done(0.2):
-        audio_s = engine.stats().audio_seconds
+        audio_s = engine.stats().capture.audio_seconds
         if audio_s >= next_at:
             samples.append((audio_s, proc.memory_info().rss))
             next_at = audio_s + sample_every_s
     engine.wait_drained(None)
     wall = time.monotonic() - t0
     cpu1 = proc.cpu_times()
-    stats = engine.stats()
-    samples.append((stats.audio_seconds, proc.memory_info().rss))
+    stats = engine.stats().flat()
+    samples.append((stats["audio_seconds"], proc.memory_info().rss))
     engine.close()
-    return {"samples": samples, "wall_s": wall, "audio_s": stats.audio_seconds,
-            "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
-            "stats": {k: v for k, v in stats.__dict__.items()}}
+    return {"samples": samples, "wall_s": wall, "audio_s": stats["audio_seconds"],
+            "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), "stats": stats}
 
 
 def scenario_idle(profile: str, seconds: float, directory: Path) -> dict:
     """CPU use while listening (real-time pacing) to silence."""
     import psutil
 
-    from daemon.sources import FileSource
+    from listend.sources import FileSource
 
     silence = directory / f"silence-{int(seconds)}.wav"
     subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(silence), "synth", str(seconds),
@@ -209,7 +209,7 @@ def scenario_offline(model: str, corpus: Path) -> dict:
     """faster-whisper's own offline transcription of the whole file, same model."""
     from faster_whisper import WhisperModel
 
-    from daemon.models import resolve_model
+    from listend.models import resolve_model
 
     m = WhisperModel(resolve_model(model), device="cpu", compute_type="int8")
     segments, _ = m.transcribe(str(corpus), language="en", beam_size=5 if model == "base" else 1)
@@ -396,7 +396,7 @@ def main() -> int:
 
 
 def plot(results: dict, out_dir: Path) -> None:
-    from daemon.plot import Chart, Series
+    from listend_ctl.plot import Chart, Series
 
     colors = {"lightweight": "#2ca02c", "full": "#1f77b4"}
     chart = Chart("RSS against audio time (as fast as possible)", "audio hours", "RSS (MB)")
@@ -407,7 +407,7 @@ def plot(results: dict, out_dir: Path) -> None:
     b = results["baseline_old_design"]["rss_samples"]
     chart.series.append(Series("old design (concatenate + unbounded queue)", [a / 3600 for a, _ in b],
                                [m / MB for _, m in b], "#d62728"))
-    from daemon.config import build_settings
+    from listend.config import build_settings
 
     for profile in results["profiles"]:
         m = build_settings(profile).memory

@@ -12,20 +12,11 @@ import logging
 import sys
 
 from . import __version__
+from .cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser, setup_logging
 from .config import ConfigError, load_settings
 from .events import Refined
 from .models import ModelUnavailable
 from .sources import FileSource, SourceError
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line and exit 2."""
-
-    def error(self, message: str):  # type: ignore[override]
-        self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
-
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("-l", "--lightweight", action="store_true",
@@ -36,9 +27,9 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="listend", description="Local, offline live dictation daemon.")
+    parser = UsageParser(prog="listend", description="Local, offline live dictation daemon.")
     parser.add_argument("--version", action="version", version=f"listend {__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", parser_class=UsageParser, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon on the D-Bus session bus (the default)")
     add_run_arguments(run)
@@ -59,13 +50,6 @@ def add_run_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", action="store_true", help="start listening at once (default: idle)")
 
 
-def setup_logging(verbosity: int, default: int = logging.WARNING) -> None:
-    level = max(logging.DEBUG, default - 10 * verbosity)
-    logging.basicConfig(level=level, stream=sys.stderr, format="listend: %(levelname)s %(name)s: %(message)s")
-    # faster-whisper logs every decode at INFO: one line per partial is noise.
-    logging.getLogger("faster_whisper").setLevel(max(level, logging.WARNING))
-
-
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
@@ -73,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "transcribe":
         return transcribe(args)
-    from .service import run_daemon
+    from .server import run_daemon
 
     return run_daemon(args)
 
@@ -124,7 +108,7 @@ def transcribe(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         status = 130
     finally:
-        engine.close(drain_timeout=30)
+        engine.close(None)
     return status
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from dbus_next import BusType, Message, MessageType, Variant
-from dbus_next.aio import MessageBus
+from .dbusio import MessageBus
 
 from .bus import BUS_NAME, INTERFACE, OBJECT_PATH, NoBusError, call_bus_daemon, find_session_bus
 

@@ -2,8 +2,18 @@
 
 A *profile* is nothing but a set of default values for the same settings
 (``full`` and ``lightweight``); there is one engine whatever the profile.
-Values the user writes in the config file always win over the profile's
-defaults, so switching profile at run time keeps the user's choices.
+How a user's value combines with a profile:
+
+1. the dataclass default, then
+2. the profile's preset (:data:`PROFILE_PRESETS`), then
+3. the user's top-level section (``[memory]``): applies to every profile, then
+4. the user's per-profile section (``[lightweight.memory]``): that profile only.
+
+Every profile is built and checked when the file is loaded, so a value that
+cannot work with one profile (``[memory] warn_mb = 500`` is above the
+lightweight preset's cleanup level) is an error at start, naming the file,
+the keys and where each value came from -- not a failure hours later when
+the memory watchdog or ``listenctl profile`` switches.
 
 Every field carries its valid range in ``metadata`` so that one validator can
 produce a clear, one-line error naming the offending key.
@@ -180,49 +190,88 @@ def validate_overrides(data: Mapping[str, Any], origin: str = "config") -> dict[
         if key == "profile":
             if value not in PROFILES:
                 raise ConfigError(f"{origin}: profile: {value!r} is not one of {', '.join(PROFILES)}")
-            out[""] = {"profile": value}
+            out.setdefault("", {})["profile"] = value
             continue
-        if key not in _SECTION_TYPES or key == "profile":
-            raise ConfigError(f"{origin}: unknown key {key!r} (sections: {', '.join(Settings().sections)})")
-        if not isinstance(value, Mapping):
-            raise ConfigError(f"{origin}: [{key}] must be a table")
-        fields = {f.name: f for f in dataclasses.fields(_section_class(key))}
-        section = out.setdefault(key, {})
-        for sub, subvalue in value.items():
-            if sub not in fields:
-                raise ConfigError(f"{origin}: unknown key {key}.{sub} (known: {', '.join(fields)})")
-            section[sub] = _check_value(f"{origin}: {key}.{sub}", fields[sub], subvalue)
+        if key in PROFILES:  # [lightweight.memory]: that profile only
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"{origin}: [{key}] must be a table of sections")
+            for name, section in value.items():
+                out[_profile_key(key, name)] = _validate_section(origin, name, section, prefix=f"{key}.")
+            continue
+        out[key] = _validate_section(origin, key, value)
+    if out:
+        out.setdefault("", {})["origin"] = origin
     return out
 
 
+def _profile_key(profile: str, section: str) -> str:
+    return f"{profile}.{section}"
+
+
+def _validate_section(origin: str, key: str, value: Any, prefix: str = "") -> dict[str, Any]:
+    if key not in _SECTION_TYPES or key == "profile":
+        raise ConfigError(f"{origin}: unknown key {prefix}{key!r} (sections: {', '.join(Settings().sections)}; "
+                          f"per profile: {', '.join(p + '.SECTION' for p in PROFILES)})")
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{origin}: [{prefix}{key}] must be a table")
+    fields = {f.name: f for f in dataclasses.fields(_section_class(key))}
+    section: dict[str, Any] = {}
+    for sub, subvalue in value.items():
+        if sub not in fields:
+            raise ConfigError(f"{origin}: unknown key {prefix}{key}.{sub} (known: {', '.join(fields)})")
+        section[sub] = _check_value(f"{origin}: {prefix}{key}.{sub}", fields[sub], subvalue)
+    return section
+
+
 def build_settings(profile: str | None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
-    """Combine a profile preset with the user's overrides (user wins).
+    """Combine a profile preset with the user's overrides (see the module docstring for the order).
 
     ``profile=None`` takes the profile from the overrides, else ``full``.
+    A combination that cannot work raises :class:`ConfigError` naming each
+    value's origin.
     """
     overrides = overrides or {}
     if profile is None:
         profile = overrides.get("", {}).get("profile", "full")
     if profile not in PROFILES:
-        raise ConfigError(f"unknown profile {profile!r} (use {' or '.join(PROFILES)})")
+        raise ConfigError(f"unknown profile {str(profile)[:60]!r} (use {' or '.join(PROFILES)})")
     preset = PROFILE_PRESETS[profile]
+    file = overrides.get("", {}).get("origin", "config")
     sections = {}
+    origins: dict[str, str] = {}
     for name, default in Settings().sections.items():
-        values = {**preset.get(name, {}), **overrides.get(name, {})}
+        layers = ((f"the {profile} preset", preset.get(name, {})), (f"[{name}] in {file}", overrides.get(name, {})),
+                  (f"[{profile}.{name}] in {file}", overrides.get(_profile_key(profile, name), {})))
+        values: dict[str, Any] = {}
+        for where, layer in layers:
+            for key, value in layer.items():
+                values[key] = value
+                origins[f"{name}.{key}"] = where
         sections[name] = dataclasses.replace(default, **values)
     settings = Settings(profile=profile, **sections)
-    _check_consistency(settings)
+    _check_consistency(settings, lambda key: origins.get(key, "the default"))
     return settings
 
 
-def _check_consistency(s: Settings) -> None:
+def _check_consistency(s: Settings, origin_of) -> None:
+    def fail(message: str, *keys: str) -> None:
+        where = "; ".join(f"{k} = {_get(s, k)!r} from {origin_of(k)}" for k in keys)
+        raise ConfigError(f"profile {s.profile}: {message} ({where}); "
+                          f"set values for this profile alone in [{s.profile}.{keys[0].split('.')[0]}]")
+
     if s.vad.neg_threshold >= s.vad.threshold:
-        raise ConfigError("vad.neg_threshold must be below vad.threshold")
+        fail("vad.neg_threshold must be below vad.threshold", "vad.neg_threshold", "vad.threshold")
     m = s.memory
     if not m.warn_mb <= m.cleanup_mb <= m.limit_mb:
-        raise ConfigError("memory: need warn_mb <= cleanup_mb <= limit_mb")
+        fail("need memory warn_mb <= cleanup_mb <= limit_mb", "memory.warn_mb", "memory.cleanup_mb",
+             "memory.limit_mb")
     if s.audio.ring_seconds < 2 * s.vad.hop_ms / 1000:
-        raise ConfigError("audio.ring_seconds is too small for vad.hop_ms")
+        fail("audio.ring_seconds is too small for vad.hop_ms", "audio.ring_seconds", "vad.hop_ms")
+
+
+def _get(s: Settings, dotted: str) -> Any:
+    section, key = dotted.split(".")
+    return getattr(getattr(s, section), key)
 
 
 def default_config_path() -> Path:
@@ -259,6 +308,15 @@ def load_settings(path: str | os.PathLike | None = None, profile: str | None = N
     """Load the config file and build settings; returns ``(settings, overrides)``.
 
     Keep the overrides to rebuild settings for another profile at run time.
+    Every profile is checked now, so a later switch cannot fail on the file.
     """
     overrides = load_overrides(path)
-    return build_settings(profile, overrides), overrides
+    settings = build_settings(profile, overrides)
+    for other in PROFILES:
+        if other != settings.profile:
+            try:
+                build_settings(other, overrides)
+            except ConfigError as e:
+                origin = overrides.get("", {}).get("origin", "config")
+                raise ConfigError(f"{origin}: {e}") from None
+    return settings, overrides

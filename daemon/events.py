@@ -70,4 +70,14 @@ class ProfileChanged:
     reason: str = ""
 
 
-EngineEvent = Union[Partial, Refined, Retracted, StateChanged, MemoryPressure, ProfileChanged]
+@dataclass(frozen=True)
+class ErrorReported:
+    """Something failed and the engine went on (a decode raised, a reconnect failed, a switch failed).
+
+    ``message`` is what ``LastError`` shows; ``''`` clears it.
+    """
+
+    message: str
+
+
+EngineEvent = Union[Partial, Refined, Retracted, StateChanged, MemoryPressure, ProfileChanged, ErrorReported]

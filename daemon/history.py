@@ -1,11 +1,21 @@
 """The on-disk transcript history: one JSON line per final segment.
 
 Files are ``<dir>/YYYY-MM-DD.jsonl`` (local date of the segment's start),
-mode 0600 in a 0700 directory. Each record is fsynced before the bus
-announces it, so a segment a client has seen survives a crash. A torn last
-line (crash mid-write) is skipped on read. When the disk is full or the
-directory not writable, records stay in memory, the error is reported, and
-writing resumes -- oldest first -- once it works again.
+mode 0600 in a 0700 directory (older files with wider modes are tightened at
+start). A symlinked directory is followed -- people keep state on another
+disk -- but the modes of what it points to are left alone (see
+docs/security.md). Each record is fsynced before the bus announces it, so a
+segment a client has seen survives a crash.
+
+Reading never stops a start: a torn line (crash mid-write), a foreign or
+hostile one (an id of ``1e999``, 100 000 nested brackets, an id outside what
+a D-Bus ``t`` and a JSON number carry exactly, a line of megabytes) is
+skipped and counted. New ids continue above the highest valid id in *any*
+file, so neither a file dated in the future nor a clock jump reuses one.
+
+When the disk is full or the directory not writable, records stay in memory
+(bounded; what the bound drops is counted and reported), and writing resumes
+-- oldest first -- once it works again.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -26,6 +37,9 @@ DEFAULT_LIMIT = 1000  # GetTranscript(limit=0)
 MAX_LIMIT = 100_000
 _RECENT = 10_000  # segments kept in memory for fast queries
 _UNWRITTEN_MAX = 100_000  # records held while the disk refuses them
+#: Highest id accepted: exact as a JSON number (2**53) and far inside D-Bus ``t``.
+MAX_ID = 2**53 - 1
+_MAX_LINE = 1 << 20  # a record is a sentence or two; a longer line is not ours
 
 
 @dataclass(frozen=True)
@@ -56,24 +70,46 @@ class TranscriptStore:
         self.retention_days = retention_days
         self._lock = threading.Lock()
         self._recent: collections.deque[Segment] = collections.deque(maxlen=_RECENT)
-        self._unwritten: collections.deque[Segment] = collections.deque(maxlen=_UNWRITTEN_MAX)
+        self._unwritten: collections.deque[Segment] = collections.deque()
         self.last_error = ""
         self.write_failures = 0
         self.skipped_lines = 0
+        self.dropped = 0  # records lost because the disk refused more than _UNWRITTEN_MAX
         self._ensure_dir()
         self.prune()
-        for seg in self._read_tail(_RECENT):
-            self._recent.append(seg)
+        self._max_id = 0
+        for path in self._files():  # one pass: the highest id anywhere, and the newest segments
+            self._tighten(path)
+            for seg in self._read_file(path):
+                self._max_id = max(self._max_id, seg.id)
+                self._recent.append(seg)
+        if self.skipped_lines:
+            log.warning("history: skipped %d damaged or foreign line(s) in %s", self.skipped_lines, self.directory)
 
     # -- writing --------------------------------------------------------------
 
     def _ensure_dir(self) -> None:
         try:
+            if self.directory.is_symlink():
+                # Followed, but what it points to is the user's to protect.
+                log.info("history directory %s is a link to %s; its modes are left as they are",
+                         self.directory, os.path.realpath(self.directory))
+                return
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             os.chmod(self.directory, 0o700)
         except OSError as e:
             self.last_error = f"history directory {self.directory}: {e.strerror}"
             log.error("%s", self.last_error)
+
+    def _tighten(self, path: Path) -> None:
+        """Make an existing day file 0600 (older versions wrote 0644); links are left alone."""
+        if self.directory.is_symlink() or path.is_symlink():
+            return
+        try:
+            if os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+        except OSError as e:
+            log.warning("cannot tighten %s to 0600: %s", path, e.strerror)
 
     def _path_for(self, seg: Segment) -> Path:
         return self.directory / (time.strftime("%Y-%m-%d", time.localtime(seg.start)) + ".jsonl")
@@ -82,6 +118,12 @@ class TranscriptStore:
         """Store ``seg`` durably; returns False (and keeps it in memory) if the disk refused."""
         with self._lock:
             self._recent.append(seg)
+            self._max_id = max(self._max_id, seg.id)
+            if len(self._unwritten) >= _UNWRITTEN_MAX:
+                self._unwritten.popleft()
+                self.dropped += 1
+                log.error("history: %d segment(s) dropped from memory while %s refuses writes", self.dropped,
+                          self.directory)
             self._unwritten.append(seg)
             return self._flush_locked()
 
@@ -137,27 +179,31 @@ class TranscriptStore:
     def _read_file(self, path: Path) -> Iterator[Segment]:
         try:
             with open(path, "rb") as f:
-                for raw in f:
-                    try:
-                        d = json.loads(raw)
-                        yield Segment(int(d["id"]), float(d["start"]), float(d["end"]), str(d["text"]),
-                                      str(d.get("live_text", "")), str(d.get("source", "refined")))
-                    except (ValueError, KeyError, TypeError):
+                while raw := f.readline(_MAX_LINE + 1):
+                    if len(raw) > _MAX_LINE and not raw.endswith(b"\n"):
+                        while (rest := f.readline(_MAX_LINE)) and not rest.endswith(b"\n"):
+                            pass  # skip the rest of an oversized line without holding it
+                        self.skipped_lines += 1
+                        continue
+                    seg = parse_record(raw)
+                    if seg is None:
                         self.skipped_lines += 1  # torn or foreign line: skip, never fatal
+                    else:
+                        yield seg
         except OSError as e:
             log.warning("cannot read %s: %s", path, e.strerror)
 
-    def _read_tail(self, count: int) -> list[Segment]:
-        out: list[Segment] = []
-        for path in reversed(self._files()):
-            out[:0] = list(self._read_file(path))
-            if len(out) >= count:
-                break
-        return out[-count:]
-
     def last_id(self) -> int:
+        """The highest id stored (0 when empty)."""
         with self._lock:
-            return self._recent[-1].id if self._recent else 0
+            return self._max_id
+
+    def next_id(self) -> int:
+        """The id the next segment gets: above every valid id in every file."""
+        with self._lock:
+            if self._max_id >= MAX_ID:
+                raise OverflowError("history ids are exhausted")  # 2**53 segments: not in this universe
+            return self._max_id + 1
 
     def recent(self, count: int) -> list[Segment]:
         with self._lock:
@@ -200,3 +246,22 @@ class TranscriptStore:
 def _ends_with_newline(fd: int) -> bool:
     size = os.fstat(fd).st_size
     return size == 0 or os.pread(fd, 1, size - 1) == b"\n"
+
+
+def parse_record(raw: bytes | str) -> Segment | None:
+    """One history line as a :class:`Segment`, or None if it is not a valid record."""
+    try:
+        d = json.loads(raw)
+    except (ValueError, RecursionError):  # torn, not JSON, or nested beyond reason
+        return None
+    if not isinstance(d, dict):
+        return None
+    seg_id, start, end, text = d.get("id"), d.get("start"), d.get("end"), d.get("text")
+    if type(seg_id) is not int or not 1 <= seg_id <= MAX_ID:
+        return None
+    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in (start, end)):
+        return None
+    live_text, source = d.get("live_text", ""), d.get("source", "refined")
+    if not all(isinstance(v, str) for v in (text, live_text, source)):
+        return None
+    return Segment(seg_id, float(start), float(end), text, live_text, source)

@@ -1,7 +1,8 @@
 """Memory watchdog: sample RSS, clean up, and ask the engine to degrade.
 
 Levels are episodes, not samples: crossing ``warn`` logs once until RSS falls
-back below it; ``cleanup`` runs the collector and returns freed heap to the
+back below it by a margin (hysteresis: RSS sitting at a threshold does not
+flap between levels); ``cleanup`` runs the collector and returns freed heap to the
 OS (glibc ``malloc_trim``); ``limit`` asks the engine to shed its refine model
 and switch to the lightweight profile. Every action is counted and published.
 """
@@ -57,11 +58,12 @@ class MemoryWatchdog:
     publish : callable
         Receives a :class:`MemoryPressure` event on every level change and action.
     degrade : callable
-        Called once per ``limit`` episode; returns a description of what it shed.
+        Called once per ``limit`` episode; returns ``(done, description)``:
+        whether it shed something, and what (or why it could not).
     """
 
     def __init__(self, options: MemoryOptions, publish: Callable[[MemoryPressure], None],
-                 degrade: Callable[[], str]):
+                 degrade: Callable[[], tuple[bool, str]]):
         self.options = options
         self._publish = publish
         self._degrade = degrade
@@ -110,14 +112,8 @@ class MemoryWatchdog:
         rss = self.sample()
         if time.monotonic() - self._last_trim >= o.trim_interval_s:
             self.release()
-        level: PressureLevel = "normal"
-        if rss >= o.limit_mb * MB:
-            level = "limit"
-        elif rss >= o.cleanup_mb * MB:
-            level = "cleanup"
-        elif rss >= o.warn_mb * MB:
-            level = "warn"
         previous = self.stats.level
+        level = pressure_level(rss, o, previous)
         self.stats.level = level
         if level == "normal":
             if previous != "normal":
@@ -136,8 +132,8 @@ class MemoryWatchdog:
             rss = self.sample()
             action = "cleanup"
         if level == "limit" and previous != "limit":
-            self.stats.degradations += 1
-            action = self._degrade()
+            done, action = self._degrade()
+            self.stats.degradations += done
             log.warning("memory over limit (%d MB >= %d MB): %s", rss // MB, o.limit_mb, action)
         elif level != previous:
             log.warning("memory %s: %d MB (warn %d, cleanup %d, limit %d MB)",
@@ -145,3 +141,23 @@ class MemoryWatchdog:
         if level != previous:
             self._publish(MemoryPressure(level, rss, action))
         return level
+
+
+_ORDER: tuple[PressureLevel, ...] = ("normal", "warn", "cleanup", "limit")
+
+
+def hysteresis_bytes(threshold_mb: int) -> int:
+    """How far below a threshold RSS must fall to leave its level: 3 %, at least 16 MB."""
+    return max(16 * MB, threshold_mb * MB * 3 // 100)
+
+
+def pressure_level(rss: int, o: MemoryOptions, previous: PressureLevel = "normal") -> PressureLevel:
+    """The level for ``rss``: up at a threshold, down only once below it by the hysteresis margin."""
+    thresholds = {"warn": o.warn_mb, "cleanup": o.cleanup_mb, "limit": o.limit_mb}
+    level: PressureLevel = "normal"
+    for name in ("warn", "cleanup", "limit"):
+        mb = thresholds[name]
+        held = _ORDER.index(previous) >= _ORDER.index(name)  # already at or above this level
+        if rss >= mb * MB or (held and rss >= mb * MB - hysteresis_bytes(mb)):
+            level = name  # type: ignore[assignment]
+    return level

@@ -27,8 +27,11 @@ class Utterance:
     """A closed stretch of speech, ready for decoding."""
 
     id: int
-    start_sample: int
+    start_sample: int  # on the audio clock; capture rebases it to its session
     audio: np.ndarray  # float32, 16 kHz mono, owned by this object
+    #: Unix time of the first sample, stamped by capture when the utterance
+    #: closes (a reconnect later must not move it).
+    wall_start: float = 0.0
 
     @property
     def start(self) -> float:
@@ -37,6 +40,10 @@ class Utterance:
     @property
     def end(self) -> float:
         return (self.start_sample + len(self.audio)) / SAMPLE_RATE
+
+    @property
+    def duration(self) -> float:
+        return len(self.audio) / SAMPLE_RATE
 
     @property
     def nbytes(self) -> int:

@@ -46,6 +46,11 @@ class AudioSource(Protocol):
         """How many times the device reported an input overflow."""
         ...
 
+    @property
+    def lost_samples(self) -> int:
+        """Samples lost before they reached listend (the audio server overran), as far as known."""
+        ...
+
 
 class MicrophoneSource:
     """Capture from an input device through PortAudio (python-sounddevice).
@@ -83,6 +88,8 @@ class MicrophoneSource:
         self._error: str | None = None
         self._stopping = False
         self._blocks = 0  # callbacks so far (written by the callback only)
+        self._frames = 0  # samples delivered so far (written by the callback only)
+        self._first_block_at = 0.0  # monotonic time of the first callback (written by the callback only)
         self._seen_blocks = 0
         self._seen_at = 0.0
         self.description = f"microphone {device or '(default)'}"
@@ -130,7 +137,10 @@ class MicrophoneSource:
             raise SourceError(f"cannot open input device {self._device_arg or '(default)'}: {e}") from None
 
     def _callback(self, indata, frames, time_info, status) -> None:
+        if not self._blocks:
+            self._first_block_at = time.monotonic()
         self._blocks += 1
+        self._frames += frames
         if status.input_overflow:
             self._overflows += 1
         self._ring.write(indata[:, 0])
@@ -168,6 +178,24 @@ class MicrophoneSource:
     @property
     def overflows(self) -> int:
         return self._overflows
+
+    @property
+    def lost_samples(self) -> int:
+        """Samples the device clock says were spoken but never delivered.
+
+        A process that was stopped (SIGSTOP, a debugger, a swap storm) gets
+        no callbacks; the audio server buffers a second or two and drops the
+        rest without telling the client. Comparing samples delivered with the
+        time since the first block shows it. It is an estimate: up to
+        ``_LOST_TOLERANCE_S`` of late delivery (and the sound card's clock
+        drift, ~0.2 s an hour at 50 ppm) is not counted as loss.
+        """
+        if not self._first_block_at:
+            return 0
+        expected = (time.monotonic() - self._first_block_at) * SAMPLE_RATE
+        return max(0, int(expected - self._frames - self._LOST_TOLERANCE_S * SAMPLE_RATE))
+
+    _LOST_TOLERANCE_S = 1.0
 
 
 class FileSource:
@@ -294,6 +322,10 @@ class FileSource:
     @property
     def overflows(self) -> int:
         return 0
+
+    @property
+    def lost_samples(self) -> int:
+        return 0  # paced or not, what does not fit the ring is counted there as dropped
 
 
 def _short(e: BaseException) -> str:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 from conftest import BIN
 from dbus_next import BusType, Message, MessageType
-from dbus_next.aio import MessageBus
+from listend.dbusio import MessageBus
 
-from daemon.bus import BUS_NAME, INTERFACE, OBJECT_PATH
+from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH
 
 
 class PrivateBus:

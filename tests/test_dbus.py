@@ -13,7 +13,7 @@ from busfixtures import BusClient, DaemonProcess, PrivateBus, ctl, daemon_env
 from conftest import words
 from dbus_next import MessageType
 
-from daemon.bus import INTERFACE
+from listend.bus import INTERFACE
 
 
 @pytest.fixture

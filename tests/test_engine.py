@@ -8,11 +8,11 @@ import time
 import pytest
 from conftest import SENTENCES, concat, silence, speak, words
 
-from daemon.config import build_settings
-from daemon.engine import Engine
-from daemon.events import MemoryPressure, Partial, ProfileChanged, Refined
-from daemon.models import ModelSpec, load_whisper
-from daemon.sources import FileSource
+from listend.config import build_settings
+from listend.engine import Engine
+from listend.events import MemoryPressure, Partial, ProfileChanged, Refined
+from listend.models import ModelSpec, load_whisper
+from listend.sources import FileSource
 
 
 class Recorder:
@@ -104,27 +104,27 @@ def test_long_replay_stays_within_every_bound(tmp_path, audio_dir):
 
         def poll():
             while not stop.wait(0.05):
-                samples.append(engine.stats())
+                samples.append(engine.stats().flat())
 
         poller = threading.Thread(target=poll)
         poller.start()
         run_file(engine, looped)
         stop.set()
         poller.join()
-        final = engine.stats()
+        final = engine.stats().flat()
     finally:
         engine.close()
-    assert final.audio_seconds > 200
+    assert final["audio_seconds"] > 200
     for s in samples + [final]:
-        assert s.queue_refine <= s.queue_refine_max == 1
-        assert s.queue_live <= s.queue_live_max == 1
-        assert s.ring_waiting_samples <= s.ring_capacity_samples
-        assert s.audio_buffer_bytes <= s.audio_buffer_limit_bytes
-    assert final.queue_refine_high_water <= 1 and final.queue_live_high_water <= 1
-    assert final.ring_high_water_samples <= final.ring_capacity_samples
+        assert s["queue_refine"] <= s["queue_refine_max"] == 1
+        assert s["queue_live"] <= s["queue_live_max"] == 1
+        assert s["ring_waiting_samples"] <= s["ring_capacity_samples"]
+        assert s["audio_buffer_bytes"] <= s["audio_buffer_limit_bytes"]
+    assert final["queue_refine_high_water"] <= 1 and final["queue_live_high_water"] <= 1
+    assert final["ring_high_water_samples"] <= final["ring_capacity_samples"]
     # A file read as fast as possible waits for the pipeline: nothing dropped, nothing degraded.
-    assert final.dropped_samples == 0 and final.live_commits == 0
-    assert final.backpressure_waits > 0
+    assert final["dropped_samples"] == 0 and final["live_commits"] == 0
+    assert final["backpressure_waits"] > 0
     refined = rec.of(Refined)
     assert len(refined) >= 28, len(refined)  # 32 sentences spoken; a few may merge or split
     assert [r.id for r in refined] == sorted(r.id for r in refined)
@@ -167,9 +167,9 @@ def test_refine_overflow_commits_live_text_instead_of_dropping(tmp_path, audio_d
         engine.close()
     final = rec.of(Refined)
     assert len(final) == 4, final
-    assert stats.live_commits >= 1 and stats.live_commits == sum(r.source == "live" for r in final)
-    assert stats.refined == sum(r.source == "refined" for r in final)
-    assert stats.dropped_samples == 0
+    assert stats.commits.live_commits >= 1 and stats.commits.live_commits == sum(r.source == "live" for r in final)
+    assert stats.commits.refined == sum(r.source == "refined" for r in final)
+    assert stats.capture.dropped_samples == 0
     for r, sentence in zip(final, SENTENCES):
         expected = set(words(sentence)) - {"the", "a", "to", "by", "with", "from", "on", "at"}
         assert len(expected & set(words(r.text))) >= len(expected) // 2, (r.source, sentence, r.text)
@@ -207,11 +207,11 @@ def test_profile_switch_at_run_time_sheds_and_reloads_refine_model(two_utterance
     engine.subscribe(rec)
     try:
         engine.set_profile("lightweight")
-        assert engine._refine is None and engine.settings.vad.max_utterance_s == 5.0
+        assert engine._refine.decoder is None and engine.settings.vad.max_utterance_s == 5.0
         run_file(engine, two_utterances_wav)
         assert all(r.source == "live" for r in rec.of(Refined))
         engine.set_profile("full")
-        assert engine._refine is not None
+        assert engine._refine.decoder is not None
         rec.events.clear()
         run_file(engine, two_utterances_wav)
         assert [r.source for r in rec.of(Refined)] == ["refined", "refined"]
@@ -234,7 +234,7 @@ def test_memory_limit_degrades_to_lightweight(two_utterances_wav):
     finally:
         engine.close()
     assert engine.profile == "lightweight"
-    assert stats.degradations == 1 and stats.cleanups >= 1
+    assert stats.memory.degradations == 1 and stats.memory.cleanups >= 1
 
     assert any(isinstance(e, MemoryPressure) and e.level == "limit" for e in rec.events)
     assert any(isinstance(e, ProfileChanged) and e.reason == "memory limit" for e in rec.events)

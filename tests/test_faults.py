@@ -16,9 +16,9 @@ from busfixtures import BusClient, DaemonProcess, PrivateBus, ctl, daemon_env
 from conftest import SENTENCES, concat, silence, speak, wav_samples, words
 from pulse import PulseServer
 
-from daemon.config import build_settings
-from daemon.engine import Engine
-from daemon.events import Refined
+from listend.config import build_settings
+from listend.engine import Engine
+from listend.events import Refined
 
 
 def history(state):
@@ -70,7 +70,8 @@ def test_microphone_disappears_mid_utterance_and_comes_back(tmp_path, audio_dir)
                 return first, c.named("SegmentRefined")[-1].body[3]
 
         first, second = asyncio.run(scenario())
-        assert {"quarterly", "report"} <= set(words(first))
+        # The device vanished mid-sentence: what was spoken before it is there.
+        assert len({"please", "send", "quarterly"} & set(words(first))) >= 2, first
         assert {"meeting", "team", "starts"} <= set(words(second))
         memory = json.loads(ctl(env, "memory", "--json").stdout)
         assert memory["reopens"] >= 1
@@ -128,14 +129,14 @@ def test_sigkill_loses_nothing_that_was_announced(tmp_path, audio_dir):
 
 SLOW_REFINE = """
 import sys, time
-import daemon.decoders as d
+import listend.decoders as d
 original = d.Decoder.decode
 def slow(self, audio, prompt=""):
     if self.options.timestamps is False and self.options.beam_size > 1:
-        time.sleep(float(sys.argv.pop(1)) if False else 6.0)   # a starved CPU
+        time.sleep(12.0)   # a starved CPU: slower than the stop budget allows for the queue
     return original(self, audio, prompt)
 d.Decoder.decode = slow
-from daemon.cli import main
+from listend.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -246,6 +247,7 @@ class StallingSource:
     can_wait = False
     error = None
     overflows = 0
+    lost_samples = 0
     description = "stalling test source"
 
     def __init__(self, before, after, gap):
@@ -285,6 +287,6 @@ def test_suspend_like_gap_closes_the_utterance(audio_dir):
         stats = engine.stats()
     finally:
         engine.close()
-    assert stats.gap_closes == 1
+    assert stats.capture.gap_closes == 1
     assert len(finals) == 2  # not one utterance glued across the gap
     assert all(f.end - f.start < 5 for f in finals)

@@ -15,8 +15,8 @@ from conftest import BIN, REPO, SENTENCES, concat, listend, silence, speak, word
 from dbus_next import Message, MessageType, Variant
 from dbus_next.aio import MessageBus
 
-from daemon.bus import BUS_NAME, INTERFACE, OBJECT_PATH
-from daemon.config import ConfigError, build_settings, validate_overrides
+from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH
+from listend.config import ConfigError, build_settings, validate_overrides
 
 MEMBERS = ["Start", "Stop", "Toggle", "GetTranscript", "GetRecent", "GetMemory", "SetProfile", "Nope", "Get",
            "GetAll", "Set", "Introspect", "", "x" * 255]

@@ -24,7 +24,7 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
 
 
 def test_dbus_doc_covers_every_member():
-    from daemon.service import DictationInterface
+    from listend.service import DictationInterface
 
     doc = (REPO / "docs" / "dbus.md").read_text()
     for name in ("Start", "Stop", "Toggle", "GetTranscript", "GetRecent", "GetMemory", "SetProfile",
@@ -39,7 +39,7 @@ def test_dbus_doc_covers_every_member():
 def test_configuration_doc_lists_every_key():
     import dataclasses
 
-    from daemon.config import Settings
+    from listend.config import Settings
 
     doc = (REPO / "docs" / "configuration.md").read_text()
     for section, value in Settings().sections.items():

@@ -14,7 +14,7 @@ import pytest
 from busfixtures import DaemonProcess, PrivateBus, ctl, daemon_env
 from conftest import BIN, REPO
 
-from daemon import install
+from listend_ctl import install
 
 
 def test_repository_unit_files_are_the_rendered_ones():
@@ -113,11 +113,11 @@ def test_sd_notify_ready_status_watchdog_stopping(tmp_path, abstract):
 
 WEDGED = """
 import sys, time
-import daemon.segmenter as seg
+import listend.segmenter as seg
 def wedged_feed(self, audio):
     time.sleep(3600)  # the VAD (or anything in the engine loop) hangs
 seg.Segmenter.feed = wedged_feed
-from daemon.cli import main
+from listend.cli import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -163,7 +163,7 @@ def test_dbus_activation_starts_the_daemon_on_first_call(tmp_path):
         result = ctl(env, "status", timeout=120)
         assert result.returncode == 0, result.stderr
         assert "state: idle" in result.stdout
-        from daemon.monitor import find_listend_processes
+        from listend_ctl.monitor import find_listend_processes
 
         activated = [p for p in find_listend_processes() if p.environ().get("XDG_STATE_HOME") == str(tmp_path / "state")]
         assert len(activated) == 1

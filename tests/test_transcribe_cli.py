@@ -10,8 +10,8 @@ import jiwer
 import pytest
 from conftest import SENTENCES, concat, listend, silence, speak
 
-from daemon import models
-from daemon.config import ConfigError, build_settings, load_overrides
+from listend import models
+from listend.config import ConfigError, build_settings, load_overrides
 
 
 def _normalise(text: str) -> str:

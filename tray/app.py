@@ -80,7 +80,7 @@ class TrayApp:
         s = lambda: self.worker.state  # noqa: E731
 
         def recent_items():
-            items = [Item(_shorten(text), self._copier(text)) for _id, text in reversed(s().recent)]
+            items = [Item(_shorten(text), self._copier(text)) for _id, text in reversed(s().recent_segments())]
             return items or [Item("(nothing yet)", None, enabled=False)]
 
         return Menu(
@@ -88,8 +88,8 @@ class TrayApp:
                  default=True, enabled=lambda _: s().running),
             Item(lambda _: f"Live: {_shorten(s().live) or '…'}", None, enabled=False),
             Item("Recent", Menu(recent_items)),
-            Item("Copy last refined", self.copy_last, enabled=lambda _: bool(s().recent)),
-            Item("Copy session transcript", self.copy_session, enabled=lambda _: bool(s().session)),
+            Item("Copy last refined", self.copy_last, enabled=lambda _: bool(s().last_text())),
+            Item("Copy session transcript", self.copy_session, enabled=lambda _: bool(s().session_text())),
             Item("Auto-copy refined text", self.toggle_auto_copy, checked=lambda _: self.settings.auto_copy),
             Item("Profile", Menu(
                 Item("Full", lambda: self.worker.set_profile("full"), radio=True,
@@ -121,8 +121,9 @@ class TrayApp:
         return lambda *_: self.clipboard.copy(text)
 
     def copy_last(self, *_):
-        if self.worker.state.recent:
-            self.clipboard.copy(self.worker.state.recent[-1][1])
+        text = self.worker.state.last_text()
+        if text:
+            self.clipboard.copy(text)
 
     def copy_session(self, *_):
         self.clipboard.copy(self.worker.state.session_text())
@@ -135,7 +136,7 @@ class TrayApp:
         return self.worker.start_daemon()
 
     def open_window(self, *_):
-        subprocess.Popen([sys.executable, "-m", "tray.app", "--window"], start_new_session=True,
+        subprocess.Popen([sys.executable, "-m", "listend_tray.app", "--window"], start_new_session=True,
                          stdin=subprocess.DEVNULL)
 
     async def _keep_docked(self, icon) -> None:

@@ -19,8 +19,8 @@ from typing import Callable
 
 from dbus_next import Message
 
-from daemon.bus import BUS_NAME, INTERFACE, call_bus_daemon
-from daemon.client import CallFailed, DictationClient, NotRunning
+from listend.bus import BUS_NAME, INTERFACE, call_bus_daemon
+from listend.client import CallFailed, DictationClient, NotRunning
 
 log = logging.getLogger("listend.tray")
 RECENT = 10
@@ -40,8 +40,10 @@ class TrayState:
     last_error: str = ""
     last_partial_id: int = 0
     last_final_id: int = 0
+    # Appended by the bus thread, read by the GUI thread: only through the methods below.
     recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RECENT))
     session: collections.deque = field(default_factory=lambda: collections.deque(maxlen=SESSION_MAX))
+    _texts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def shown_state(self) -> str:
@@ -55,7 +57,26 @@ class TrayState:
         return self.state
 
     def session_text(self) -> str:
-        return " ".join(self.session)
+        with self._texts_lock:
+            return " ".join(self.session)
+
+    def recent_segments(self) -> list[tuple[int, str]]:
+        with self._texts_lock:
+            return list(self.recent)
+
+    def last_text(self) -> str:
+        with self._texts_lock:
+            return self.recent[-1][1] if self.recent else ""
+
+    def add_final(self, seg_id: int, text: str, in_session: bool = True) -> None:
+        with self._texts_lock:
+            self.recent.append((seg_id, text))
+            if in_session:
+                self.session.append(text)
+
+    def clear_session(self) -> None:
+        with self._texts_lock:
+            self.session.clear()
 
 
 class BusWorker:
@@ -111,9 +132,9 @@ class BusWorker:
             s.running = True
             s.state, s.profile = props["State"], props["Profile"]
             s.rss_bytes, s.live, s.last_error = props["RssBytes"], props["LiveText"], props["LastError"]
-            if not s.recent:
+            if not s.last_text():
                 for e in await self.client.recent(RECENT):
-                    s.recent.append((e.id, e.text))
+                    s.add_final(e.id, e.text, in_session=False)
                     s.last_final_id = max(s.last_final_id, e.id)
                 s.last_partial_id = max(s.last_partial_id, s.last_final_id)
         self._changed()
@@ -150,12 +171,11 @@ class BusWorker:
         elif msg.member == "SegmentRefined":
             seg_id, _start, _end, text = msg.body
             s.last_final_id = max(s.last_final_id, seg_id)
-            s.recent.append((seg_id, text))
-            s.session.append(text)
+            s.add_final(seg_id, text)
             self._on_refined(seg_id, text)
         elif msg.member == "StateChanged":
             if msg.body[0] == "listening" and s.state != "listening":
-                s.session.clear()
+                s.clear_session()
             s.state = msg.body[0]
             s.running = True
         elif msg.member == "MemoryPressure":
@@ -186,6 +206,10 @@ class BusWorker:
 
     def _call(self, member: str, signature: str = "", body: list | None = None) -> Future:
         async def go():
+            if self.client is None:  # clicked before the bus connection is up
+                self.state.last_error = "not connected to the session bus yet"
+                self._changed()
+                return None
             try:
                 return await self.client.call(member, signature, body)
             except (NotRunning, CallFailed) as e:
@@ -212,6 +236,8 @@ class BusWorker:
         """D-Bus activation where an activation file exists, else ``systemctl --user start``."""
 
         async def go():
+            if self.client is None:
+                return False
             reply = await call_bus_daemon(self.client.bus, "StartServiceByName", "su", [BUS_NAME, 0])
             if reply.message_type.name == "METHOD_RETURN":
                 return True

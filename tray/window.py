@@ -134,7 +134,7 @@ def run_window() -> int:
         w = view[0]
         w.post_live(state.live)
         w.post_status("not running" if not state.running else f"{state.shown_state} · {state.profile}")
-        for seg_id, text in list(state.recent):
+        for seg_id, text in state.recent_segments():
             if seg_id > seen["final"]:
                 seen["final"] = seg_id
                 w.post_segment(seg_id, text)

@@ -15,7 +15,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from .bus import BUS_NAME
+from listend.bus import BUS_NAME
 
 UNIT_NAME = "listend.service"
 ACTIVATION_NAME = f"{BUS_NAME}.service"
@@ -44,7 +44,7 @@ RestartSec=3
 WatchdogSec=30
 NotifyAccess=main
 TimeoutStartSec=180
-# Above the daemon's 10 s refine-queue drain.
+# Above the daemon's whole 15 s stop budget (refine, live fallbacks, keeping the rest as audio).
 TimeoutStopSec=25
 # Backstops for the in-process watchdog (full profile: warn 700, cleanup 850,
 # limit 1100 MB). Change with: systemctl --user edit listend
@@ -94,7 +94,7 @@ def entry_point(name: str) -> str:
     if candidate.exists():
         return str(candidate)
     found = shutil.which(name)
-    return os.path.abspath(found) if found else f"{sys.executable} -m daemon.cli" if name == "listend" else name
+    return os.path.abspath(found) if found else f"{sys.executable} -m listend.cli" if name == "listend" else name
 
 
 def render(bin_dir: str | None = None) -> dict[str, str]:

@@ -24,7 +24,7 @@ def find_listend_processes() -> list[psutil.Process]:
         if p.pid == os.getpid() or not cmd:
             continue
         names = [os.path.basename(c) for c in cmd[:3]]
-        is_entry = "listend" in names or any(c == "daemon.cli" for c in cmd[:3])
+        is_entry = "listend" in names or any(c in ("listend.cli", "daemon.cli") for c in cmd[:3])
         if is_entry and "transcribe" not in cmd:
             found.append(p)
     return found

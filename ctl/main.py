@@ -14,17 +14,17 @@ import sys
 
 from dbus_next import Message
 
-from .bus import INTERFACE, NoBusError
-from .cli import EXIT_FAIL, EXIT_OK, EXIT_USAGE, _Parser
-from .client import CallFailed, DictationClient, NotRunning, TranscriptEntry
-from .config import PROFILES
+from listend.bus import INTERFACE, NoBusError
+from listend.cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser
+from listend.client import CallFailed, DictationClient, NotRunning, TranscriptEntry
+from listend.config import PROFILES
 
 MB = 1024 * 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="listenctl", description="Control the listend dictation daemon over D-Bus.")
-    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    p = UsageParser(prog="listenctl", description="Control the listend dictation daemon over D-Bus.")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=UsageParser)
     sub.required = True
     s = sub.add_parser("status", help="state, profile, live line and memory")
     s.add_argument("--json", action="store_true")

@@ -1,0 +1,294 @@
+"""Capture: the source, its reconnects, and the segmenter thread that feeds the router.
+
+The segmenter thread reads the ring, runs the VAD, closes utterances, stamps
+each with the wall time of its first sample (from the session it was heard
+in, so a later reconnect cannot move it), registers it with the commit stage
+and routes it. It also closes an utterance when a live source goes quiet
+mid-word (a suspend, a stalled device), reopens a failed microphone, and beats
+the heartbeat that the systemd watchdog follows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .commit import Commit
+from .config import VadOptions
+from .ringbuffer import RingBuffer
+from .router import Router
+from .segmenter import SAMPLE_RATE, Segmenter, Utterance
+from .sources import AudioSource, SourceError
+from .vad import CHUNK
+
+log = logging.getLogger("listend.capture")
+
+# Most audio taken from the ring in one step (bounds the work buffer; a
+# backlog is worked off over several steps).
+_MAX_STEP_S = 1.0
+# A live source silent this long mid-utterance has stalled: close the utterance.
+_GAP_CLOSE_S = 1.0
+_REOPEN_EVERY_S = 1.0
+
+
+@dataclass
+class CaptureStats:
+    audio_seconds: float = 0.0
+    ring_waiting_samples: int = 0
+    ring_high_water_samples: int = 0
+    ring_capacity_samples: int = 0
+    dropped_samples: int = 0
+    lost_samples: int = 0
+    overflows: int = 0
+    reopens: int = 0
+    gap_closes: int = 0
+    vad_rejected: int = 0
+    splits: int = 0
+    segmenter_bytes: int = 0
+    ring_bytes: int = 0
+
+
+class Capture:
+    """Owns the current source and the segmenter thread.
+
+    Parameters
+    ----------
+    ring, segmenter, router, commit
+        The stages it feeds.
+    hop_ms : callable
+        How often the VAD runs (read every step: profiles change it).
+    on_state : callable
+        ``on_state(state, reason)`` for ``listening`` / ``idle`` / ``error``;
+        called with the capture lock held, so it must only record and queue.
+    """
+
+    def __init__(self, ring: RingBuffer, segmenter: Segmenter, router: Router, commit: Commit,
+                 hop_ms: Callable[[], int], on_state: Callable[[str, str], None]):
+        self._ring = ring
+        self._segmenter = segmenter
+        self._router = router
+        self._commit = commit
+        self._hop_ms = hop_ms
+        self._on_state = on_state
+        self._lock = threading.Lock()  # guards source, reopen factory and session origins
+        self._source: AudioSource | None = None
+        self._reopen: Callable[[], AudioSource] | None = None
+        self._reopen_at = 0.0
+        self._reopen_failures = 0
+        self._stop_requested = False
+        self._done = threading.Event()
+        self._done.set()
+        self._closed = threading.Event()
+        self._pending_vad: VadOptions | None = None
+        self._last_audio = 0.0
+        self.clock_origin = 0  # segmenter clock at the session start
+        self._wall_origin = 0.0
+        self.heartbeat = time.monotonic()
+        self.retry_error = ""
+        self._overflows = 0
+        self._lost = 0
+        self.reopens = 0
+        self.gap_closes = 0
+        self._thread = threading.Thread(target=self._run, name="listend-segmenter", daemon=True)
+        self.on_death: Callable[[str], None] = lambda message: None
+
+    # -- control (any thread) -----------------------------------------------------
+
+    def start_thread(self) -> None:
+        self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
+    def listening(self) -> bool:
+        return self._source is not None
+
+    @property
+    def reconnecting(self) -> bool:
+        return self._source is None and self._reopen is not None
+
+    @property
+    def source(self) -> AudioSource | None:
+        return self._source
+
+    def start(self, source: AudioSource, reopen: Callable[[], AudioSource] | None = None) -> None:
+        """Start ``source`` and make it current; ``reopen`` replaces it after a failure.
+
+        The reopen factory is set only once the source delivers, so the
+        segmenter thread can never race a first start with a reconnect.
+        """
+        with self._lock:
+            if self._source is not None:
+                raise SourceError("already listening")
+            self._reopen = None
+            source.start(self._ring)
+            self._begin_session(source)
+            self._reopen = reopen
+            self._on_state("listening", source.description)
+
+    def request_stop(self) -> AudioSource | None:
+        """Stop reconnecting and ask the current source to end; returns it (None if none)."""
+        with self._lock:
+            self._reopen = None
+            self.retry_error = ""
+            source = self._source
+            if source is not None:
+                self._stop_requested = True
+        if source is not None:
+            source.stop()
+        return source
+
+    def wait_done(self, timeout: float | None) -> bool:
+        """Wait until the current source has ended and its last utterance was routed."""
+        return self._done.wait(timeout)
+
+    def configure_vad(self, options: VadOptions) -> None:
+        """Apply new VAD options from the segmenter thread (it closes the open utterance first)."""
+        self._pending_vad = options
+
+    def close(self, timeout: float) -> None:
+        self._closed.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def stats(self) -> CaptureStats:
+        source, seg, ring = self._source, self._segmenter, self._ring
+        lost = self._lost + (source.lost_samples if source is not None else 0)
+        return CaptureStats(
+            audio_seconds=seg.clock / SAMPLE_RATE, ring_waiting_samples=ring.available,
+            ring_high_water_samples=ring.high_water, ring_capacity_samples=ring.capacity,
+            dropped_samples=ring.dropped, lost_samples=lost,
+            overflows=self._overflows + (source.overflows if source is not None else 0),
+            reopens=self.reopens, gap_closes=self.gap_closes, vad_rejected=seg.rejected, splits=seg.splits,
+            segmenter_bytes=seg.nbytes, ring_bytes=ring.nbytes)
+
+    # -- the segmenter thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            self._loop()
+        except BaseException as e:  # noqa: BLE001 - a dead capture thread is an error state
+            log.exception("segmenter thread died")
+            self.on_death(f"segmenter thread died: {type(e).__name__}: {e}")
+
+    def _loop(self) -> None:
+        work = np.zeros(int(_MAX_STEP_S * SAMPLE_RATE) // CHUNK * CHUNK, dtype=np.float32)
+        while not self._closed.is_set():
+            self.heartbeat = time.monotonic()
+            hop_ms = self._hop_ms()
+            if self._pending_vad is not None:
+                self._apply_vad_options()
+            source = self._source
+            if source is None:
+                if self._reopen is not None and time.monotonic() >= self._reopen_at:
+                    self._try_reopen()
+                self._closed.wait(0.1)
+                continue
+            waiting = self._ring.available // CHUNK * CHUNK
+            ending = self._stop_requested or source.finished
+            if waiting < hop_ms * SAMPLE_RATE // 1000 and not ending:
+                self._close_after_gap(source)
+                self._closed.wait(hop_ms / 1000)
+                continue
+            n = self._ring.read_into(work[: min(waiting, len(work))])
+            if n:
+                self._last_audio = time.monotonic()
+                for utt in self._segmenter.feed(work[:n]):
+                    self._route(utt)
+            elif ending:
+                self._end_source(source)
+
+    def _begin_session(self, source: AudioSource) -> None:
+        """Make ``source`` current (lock held): session clocks count from here."""
+        self.clock_origin = self._segmenter.clock
+        self._wall_origin = time.time()
+        self._stop_requested = False
+        self._done.clear()
+        self._last_audio = time.monotonic()
+        self._source = source
+
+    def _route(self, utt: Utterance) -> None:
+        utt.start_sample -= self.clock_origin
+        utt.wall_start = self._wall_origin + utt.start
+        self._commit.register(utt.id)
+        self._router.route(utt, self._may_wait, self._beat)
+
+    def _beat(self) -> None:
+        self.heartbeat = time.monotonic()
+
+    def _may_wait(self) -> bool:
+        source = self._source
+        return source is not None and source.can_wait and not self._closed.is_set()
+
+    def _close_after_gap(self, source: AudioSource) -> None:
+        """A live source went quiet mid-utterance (suspend, stalled device): close it.
+
+        Without this, speech after the gap would be glued to speech before it.
+        """
+        if source.can_wait or self._segmenter.open_id is None:
+            return
+        if time.monotonic() - self._last_audio > _GAP_CLOSE_S:
+            utt = self._segmenter.flush()
+            if utt is not None:
+                self.gap_closes += 1
+                self._route(utt)
+
+    def _apply_vad_options(self) -> None:
+        options, self._pending_vad = self._pending_vad, None
+        utt = self._segmenter.flush()
+        if utt is not None:
+            self._route(utt)
+        self._segmenter.configure(options)
+
+    def _try_reopen(self) -> None:
+        factory = self._reopen
+        self._reopen_failures += 1
+        # Every second at first, then every 3 s: still within the 5 s users
+        # expect after plugging a device back in, at a third of the cost.
+        self._reopen_at = time.monotonic() + (_REOPEN_EVERY_S if self._reopen_failures <= 10 else 3.0)
+        try:
+            source = factory()
+            source.start(self._ring)
+        except SourceError as e:
+            self.retry_error = f"{e} (retrying)"
+            return
+        self._reopen_failures = 0
+        with self._lock:
+            if self._reopen is not factory:  # stopped meanwhile
+                source.stop()
+                return
+            self._begin_session(source)
+            self.retry_error = ""
+            self.reopens += 1
+            log.info("capture resumed: %s", source.description)
+            self._on_state("listening", source.description)
+
+    def _end_source(self, source: AudioSource) -> None:
+        """The source ended or was stopped: flush the open utterance and go idle (or error)."""
+        utt = self._segmenter.flush()
+        if utt is not None:
+            self._route(utt)
+        # A partial sample block left in the ring (< 512) is below one VAD
+        # decision; it is the tail of the input and carries no speech.
+        self._ring.read_into(np.zeros(CHUNK, dtype=np.float32))
+        error = source.error
+        with self._lock:
+            self._overflows += source.overflows
+            self._lost += source.lost_samples
+            self._source = None
+            failed = bool(error) and not self._stop_requested
+            if failed:
+                source.stop()
+                self._reopen_at = time.monotonic() + _REOPEN_EVERY_S
+                self._on_state("error", error + ("; retrying" if self._reopen else ""))
+            else:
+                self._reopen = None
+                self._on_state("idle", "")
+        self._done.set()

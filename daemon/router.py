@@ -1,0 +1,198 @@
+"""Router: the bounded queues between the segmenter and the decoders, and the overload policy.
+
+Closed utterances go to the refine queue (full profile) or the live-final
+queue (no refine model). Both are bounded. When the refine queue is full:
+
+* a source that can wait (a file read as fast as possible) waits;
+* a live source never waits and never drops: the oldest waiting utterance is
+  committed with its newest partial, or, without one, queued for a final
+  decode by the fast model.
+
+When the live-final queue is full, the oldest utterance that has a partial is
+committed with it; otherwise the segmenter waits (the capture ring absorbs the
+pause, and anything it cannot hold is counted as dropped), unless the engine is
+giving up (a dead worker, a stop deadline): then the utterance is kept as
+audio. Plain logic under one lock; no I/O, no threads of its own.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from dataclasses import dataclass
+from typing import Callable
+
+from .commit import Commit
+from .config import QueueOptions
+from .segmenter import Utterance
+
+
+@dataclass
+class QueueStats:
+    queue_live: int = 0
+    queue_live_max: int = 0
+    queue_live_high_water: int = 0
+    queue_refine: int = 0
+    queue_refine_max: int = 0
+    queue_refine_high_water: int = 0
+    backpressure_waits: int = 0
+    queued_bytes: int = 0  # audio waiting in queues or being decoded
+
+
+class Router:
+    """Bounded refine and live-final queues with the overload policy.
+
+    Parameters
+    ----------
+    queues : QueueOptions
+        The bounds.
+    commit : Commit
+        Where utterances committed with live text go.
+    refine_enabled : bool
+        False when no refine model is loaded (lightweight, or shed).
+    keep_audio : callable
+        Called with an utterance that cannot be decoded (the engine is giving up).
+    giving_up : callable
+        True once waiting for a decoder is pointless (a worker died, a stop
+        deadline passed): then nothing waits, and what cannot be decoded is
+        kept as audio.
+    """
+
+    def __init__(self, queues: QueueOptions, commit: Commit, refine_enabled: bool,
+                 keep_audio: Callable[[Utterance], None], giving_up: Callable[[], bool]):
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._commit = commit
+        self._keep_audio = keep_audio
+        self._giving_up = giving_up
+        self._refine_q: collections.deque[Utterance] = collections.deque()
+        self._final_q: collections.deque[Utterance] = collections.deque()
+        self._in_progress: dict[int, Utterance] = {}
+        self._stats = QueueStats()
+        self.configure(queues, refine_enabled)
+
+    def configure(self, queues: QueueOptions, refine_enabled: bool) -> None:
+        with self._cond:
+            self._bounds = queues
+            self._refine_enabled = refine_enabled
+            self._cond.notify_all()
+
+    # -- from the segmenter thread ----------------------------------------------
+
+    def route(self, utt: Utterance, can_wait: Callable[[], bool], beat: Callable[[], None]) -> None:
+        """Queue a closed utterance (already registered with the commit stage)."""
+        with self._cond:
+            if not self._refine_enabled:
+                self._enqueue_final(utt, can_wait, beat)
+                return
+            while len(self._refine_q) >= self._bounds.refine:
+                if can_wait() and not self._giving_up():
+                    self._stats.backpressure_waits += 1
+                    beat()  # waiting on purpose is not being stuck
+                    self._cond.wait(0.1)
+                    continue
+                # Overload with a live source: never drop, commit live text instead.
+                self._to_live(self._refine_q.popleft(), can_wait, beat)
+            self._refine_q.append(utt)
+            self._stats.queue_refine_high_water = max(self._stats.queue_refine_high_water, len(self._refine_q))
+            self._cond.notify_all()
+
+    def _enqueue_final(self, utt: Utterance, can_wait, beat) -> None:
+        while len(self._final_q) >= self._bounds.live_final:
+            oldest = self._final_q[0]
+            text = self._commit.live_text(oldest.id)
+            if text and not can_wait():
+                self._final_q.popleft()
+                self._commit.finish(oldest, text, "live")
+                continue
+            if self._giving_up():
+                self._keep_audio(utt)
+                return
+            self._stats.backpressure_waits += 1
+            beat()
+            self._cond.wait(0.1)
+        self._final_q.append(utt)
+        self._stats.queue_live_high_water = max(self._stats.queue_live_high_water, len(self._final_q))
+        self._cond.notify_all()
+
+    def _to_live(self, utt: Utterance, can_wait, beat) -> None:
+        """Commit with the newest partial if there is one, else queue a final decode by the live model."""
+        text = self._commit.live_text(utt.id)
+        if text:
+            self._commit.finish(utt, text, "live")
+        else:
+            self._enqueue_final(utt, can_wait, beat)
+
+    # -- from the workers -------------------------------------------------------
+
+    def take_refine(self, timeout: float) -> Utterance | None:
+        with self._cond:
+            if not self._refine_q:
+                self._cond.wait(timeout)
+            if not self._refine_q:
+                return None
+            utt = self._refine_q.popleft()
+            self._in_progress[utt.id] = utt
+            self._cond.notify_all()
+            return utt
+
+    def take_final(self) -> Utterance | None:
+        with self._cond:
+            if not self._final_q:
+                return None
+            utt = self._final_q.popleft()
+            self._in_progress[utt.id] = utt
+            self._cond.notify_all()
+            return utt
+
+    def done(self, utt: Utterance) -> None:
+        with self._cond:
+            self._in_progress.pop(utt.id, None)
+            self._cond.notify_all()
+
+    def refine_failed(self, utt: Utterance) -> None:
+        """The refine pass could not decode ``utt`` (or its model was shed): fall back to live text."""
+        with self._cond:
+            self._in_progress.pop(utt.id, None)
+            self._to_live(utt, lambda: True, lambda: None)
+
+    def wait_for_final(self, timeout: float) -> None:
+        with self._cond:
+            if not self._final_q:
+                self._cond.wait(timeout)
+
+    def wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def refine_backlogged(self) -> bool:
+        """Half the refine queue is full: partials should leave the CPU to refining."""
+        with self._lock:
+            return self._refine_enabled and len(self._refine_q) * 2 >= self._bounds.refine
+
+    # -- stopping ---------------------------------------------------------------
+
+    def commit_refine_queue_with_live_text(self) -> None:
+        """A stop deadline is near: what waits for refining gets its live text (or a fast decode)."""
+        with self._cond:
+            while self._refine_q:
+                self._to_live(self._refine_q.popleft(), lambda: False, lambda: None)
+            self._cond.notify_all()
+
+    def take_unfinished(self) -> list[Utterance]:
+        """Empty the queues and return them with what is being decoded (the stop deadline passed)."""
+        with self._cond:
+            out = list(self._refine_q) + list(self._final_q) + list(self._in_progress.values())
+            self._refine_q.clear()
+            self._final_q.clear()
+            self._cond.notify_all()
+            return sorted(out, key=lambda u: u.id)
+
+    def stats(self) -> QueueStats:
+        with self._lock:
+            s = self._stats
+            queued = [*self._refine_q, *self._final_q, *self._in_progress.values()]
+            return QueueStats(len(self._final_q), self._bounds.live_final, s.queue_live_high_water,
+                              len(self._refine_q), self._bounds.refine, s.queue_refine_high_water,
+                              s.backpressure_waits, sum(u.nbytes for u in queued))
+
