@@ -181,7 +181,13 @@ class Capture:
     def _loop(self) -> None:
         work = np.zeros(int(_MAX_STEP_S * SAMPLE_RATE) // CHUNK * CHUNK, dtype=np.float32)
         while not self._closed.is_set():
-            self.heartbeat = time.monotonic()
+            now = time.monotonic()
+            if now - self.heartbeat > _GAP_CLOSE_S:
+                # This thread itself was not running (the process was stopped): the
+                # source may be about to deliver what it buffered meanwhile. Judge a
+                # gap only by time we were awake to hear it.
+                self._last_audio = now
+            self.heartbeat = now
             hop_ms = self._hop_ms()
             if self._pending_vad is not None:
                 self._apply_vad_options()

@@ -92,6 +92,7 @@ class MicrophoneSource:
         self._first_block_at = 0.0  # monotonic time of the first callback (written by the callback only)
         self._seen_blocks = 0
         self._seen_at = 0.0
+        self._checked_at = 0.0  # when finished was last asked (by the segmenter thread)
         self.description = f"microphone {device or '(default)'}"
 
     def _resolve_device(self):
@@ -165,6 +166,12 @@ class MicrophoneSource:
         """True once the device failed or stopped delivering blocks."""
         if self._error is None and self._stream is not None:
             now = time.monotonic()
+            if now - self._checked_at > 1.0:
+                # We were not running (SIGSTOP, a debugger, a swap storm): the audio
+                # server kept recording and is about to deliver it. Silence while we
+                # could not listen is no stall; start the stall window afresh.
+                self._seen_at = now
+            self._checked_at = now
             if self._blocks != self._seen_blocks:
                 self._seen_blocks, self._seen_at = self._blocks, now
             elif now - self._seen_at > self.stall_timeout:

@@ -290,3 +290,50 @@ def test_suspend_like_gap_closes_the_utterance(audio_dir):
     assert stats.capture.gap_closes == 1
     assert len(finals) == 2  # not one utterance glued across the gap
     assert all(f.end - f.start < 5 for f in finals)
+
+
+def test_speech_while_the_process_was_stopped_is_not_lost(tmp_path, audio_dir):
+    """SIGSTOP 8 s mid-speech: PulseAudio keeps recording and delivers the backlog after SIGCONT.
+
+    What lost these words before was listend itself: woken after the stop, the
+    stall detector saw 8 s without a callback and reopened the device
+    (discarding what PulseAudio held), and the gap detector cut the utterance.
+    Time the process was not running now counts as neither.
+    """
+    pulse = PulseServer(tmp_path / "pulse")
+    speech = speak(audio_dir / "stopped.wav", " ".join(SENTENCES), speed=140)
+    bus = PrivateBus(tmp_path)
+    env = daemon_env(bus, tmp_path / "state", {"PULSE_SERVER": pulse.server})
+    daemon = DaemonProcess(["--lightweight", "--start"], env, tmp_path / "d.log")
+    try:
+        daemon.wait_ready(env)
+
+        async def scenario():
+            async with BusClient(bus.address) as c:
+                deadline = time.monotonic() + 30
+                while (await c.call("GetMemory")).body[0]["audio_seconds"].value < 0.5:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.1)
+                player = pulse.speak_async(speech)
+                await asyncio.sleep(1.0)
+                os.kill(daemon.proc.pid, signal.SIGSTOP)
+                await asyncio.sleep(8.0)
+                os.kill(daemon.proc.pid, signal.SIGCONT)
+                await asyncio.to_thread(player.wait, 60)
+                await c.wait_for(lambda: len(c.named("SegmentRefined")) >= 4, timeout=120)
+                return (await c.call("GetMemory")).body[0]
+
+        memory = asyncio.run(scenario())
+        lost = memory["lost_samples"].value / 16000
+        assert lost < 0.5 and memory["dropped_samples"].value == 0, memory
+        assert memory["reopens"].value == 0 and memory["gap_closes"].value == 0, memory
+        assert memory["ring_high_water_samples"].value >= 5 * 16000  # the backlog did arrive in a burst
+        text = set(words(" ".join(json.loads(line)["text"] for f in (tmp_path / "state").rglob("*.jsonl")
+                                  for line in f.read_text().splitlines())))
+        for key in ("quarterly", "weather", "milk", "meeting"):  # every sentence, also the one spoken while stopped
+            assert key in text, (key, text)
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+        bus.close()
+        pulse.close()

@@ -45,3 +45,60 @@ def test_configuration_doc_lists_every_key():
     for section, value in Settings().sections.items():
         for f in dataclasses.fields(value):
             assert f"`{f.name}`" in doc and f"[{section}]" in doc, f"{section}.{f.name}"
+
+
+def test_listend_installs_beside_python_daemon(tmp_path):
+    """python-daemon's import package is ``daemon``: ours are listend, listend_ctl and listend_tray."""
+    import subprocess
+    import sys
+
+    code = ("import daemon, listend, listend_ctl.main, listend_tray.busworker; "
+            "assert hasattr(daemon, 'DaemonContext'), daemon.__file__; print(listend.__name__)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and result.stdout.strip() == "listend", result.stderr
+
+
+def _imports_of(path, package: str, folder_of: dict) -> set[str]:
+    """Modules of ours that ``path`` imports (anywhere in it, also inside functions)."""
+    import ast
+
+    tree = ast.parse(path.read_text())
+    out = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: within the same package
+                base = package if node.module is None else f"{package}.{node.module}"
+                names = [base] if node.module else [f"{package}.{a.name}" for a in node.names]
+            else:
+                names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        else:
+            continue
+        out.update(n for n in names if n in folder_of)
+    return out
+
+
+def test_no_import_cycles():
+    packages = {"listend": REPO / "daemon", "listend_ctl": REPO / "ctl", "listend_tray": REPO / "tray"}
+    files = {f"{pkg}.{p.stem}": p for pkg, folder in packages.items() for p in folder.glob("*.py")
+             if p.stem != "__init__"}
+    graph = {name: _imports_of(path, name.split(".")[0], files) - {name} for name, path in files.items()}
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(nxt):] + [node, nxt])
+                                     if nxt in trail else f"import cycle: {node} -> {nxt}")
+            if nxt not in state:
+                visit(nxt, trail + [node])
+        state[node] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [])
+    # The daemon does not import its clients.
+    assert not any(dep.startswith(("listend_ctl", "listend_tray")) for name, deps in graph.items()
+                   if name.startswith("listend.") for dep in deps)
