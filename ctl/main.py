@@ -37,6 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--since", type=int, metavar="ID", default=None, help="segments after id ID")
     t.add_argument("--follow", "-f", action="store_true", help="keep printing new segments as they are refined")
     t.add_argument("--json", action="store_true", help="one JSON object per line")
+    cp = sub.add_parser("copy", help="copy the last refined segment (or this session's text) to the clipboard",
+                        description="Copy refined text to the clipboard (wl-copy on Wayland, xclip/xsel on X11, "
+                                    "a Tk clipboard owner where a helper cannot serve).")
+    cp.add_argument("--session", action="store_true", help="all segments of the current (or last) listening session")
     m = sub.add_parser("memory", help="memory and queue figures")
     m.add_argument("--watch", action="store_true", help="print again every second")
     m.add_argument("--json", action="store_true")
@@ -106,6 +110,25 @@ async def _transcript(client: DictationClient, args) -> int:
     return EXIT_OK
 
 
+async def _copy(client: DictationClient, session: bool) -> int:
+    from .clipboard import Clipboard
+
+    if session:
+        first = await client.get("SessionFirstId")
+        entries = await client.transcript(max(0, first - 1), 0) if first else []
+    else:
+        entries = await client.recent(1)
+    text = " ".join(e.text for e in entries).strip()
+    if not text:
+        print("listenctl: nothing to copy yet", file=sys.stderr)
+        return EXIT_FAIL
+    clipboard = Clipboard()
+    if not await asyncio.to_thread(clipboard.copy_and_wait, text):
+        print(f"listenctl: cannot copy: {clipboard.last_error}", file=sys.stderr)
+        return EXIT_FAIL
+    return EXIT_OK
+
+
 async def _run(args) -> int:
     client = await DictationClient.connect()
     try:
@@ -128,6 +151,8 @@ async def _run(args) -> int:
             print("listening" if listening else "idle")
         elif c == "live":
             print(await client.get("LiveText"))
+        elif c == "copy":
+            return await _copy(client, args.session)
         elif c == "transcript":
             return await _transcript(client, args)
         elif c == "memory":

@@ -263,7 +263,12 @@ class Capture:
             source = factory()
             source.start(self._ring)
         except SourceError as e:
-            self.retry_error = f"{e} (retrying)"
+            message = f"{e} (retrying)"
+            if message != self.retry_error:  # say why, once per new reason
+                self.retry_error = message
+                with self._lock:
+                    if self._reopen is factory:
+                        self._on_state("error", message)
             return
         self._reopen_failures = 0
         with self._lock:

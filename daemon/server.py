@@ -60,6 +60,7 @@ class Daemon:
         self.live_text = ""
         self._live_id = 0
         self.rss_bytes = 0
+        self.session_first_id = 0  # first segment id of the current (or last) listening session
         self._busy = asyncio.Lock()
         self.notifier = sdnotify.Notifier.from_environment()
 
@@ -125,7 +126,10 @@ class Daemon:
                 return
             # A microphone that fails is reopened until it works again; a replay file is not.
             reopen = None if self.args.source else functools.partial(self.make_source, rescan=True)
+            first_id = self.engine.next_segment_id
             await asyncio.to_thread(self.engine.start, self.make_source(), reopen)
+            self.session_first_id = first_id
+            self.interface.emit_properties_changed({"SessionFirstId": first_id})
 
     async def stop(self) -> None:
         async with self._busy:

@@ -136,6 +136,10 @@ class DictationInterface(ServiceInterface):
         return self._d.history.last_id()
 
     @dbus_property(access=PropertyAccess.READ)
+    def SessionFirstId(self) -> "t":
+        return self._d.session_first_id
+
+    @dbus_property(access=PropertyAccess.READ)
     def QueueRefine(self) -> "u":
         return self._d.engine.stats().queues.queue_refine
 

@@ -11,7 +11,7 @@ from busfixtures import DaemonProcess, PrivateBus, ctl, daemon_env
 from conftest import BIN, SENTENCES, concat, silence, speak
 from xfixtures import XServer, count_colour
 
-from tray.icons import COLOURS, draw_icon
+from listend_tray.icons import COLOURS, draw_icon
 
 
 @pytest.fixture(scope="module")
@@ -84,17 +84,29 @@ def test_icon_docks_shows_state_click_toggles_and_follows_restarts(tmp_path, x, 
         bus.close()
 
 
+def entry(app, key):
+    """The menu entry ``key`` as the app builds it now (the same entries every backend renders)."""
+    def find(entries):
+        for e in entries:
+            if e.key == key:
+                return e
+            found = find(e.children)
+            if found:
+                return found
+    return find(app.menu())
+
+
 def test_menu_actions_and_auto_copy_to_the_clipboard(tmp_path, x, long_speech, monkeypatch):
     bus = PrivateBus(tmp_path)
     env = daemon_env(bus, tmp_path / "state")
     daemon = DaemonProcess(["--source", str(long_speech)], env, tmp_path / "d.log")
-    for key, value in (("DISPLAY", x.display), ("PYSTRAY_BACKEND", "xorg"),
-                       ("DBUS_SESSION_BUS_ADDRESS", bus.address)):
+    for key, value in (("DISPLAY", x.display), ("DBUS_SESSION_BUS_ADDRESS", bus.address),
+                       ("XDG_CONFIG_HOME", str(tmp_path / "config"))):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     try:
         daemon.wait_ready(env)
-        from tray.app import TrayApp
+        from listend_tray.app import TrayApp
 
         app = TrayApp()
         app.worker.start()
@@ -104,35 +116,41 @@ def test_menu_actions_and_auto_copy_to_the_clipboard(tmp_path, x, long_speech, m
             assert time.monotonic() < deadline
             time.sleep(0.05)
 
-        app.item("Auto-copy refined text")(app.icon)
-        assert app.settings.auto_copy
+        entry(app, "auto_copy").action()
+        assert app.settings.auto_copy and entry(app, "auto_copy").checked
         assert app.settings.path.exists()  # persisted
-        app.item("Start dictation")(app.icon).result(30)
+        assert entry(app, "toggle").label == "Start dictation"
+        entry(app, "toggle").action().result(30)
         assert "state: listening" in ctl(env, "status").stdout
-        assert app.item("Stop dictation")  # the menu text follows the state
+        deadline = time.monotonic() + 10
+        while entry(app, "toggle").label != "Stop dictation":  # the label follows the state
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
 
         deadline = time.monotonic() + 120
         while "quarterly" not in x.clipboard().lower():
             assert time.monotonic() < deadline, x.clipboard()
             time.sleep(0.2)
-        refined = app.worker.state.recent[-1][1]
+        refined = app.worker.state.last_text()
         assert x.clipboard() == refined
 
         subprocess.run(["xclip", "-selection", "clipboard", "-in"], input="something else", text=True,
                        env=x.env, check=True)
-        app.item("Copy last refined")(app.icon)
+        entry(app, "copy_last").action()
         deadline = time.monotonic() + 10
         while x.clipboard() != refined:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        app.item("Copy session transcript")(app.icon)
+        assert entry(app, "copy_session").enabled
 
-        profile = app.item("Profile").submenu
-        next(i for i in profile.items if i.text == "Lightweight")(app.icon).result(60)
+        entry(app, "profile_lightweight").action().result(60)
         assert ctl(env, "profile").stdout.strip() == "lightweight"
-        assert next(i for i in profile.items if i.text == "Lightweight").checked
-        assert app.item(f"Memory: {app.worker.state.rss_bytes / 2**20:.0f} MB")
-        app.item("Stop dictation")(app.icon).result(30)
+        deadline = time.monotonic() + 10
+        while not entry(app, "profile_lightweight").checked:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        assert entry(app, "memory").label.startswith("Memory: ") and "MiB" in entry(app, "memory").label
+        entry(app, "toggle").action().result(30)
         assert "state: idle" in ctl(env, "status").stdout
         assert daemon.terminate() == 0
     finally:
@@ -148,8 +166,8 @@ def test_transcript_window_shows_live_and_refined_text(tmp_path, x, long_speech,
     monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.address)
     try:
         daemon.wait_ready(env)
-        from tray.busworker import BusWorker
-        from tray.window import TranscriptWindow
+        from listend_tray.busworker import BusWorker
+        from listend_tray.window import TranscriptWindow
 
         window = TranscriptWindow()
         lives = []
@@ -179,7 +197,7 @@ def test_transcript_window_shows_live_and_refined_text(tmp_path, x, long_speech,
 
 def test_transcript_window_stays_responsive_under_10000_segments(x, monkeypatch):
     monkeypatch.setenv("DISPLAY", x.display)
-    from tray.window import MAX_LINES, TranscriptWindow
+    from listend_tray.window import MAX_LINES, TranscriptWindow
 
     window = TranscriptWindow()
     ticks_while_streaming = []
@@ -209,3 +227,53 @@ def test_transcript_window_stays_responsive_under_10000_segments(x, monkeypatch)
     # The Tk loop kept ticking while segments streamed in: it was never blocked.
     assert len(set(ticks_while_streaming)) > 1
     window.root.destroy()
+
+
+def test_listenctl_copy_and_the_fallback_when_wl_copy_hangs(tmp_path, x, two_utterances_wav):
+    """`listenctl copy` reaches the same clipboard; a helper that hangs (GNOME Wayland) is not waited on."""
+    import socket
+
+    bus = PrivateBus(tmp_path)
+    env = daemon_env(bus, tmp_path / "state", {"DISPLAY": x.display})
+    env.pop("WAYLAND_DISPLAY", None)
+    daemon = DaemonProcess(["--lightweight", "--source", str(two_utterances_wav), "--start"], env, tmp_path / "d.log")
+    silent = socket.socket(socket.AF_UNIX)
+    try:
+        daemon.wait_ready(env)
+        deadline = time.monotonic() + 120
+        while len(ctl(env, "transcript").stdout.splitlines()) < 2:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        segments = [line.split("\t")[2] for line in ctl(env, "transcript").stdout.splitlines()]
+
+        assert ctl(env, "copy").returncode == 0
+        assert x.clipboard() == segments[-1]
+
+        # A Wayland display that accepts and never answers: wl-copy blocks in its first roundtrip.
+        silent.bind(str(tmp_path / "wayland-silent"))
+        silent.listen(4)
+        hanging = dict(env, WAYLAND_DISPLAY=str(tmp_path / "wayland-silent"))
+        started = time.monotonic()
+        result = ctl(hanging, "copy", "--session")
+        assert result.returncode == 0, result.stderr
+        assert time.monotonic() - started < 20
+        assert x.clipboard() == " ".join(segments)  # served by the Tk clipboard owner over X11
+        assert daemon.terminate() == 0
+    finally:
+        silent.close()
+        daemon.kill()
+        bus.close()
+
+
+def test_listenctl_copy_with_nothing_to_copy_says_so(tmp_path):
+    bus = PrivateBus(tmp_path)
+    env = daemon_env(bus, tmp_path / "state")
+    daemon = DaemonProcess(["--lightweight"], env, tmp_path / "d.log")
+    try:
+        daemon.wait_ready(env)
+        result = ctl(env, "copy")
+        assert result.returncode == 1 and result.stderr.strip() == "listenctl: nothing to copy yet"
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+        bus.close()

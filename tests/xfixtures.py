@@ -112,3 +112,62 @@ def count_colour(img: Image.Image, rgb: tuple[int, int, int], tolerance: int = 4
 
     pixels = np.asarray(img.convert("RGB"), dtype=np.int16)
     return int(np.all(np.abs(pixels - np.array(rgb, dtype=np.int16)) <= tolerance, axis=-1).sum())
+
+
+class HeadlessSway:
+    """A headless wlroots compositor (sway) run as an unprivileged user: sway refuses root.
+
+    The user (``listendtest``) is created if missing (the suite runs as root in CI). Clients
+    reach the compositor through the absolute socket path in :attr:`wayland_display`.
+    """
+
+    USER = "listendtest"
+
+    def __init__(self, tmp: Path):
+        import pwd
+        import shutil
+
+        try:
+            pwd.getpwnam(self.USER)
+        except KeyError:
+            subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self.USER],
+                           check=True, capture_output=True, timeout=30)
+        import tempfile
+
+        tmp.mkdir(parents=True, exist_ok=True)
+        # pytest's tmp dirs are 0700 root: the compositor's user could not reach them.
+        self.runtime = Path(tempfile.mkdtemp(prefix="listend-wl-"))
+        shutil.chown(self.runtime, self.USER)
+        config = self.runtime / "sway.conf"
+        config.write_text("")
+        shutil.chown(config, self.USER)
+        self._log = open(tmp / "sway.log", "w")
+        env = {"PATH": os.environ["PATH"], "XDG_RUNTIME_DIR": str(self.runtime), "WLR_BACKENDS": "headless",
+               "WLR_RENDERER": "pixman", "WLR_LIBINPUT_NO_DEVICES": "1", "HOME": str(self.runtime)}
+        self.proc = subprocess.Popen(["runuser", "-u", self.USER, "--", "env", *[f"{k}={v}" for k, v in env.items()],
+                                      "sway", "-c", str(config)], stdout=self._log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while not (self.runtime / "wayland-1").exists():
+            assert self.proc.poll() is None and time.monotonic() < deadline, (tmp / "sway.log").read_text()
+            time.sleep(0.05)
+        self.wayland_display = str(self.runtime / "wayland-1")
+
+    def user_env(self) -> list[str]:
+        return ["runuser", "-u", self.USER, "--", "env", f"XDG_RUNTIME_DIR={self.runtime}",
+                "WAYLAND_DISPLAY=wayland-1"]
+
+    def clipboard(self) -> str:
+        """The Wayland clipboard as a client of the session's user sees it."""
+        return subprocess.run([*self.user_env(), "wl-paste", "--no-newline"], capture_output=True, text=True,
+                              timeout=10).stdout
+
+    def close(self) -> None:
+        import shutil
+
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+        shutil.rmtree(self.runtime, ignore_errors=True)

@@ -1,28 +1,41 @@
-"""``listend-tray``: the tray icon (pystray) and, with ``--window``, the transcript window.
+"""``listend-tray``: the tray icon and, with ``--window``, the transcript window.
 
 The tray holds no transcription logic: it shows the daemon's state, sends
-commands over D-Bus, and copies text. pystray's backends differ: the xorg
-(XEmbed) backend has a click action but no menu -- a click toggles dictation
-there; AppIndicator has a menu but no click action; GTK has both. The menu
-is built for all of them and pystray uses what the backend supports.
+commands over D-Bus, and copies text. Two backends show the same menu
+(:mod:`menu`):
+
+* **StatusNotifierItem** (:mod:`sni`) when a ``org.kde.StatusNotifierWatcher``
+  is on the session bus -- KDE Plasma, GNOME with the AppIndicator
+  extension, XFCE, Cinnamon, MATE, waybar -- and on Wayland generally: a
+  full menu, left click toggles dictation, middle click copies the last
+  segment. With no watcher yet (a panel that starts after the tray), the
+  item registers as soon as one appears.
+* **XEmbed** (pystray's xorg backend) on an X11 desktop with only an old
+  system tray (trayer, stalonetray): there is no menu; a left click toggles
+  dictation, or starts listend when it is not running, and the icon changes
+  at once. A start that fails opens the transcript window, which shows why
+  and has every menu action.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from listend_ctl.clipboard import Clipboard
+
 from .busworker import BusWorker, TrayState
-from .clipboard import Clipboard
 from .icons import draw_icon
+from .menu import MIB, build_menu, tooltip
 
 log = logging.getLogger("listend.tray")
-MB = 1024 * 1024
 
 
 def settings_path() -> Path:
@@ -52,73 +65,33 @@ class TraySettings:
         os.replace(tmp, self.path)
 
 
-def _shorten(text: str, width: int = 60) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
 class TrayApp:
-    """The tray icon and its menu, driven by a :class:`BusWorker`."""
+    """What the tray does, whichever backend shows it (:class:`SniView` or :class:`XEmbedView`)."""
 
-    def __init__(self, icon_factory=None):
-        import pystray
-
-        self._pystray = pystray
-        self.settings = TraySettings()
-        self.clipboard = Clipboard()
+    def __init__(self, settings: TraySettings | None = None):
+        self.settings = settings or TraySettings()
+        self.clipboard = Clipboard(on_error=self._clipboard_failed)
         self.worker = BusWorker(self._on_change, self._on_refined)
-        from .xorg import fixed_icon_class
+        self.view = None
 
-        factory = icon_factory or fixed_icon_class(pystray.Icon)
-        self.icon = factory("listend", draw_icon("absent"), "listend: not running", menu=self.build_menu())
-        self._shown = None
+    def menu(self):
+        return build_menu(self.worker.state, self.settings.auto_copy, self)
 
-    # -- menu -------------------------------------------------------------------------
-
-    def build_menu(self):
-        Menu, Item = self._pystray.Menu, self._pystray.MenuItem
-        s = lambda: self.worker.state  # noqa: E731
-
-        def recent_items():
-            items = [Item(_shorten(text), self._copier(text)) for _id, text in reversed(s().recent_segments())]
-            return items or [Item("(nothing yet)", None, enabled=False)]
-
-        return Menu(
-            Item(lambda _: "Stop dictation" if s().state == "listening" else "Start dictation", self.toggle,
-                 default=True, enabled=lambda _: s().running),
-            Item(lambda _: f"Live: {_shorten(s().live) or '…'}", None, enabled=False),
-            Item("Recent", Menu(recent_items)),
-            Item("Copy last refined", self.copy_last, enabled=lambda _: bool(s().last_text())),
-            Item("Copy session transcript", self.copy_session, enabled=lambda _: bool(s().session_text())),
-            Item("Auto-copy refined text", self.toggle_auto_copy, checked=lambda _: self.settings.auto_copy),
-            Item("Profile", Menu(
-                Item("Full", lambda: self.worker.set_profile("full"), radio=True,
-                     checked=lambda _: s().profile == "full"),
-                Item("Lightweight", lambda: self.worker.set_profile("lightweight"), radio=True,
-                     checked=lambda _: s().profile == "lightweight"))),
-            Item(lambda _: f"Memory: {s().rss_bytes / MB:.0f} MB" + (f" ({s().pressure})" if s().pressure != "normal" else ""),
-                 None, enabled=False),
-            Item("Start listend", self.start_daemon, visible=lambda _: not s().running),
-            Item("Open transcript window", self.open_window),
-            Item("Quit tray", self.quit),
-        )
-
-    def item(self, text: str):
-        """The top-level menu item whose (current) text is ``text`` (for scripts and tests)."""
-        for item in self.icon.menu.items:
-            if item.text == text:
-                return item
-        raise KeyError(text)
-
-    # -- actions ----------------------------------------------------------------------
+    # -- actions (any thread) --------------------------------------------------------
 
     def toggle(self, *_):
         if self.worker.state.running:
             return self.worker.toggle()
-        return self.worker.start_daemon()
+        future = self.worker.start_daemon()
+        future.add_done_callback(self._started)
+        return future
 
-    def _copier(self, text: str):
-        return lambda *_: self.clipboard.copy(text)
+    def _started(self, future) -> None:
+        if future.cancelled() or future.exception() or not future.result():
+            reason = "listend could not be started (is it installed? see: listenctl install)"
+            log.warning("%s", reason)
+            self.worker.notify("listend", reason)
+            self.open_window()  # XEmbed has no menu: show the window, which says why
 
     def copy_last(self, *_):
         text = self.worker.state.last_text()
@@ -126,54 +99,126 @@ class TrayApp:
             self.clipboard.copy(text)
 
     def copy_session(self, *_):
-        self.clipboard.copy(self.worker.state.session_text())
+        text = self.worker.state.session_text()
+        if text:
+            self.clipboard.copy(text)
 
     def toggle_auto_copy(self, *_):
         self.settings.auto_copy = not self.settings.auto_copy
         self.settings.save()
+        self.worker.changed()
 
-    def start_daemon(self, *_):
-        return self.worker.start_daemon()
+    def set_profile(self, profile: str):
+        return self.worker.set_profile(profile)
 
     def open_window(self, *_):
         subprocess.Popen([sys.executable, "-m", "listend_tray.app", "--window"], start_new_session=True,
                          stdin=subprocess.DEVNULL)
 
-    async def _keep_docked(self, icon) -> None:
-        import asyncio
-
-        while True:
-            await asyncio.sleep(2)
-            try:
-                await asyncio.to_thread(icon.ensure_docked)
-            except Exception:
-                log.debug("no system tray to dock into yet")
-
     def quit(self, *_):
-        self.icon.stop()
+        if self.view is not None:
+            self.view.stop()
 
-    # -- updates from the bus worker ----------------------------------------------------
+    def _clipboard_failed(self, message: str) -> None:
+        self.worker.notify("listend: cannot copy", message)
+
+    # -- updates from the bus worker (its thread) -------------------------------------
 
     def _on_refined(self, _seg_id: int, text: str) -> None:
         if self.settings.auto_copy:
             self.clipboard.copy(text if self.settings.auto_copy_mode == "segment" else self.worker.state.session_text())
 
     def _on_change(self, state: TrayState) -> None:
+        if self.view is not None:
+            self.view.show(state, self.menu())
+
+
+class SniView:
+    """The StatusNotifierItem backend; runs on the bus worker's loop (no GUI toolkit)."""
+
+    def __init__(self, app: TrayApp):
+        from .sni import SniTray
+
+        self.app = app
+        self.sni = SniTray(app.toggle, app.copy_last)
+        app.worker.on_connected = lambda bus: self.sni.attach(bus, os.getpid())
+
+    def show(self, state: TrayState, entries) -> None:
+        title, description = tooltip(state)
+        attention = state.running and (state.state == "error" or state.pressure == "limit")
+        self.sni.update(state.shown_state, state.pressure, title, description,
+                        "NeedsAttention" if attention else "Active", entries)
+
+    def run(self) -> None:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: self.stop())
+        self.app.worker.run_in_foreground()
+
+    def stop(self) -> None:
+        self.app.worker.stop()
+
+
+class XEmbedView:
+    """pystray's xorg backend, fixed (:mod:`xorg`): an icon whose click toggles dictation."""
+
+    def __init__(self, app: TrayApp, icon_factory=None):
+        import pystray
+
+        from .xorg import fixed_icon_class
+
+        self.app = app
+        self._pystray = pystray
+        factory = icon_factory or fixed_icon_class(pystray.Icon)
+        self.icon = factory("listend", draw_icon("absent"), "listend: not running - click to start",
+                            menu=self._pystray_menu(app.menu()))
+        self._shown = None
+
+    def _pystray_menu(self, entries):
+        Menu, Item = self._pystray.Menu, self._pystray.MenuItem
+        items = []
+        for e in entries:
+            if e.separator:
+                items.append(Menu.SEPARATOR)
+                continue
+            action = (lambda entry: (lambda *_: entry.action()))(e) if e.action else None
+            items.append(Item(e.label, self._pystray_menu(e.children) if e.children else action,
+                              enabled=e.enabled, visible=e.visible, default=e.key == "toggle",
+                              checked=(lambda checked: lambda _: checked)(e.checked) if e.toggle else None,
+                              radio=e.toggle == "radio"))
+        return Menu(*items)
+
+    def show(self, state: TrayState, entries) -> None:
         shown = (state.shown_state, state.pressure)
         if shown != self._shown:  # redraw only when the picture changes
             self._shown = shown
             self.icon.icon = draw_icon(*shown)
-        title = "listend: not running" if not state.running else (
-            f"listend: {state.shown_state}, {state.profile}, {state.rss_bytes / MB:.0f} MB")
+        title = "listend: not running - click to start" if not state.running else (
+            f"listend: {state.shown_state}, {state.profile}, {state.rss_bytes / MIB:.0f} MiB")
         if state.last_error and state.running and state.state == "error":
             title += f" - {state.last_error}"
         if getattr(self.icon, "_display", None) is not None:
             title = title.encode("latin-1", "replace").decode("latin-1")  # X11 WM_NAME is Latin-1
         self.icon.title = title
+        self.icon.menu = self._pystray_menu(entries)
         try:
             self.icon.update_menu()
         except Exception:
             pass  # backends without menus
+
+    def item(self, text: str):
+        """The top-level menu item whose text is ``text`` (for scripts and tests)."""
+        for item in self.icon.menu.items:
+            if item.text == text:
+                return item
+        raise KeyError(text)
+
+    async def _keep_docked(self) -> None:
+        while True:
+            await asyncio.sleep(2)
+            try:
+                await asyncio.to_thread(self.icon.ensure_docked)
+            except Exception:
+                log.debug("no system tray to dock into yet")
 
     def run(self) -> None:
         self.icon.run(setup=self._setup)
@@ -181,32 +226,70 @@ class TrayApp:
     def _setup(self, icon) -> None:
         icon.visible = True
         if hasattr(icon, "ensure_docked"):
-            self.worker.submit_when_running(self._keep_docked(icon))
+            self.app.worker.submit_when_running(self._keep_docked())
         # Only now: title and icon changes made before the icon is visible are
         # not applied by every backend.
-        self.worker.start()
+        self.app.worker.start()
+
+    def stop(self) -> None:
+        self.icon.stop()
+
+
+def choose_backend(requested: str) -> str:
+    """``sni`` where a StatusNotifierWatcher is on the session bus (or there is no X11), else ``xembed``."""
+    if requested != "auto":
+        return requested
+    if not os.environ.get("DISPLAY"):
+        return "sni"  # Wayland: XEmbed cannot work; a watcher may come later
+
+    async def watcher_present() -> bool:
+        from listend.bus import call_bus_daemon
+        from listend.client import DictationClient
+
+        try:
+            client = await asyncio.wait_for(DictationClient.connect(), 5)
+        except Exception:
+            return False
+        try:
+            reply = await call_bus_daemon(client.bus, "NameHasOwner", "s", ["org.kde.StatusNotifierWatcher"])
+            return bool(reply.body and reply.body[0])
+        finally:
+            client.close()
+
+    return "sni" if asyncio.run(watcher_present()) else "xembed"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="listend-tray", description="Tray icon for the listend dictation daemon.")
     parser.add_argument("--window", action="store_true", help="open the transcript window instead of the tray icon")
+    parser.add_argument("--backend", choices=("auto", "sni", "xembed"), default="auto",
+                        help="sni: StatusNotifierItem (KDE, GNOME+AppIndicator, XFCE, waybar); xembed: old X11 "
+                             "trays; auto (default): sni when a StatusNotifierWatcher is on the bus")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="listend-tray: %(levelname)s %(message)s")
-    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
-        print("listend-tray: no graphical display (DISPLAY/WAYLAND_DISPLAY unset)", file=sys.stderr)
-        return 1
     if args.window:
+        if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+            print("listend-tray: no graphical display (DISPLAY/WAYLAND_DISPLAY unset)", file=sys.stderr)
+            return 1
         from .window import run_window
 
         return run_window()
-    try:
-        app = TrayApp()
-    except Exception as e:  # pystray cannot reach the display or any tray backend
-        print(f"listend-tray: cannot create a tray icon: {e}", file=sys.stderr)
-        return 1
-    app.run()
+    backend = choose_backend(args.backend)
+    app = TrayApp()
+    if backend == "sni":
+        app.view = SniView(app)
+    else:
+        if not os.environ.get("DISPLAY"):
+            print("listend-tray: the xembed backend needs an X11 display (DISPLAY is unset)", file=sys.stderr)
+            return 1
+        try:
+            app.view = XEmbedView(app)
+        except Exception as e:  # pystray cannot reach the display
+            print(f"listend-tray: cannot create a tray icon: {e}", file=sys.stderr)
+            return 1
+    app.view.run()
     return 0
 
 

@@ -88,17 +88,38 @@ class BusWorker:
         self.loop = asyncio.new_event_loop()
         self.client: DictationClient | None = None
         self.connected = threading.Event()
+        #: ``await on_connected(bus)`` after each (re)connection: the SNI backend exports its item there.
+        self.on_connected: Callable | None = None
         self._background: list = []
+        self._stopping: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="listend-tray-bus", daemon=True)
 
     def start(self) -> None:
+        """Run the worker's loop on its own thread (a GUI toolkit owns the main thread)."""
         self._thread.start()
+
+    def run_in_foreground(self) -> None:
+        """Run the worker's loop on this thread until :meth:`stop` (no GUI toolkit)."""
+        self._run()
+
+    def stop(self) -> None:
+        def set_stopping() -> None:
+            if self._stopping is not None:
+                self._stopping.set()
+
+        self.loop.call_soon_threadsafe(set_stopping)
 
     def _run(self) -> None:
         asyncio.set_event_loop(self.loop)
+        self._stopping = asyncio.Event()
         for coro in self._background:
             self.loop.create_task(coro)
-        self.loop.run_until_complete(self._main())
+        main = self.loop.create_task(self._main())
+        stopper = self.loop.create_task(self._stopping.wait())
+        self.loop.run_until_complete(asyncio.wait([main, stopper], return_when=asyncio.FIRST_COMPLETED))
+        main.cancel()
+        if self.client is not None:
+            self.client.close()
 
     async def _main(self) -> None:
         while True:
@@ -109,6 +130,8 @@ class BusWorker:
                 await asyncio.sleep(2)
                 continue
             await self.client.subscribe(self._on_signal)
+            if self.on_connected is not None:
+                await self.on_connected(self.client.bus)
             self.connected.set()
             await self.refresh()
             try:
@@ -147,6 +170,24 @@ class BusWorker:
         if level != self.state.pressure:
             self.state.pressure = level
             self._changed()
+
+    def changed(self) -> None:
+        """Tell the GUI the state changed (from any thread): it redraws on the worker's thread."""
+        self.loop.call_soon_threadsafe(self._changed)
+
+    def notify(self, summary: str, body: str) -> None:
+        """A desktop notification (``org.freedesktop.Notifications``), if a server is there; always logged."""
+        log.warning("%s: %s", summary, body)
+
+        async def go():
+            if self.client is None:
+                return
+            await self.client.bus.call(Message(
+                destination="org.freedesktop.Notifications", path="/org/freedesktop/Notifications",
+                interface="org.freedesktop.Notifications", member="Notify", signature="susssasa{sv}i",
+                body=["listend", 0, "audio-input-microphone", summary, body, [], {}, 8000]))
+
+        self.submit(go())
 
     def _changed(self) -> None:
         try:

@@ -121,8 +121,9 @@ class TranscriptWindow:
 
 def run_window() -> int:
     """``listend-tray --window``: the window wired to the daemon over D-Bus."""
+    from listend_ctl.clipboard import Clipboard
+
     from .busworker import BusWorker
-    from .clipboard import Clipboard
 
     clipboard = Clipboard()
     view: list[TranscriptWindow] = []

@@ -1,0 +1,85 @@
+"""The tray menu as plain data: what the user can do, built from the tray's state.
+
+Both backends render the same entries: the StatusNotifierItem backend as a
+``com.canonical.dbusmenu`` layout, the XEmbed fallback as a pystray menu. The
+menu holds no logic of its own; each entry names an action of the tray app.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+MIB = 1024 * 1024
+
+
+@dataclass
+class MenuEntry:
+    """One menu item. ``key`` is stable across rebuilds (hosts address items by it)."""
+
+    key: str
+    label: str = ""
+    action: Callable[[], object] | None = None
+    enabled: bool = True
+    visible: bool = True
+    toggle: str = ""  # "", "checkmark" or "radio"
+    checked: bool = False
+    separator: bool = False
+    children: list["MenuEntry"] = field(default_factory=list)
+
+
+def shorten(text: str, width: int = 60) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def build_menu(state, auto_copy: bool, actions) -> list[MenuEntry]:
+    """The menu for ``state`` (a :class:`~listend_tray.busworker.TrayState`).
+
+    ``actions`` provides ``toggle``, ``copy_last``, ``copy_session``,
+    ``toggle_auto_copy``, ``set_profile(name)``, ``open_window`` and ``quit``.
+    """
+    listening = state.state == "listening"
+    if not state.running:
+        toggle_label = "Start dictation (starts listend)"
+    else:
+        toggle_label = "Stop dictation" if listening else "Start dictation"
+    live = shorten(state.live) if state.live else ("…" if listening else "(not listening)")
+    memory = f"Memory: {state.rss_bytes / MIB:.0f} MiB" + (f" ({state.pressure})" if state.pressure != "normal" else "")
+    status = state.shown_state if state.running else "not running"
+    if state.running and state.state == "error" and state.last_error:
+        status = f"error: {shorten(state.last_error, 50)}"
+    return [
+        MenuEntry("toggle", toggle_label, actions.toggle),
+        MenuEntry("live", f"Live: {live}", enabled=False),
+        MenuEntry("sep1", separator=True),
+        MenuEntry("copy_last", "Copy last segment", actions.copy_last, enabled=bool(state.last_text())),
+        MenuEntry("copy_session", "Copy this session's text", actions.copy_session,
+                  enabled=bool(state.session_text())),
+        MenuEntry("auto_copy", "Auto-copy refined text", actions.toggle_auto_copy, toggle="checkmark",
+                  checked=auto_copy),
+        MenuEntry("sep2", separator=True),
+        MenuEntry("profile", "Profile", enabled=state.running, children=[
+            MenuEntry("profile_full", "Full (accurate)", lambda: actions.set_profile("full"), toggle="radio",
+                      checked=state.profile == "full"),
+            MenuEntry("profile_lightweight", "Lightweight (less memory)", lambda: actions.set_profile("lightweight"),
+                      toggle="radio", checked=state.profile == "lightweight"),
+        ]),
+        MenuEntry("status", f"Status: {status}", enabled=False),
+        MenuEntry("memory", memory, enabled=False, visible=state.running),
+        MenuEntry("window", "Transcript window", actions.open_window),
+        MenuEntry("sep3", separator=True),
+        MenuEntry("quit", "Quit tray", actions.quit),
+    ]
+
+
+def tooltip(state) -> tuple[str, str]:
+    """(title, description) for the tooltip: says why on error."""
+    if not state.running:
+        return "listend", "not running: click to start"
+    description = f"{state.shown_state}, profile {state.profile}, {state.rss_bytes / MIB:.0f} MiB"
+    if state.state == "error" and state.last_error:
+        description = f"error: {state.last_error}"
+    elif state.pressure != "normal":
+        description += f", memory {state.pressure}"
+    return "listend", description
