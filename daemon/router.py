@@ -67,7 +67,8 @@ class Router:
         self._giving_up = giving_up
         self._refine_q: collections.deque[Utterance] = collections.deque()
         self._final_q: collections.deque[Utterance] = collections.deque()
-        self._in_progress: dict[int, Utterance] = {}
+        self._refining: dict[int, Utterance] = {}  # taken by the refine worker, not done
+        self._finalising: dict[int, Utterance] = {}  # taken by the live worker, not done
         self._stats = QueueStats()
         self.configure(queues, refine_enabled)
 
@@ -132,7 +133,7 @@ class Router:
             if not self._refine_q:
                 return None
             utt = self._refine_q.popleft()
-            self._in_progress[utt.id] = utt
+            self._refining[utt.id] = utt
             self._cond.notify_all()
             return utt
 
@@ -141,19 +142,26 @@ class Router:
             if not self._final_q:
                 return None
             utt = self._final_q.popleft()
-            self._in_progress[utt.id] = utt
+            self._finalising[utt.id] = utt
             self._cond.notify_all()
             return utt
 
-    def done(self, utt: Utterance) -> None:
+    def refined(self, utt: Utterance) -> None:
+        """The refine worker is done with ``utt``."""
         with self._cond:
-            self._in_progress.pop(utt.id, None)
+            self._refining.pop(utt.id, None)
+            self._cond.notify_all()
+
+    def finalised(self, utt: Utterance) -> None:
+        """The live worker is done with ``utt``."""
+        with self._cond:
+            self._finalising.pop(utt.id, None)
             self._cond.notify_all()
 
     def refine_failed(self, utt: Utterance) -> None:
         """The refine pass could not decode ``utt`` (or its model was shed): fall back to live text."""
         with self._cond:
-            self._in_progress.pop(utt.id, None)
+            self._refining.pop(utt.id, None)
             self._to_live(utt, lambda: True, lambda: None)
 
     def wait_for_final(self, timeout: float) -> None:
@@ -173,8 +181,18 @@ class Router:
     # -- stopping ---------------------------------------------------------------
 
     def commit_refine_queue_with_live_text(self) -> None:
-        """A stop deadline is near: what waits for refining gets its live text (or a fast decode)."""
+        """A stop deadline is near: what waits for refining gets its live text (or a fast decode).
+
+        So does the utterance being refined right now: its live text is final
+        at once, or the fast model decodes it beside the refine pass and
+        whichever finishes first is committed (the commit stage takes the
+        first final of an id and ignores the second).
+        """
         with self._cond:
+            queued_final = {u.id for u in self._final_q}
+            for utt in list(self._refining.values()):
+                if utt.id not in self._finalising and utt.id not in queued_final:
+                    self._to_live(utt, lambda: False, lambda: None)
             while self._refine_q:
                 self._to_live(self._refine_q.popleft(), lambda: False, lambda: None)
             self._cond.notify_all()
@@ -182,16 +200,18 @@ class Router:
     def take_unfinished(self) -> list[Utterance]:
         """Empty the queues and return them with what is being decoded (the stop deadline passed)."""
         with self._cond:
-            out = list(self._refine_q) + list(self._final_q) + list(self._in_progress.values())
+            by_id = {u.id: u for u in [*self._refine_q, *self._final_q, *self._refining.values(),
+                                        *self._finalising.values()]}
             self._refine_q.clear()
             self._final_q.clear()
             self._cond.notify_all()
-            return sorted(out, key=lambda u: u.id)
+            return [by_id[i] for i in sorted(by_id)]
 
     def stats(self) -> QueueStats:
         with self._lock:
             s = self._stats
-            queued = [*self._refine_q, *self._final_q, *self._in_progress.values()]
+            queued = {u.id: u for u in [*self._refine_q, *self._final_q, *self._refining.values(),
+                                        *self._finalising.values()]}.values()
             return QueueStats(len(self._final_q), self._bounds.live_final, s.queue_live_high_water,
                               len(self._refine_q), self._bounds.refine, s.queue_refine_high_water,
                               s.backpressure_waits, sum(u.nbytes for u in queued))

@@ -181,7 +181,7 @@ class RefineWorker(SupervisedWorker):
         if text:
             self._context = (self._context + " " + text)[-1000:]
         self._commit.finish(utt, text, "refined")
-        self._router.done(utt)
+        self._router.refined(utt)
 
 
 class LiveWorker(SupervisedWorker):
@@ -241,4 +241,4 @@ class LiveWorker(SupervisedWorker):
         if not self._item(f"segment {utt.id}", lambda: result.append(decoder.decode(utt.audio).text)):
             result = [self._commit.live_text(utt.id)]  # what the user already saw, rather than nothing
         self._commit.finish(utt, result[0], "live")
-        self._router.done(utt)
+        self._router.finalised(utt)

@@ -308,3 +308,21 @@ def test_history_bound_while_the_disk_refuses_is_counted(tmp_path, monkeypatch):
         store.append(Segment(i, time.time(), time.time(), "t"))
     assert store.unwritten == 3 and store.dropped == 2
     assert "No space left" in store.last_error
+
+
+def test_near_a_deadline_the_utterance_being_refined_gets_live_text_or_a_fast_decode(commit):
+    events = Events()
+    commit.subscribe(events)
+    router, _ = make_router(commit, refine=3)
+    for i in (1, 2, 3):
+        route(router, commit, utt(i))
+    commit.partial(1, False, "live one", 1.0)
+    assert router.take_refine(0).id == 1  # 1 and then 2 would be refined...
+    router.commit_refine_queue_with_live_text()  # ...but the stop deadline is near
+    # 1 goes out with its live text; 2 and 3 have none: the fast model decodes them.
+    assert router.take_final().id == 2 and router.take_final().id == 3
+    commit.wait_drained(0.5)
+    assert [(e.id, e.source) for e in events if isinstance(e, Refined)] == [(1, "live")]
+    commit.finish(utt(1), "late refined text", "refined")  # the refine pass finishing later is ignored
+    commit.wait_drained(0.5)
+    assert [e.text for e in events if isinstance(e, Refined)] == ["live one"]
