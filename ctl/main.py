@@ -12,11 +12,10 @@ import datetime
 import json
 import sys
 
-from dbus_next import Message
-
-from listend.bus import INTERFACE, NoBusError
+from listend.bus import NoBusError
 from listend.cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser
-from listend.client import CallFailed, DictationClient, NotRunning, TranscriptEntry
+from listend.client import (CallFailed, ClientEvent, DictationClient, NotRunning, PresenceEvent, SegmentEvent,
+                            TranscriptEntry)
 from listend.config import PROFILES
 
 MB = 1024 * 1024
@@ -84,13 +83,13 @@ async def _transcript(client: DictationClient, args) -> int:
     queue: asyncio.Queue = asyncio.Queue()
     if args.follow:
         # Subscribe before reading what exists, so nothing falls in between.
-        def on_signal(msg: Message) -> None:
-            if msg.interface == INTERFACE and msg.member == "SegmentRefined":
-                queue.put_nowait(TranscriptEntry(*msg.body))
-            elif msg.member == "NameOwnerChanged" and not msg.body[2]:
+        def on_event(event: ClientEvent) -> None:
+            if isinstance(event, SegmentEvent):
+                queue.put_nowait(event.entry)
+            elif isinstance(event, PresenceEvent) and not event.running:
                 queue.put_nowait(None)
 
-        await client.subscribe(on_signal)
+        await client.subscribe(on_event)
     if args.last is not None:
         entries = await client.recent(args.last)
         entries = [e for e in entries if e.id > printed]

@@ -1,13 +1,14 @@
 """A small asyncio client of ``io.github.listend.Dictation1`` (used by listenctl and the tray).
 
 Plain method calls to the well-known name, so the first call also D-Bus
-activates the daemon where an activation file is installed.
+activates the daemon where an activation file is installed. Signals reach
+subscribers as typed events (:data:`ClientEvent`), never as raw messages.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Union
 
 from dbus_next import BusType, Message, MessageType, Variant
 from .dbusio import MessageBus
@@ -41,6 +42,70 @@ class TranscriptEntry:
     start: float
     end: float
     text: str
+
+
+@dataclass(frozen=True)
+class SegmentEvent:
+    """``SegmentRefined``: final text of a segment (Unix times)."""
+
+    entry: TranscriptEntry
+
+
+@dataclass(frozen=True)
+class PartialEvent:
+    id: int
+    text: str
+
+
+@dataclass(frozen=True)
+class StateEvent:
+    state: str
+
+
+@dataclass(frozen=True)
+class PressureEvent:
+    level: str
+    rss_bytes: int
+
+
+@dataclass(frozen=True)
+class PropertiesEvent:
+    """Properties of the daemon that changed, unwrapped."""
+
+    changed: dict
+
+
+@dataclass(frozen=True)
+class PresenceEvent:
+    """The daemon took (``running``) or left the bus name."""
+
+    running: bool
+
+
+ClientEvent = Union[SegmentEvent, PartialEvent, StateEvent, PressureEvent, PropertiesEvent, PresenceEvent]
+
+
+def event_of(msg: Message) -> ClientEvent | None:
+    """The typed event a signal from (or about) the daemon carries; None for anything else."""
+    if msg.message_type != MessageType.SIGNAL:
+        return None
+    body = msg.body
+    if msg.member == "NameOwnerChanged" and body and body[0] == BUS_NAME:
+        return PresenceEvent(bool(body[2]))
+    if msg.path != OBJECT_PATH:
+        return None
+    if msg.interface == INTERFACE:
+        if msg.member == "SegmentRefined":
+            return SegmentEvent(TranscriptEntry(*body))
+        if msg.member == "PartialText":
+            return PartialEvent(*body)
+        if msg.member == "StateChanged":
+            return StateEvent(body[0])
+        if msg.member == "MemoryPressure":
+            return PressureEvent(*body)
+    elif msg.member == "PropertiesChanged" and body and body[0] == INTERFACE:
+        return PropertiesEvent({k: _unwrap(v) for k, v in body[1].items()})
+    return None
 
 
 def _unwrap(value: Any) -> Any:
@@ -92,16 +157,17 @@ class DictationClient:
     async def recent(self, count: int) -> list[TranscriptEntry]:
         return [TranscriptEntry(*row) for row in (await self.call("GetRecent", "u", [count]))[0]]
 
-    async def subscribe(self, handler: Callable[[Message], None]) -> None:
-        """Receive every signal of the daemon's interface (and its property changes)."""
+    async def subscribe(self, handler: Callable[[ClientEvent], None]) -> None:
+        """Call ``handler(event)`` for every signal of the daemon, its property changes and its presence."""
         for rule in (f"type='signal',interface='{INTERFACE}',path='{OBJECT_PATH}'",
                      f"type='signal',interface='org.freedesktop.DBus.Properties',path='{OBJECT_PATH}'",
                      f"type='signal',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{BUS_NAME}'"):
             await call_bus_daemon(self.bus, "AddMatch", "s", [rule])
 
         def filter_(msg: Message) -> None:
-            if msg.message_type == MessageType.SIGNAL:
-                handler(msg)
+            event = event_of(msg)
+            if event is not None:
+                handler(event)
 
         self.bus.add_message_handler(filter_)
 

@@ -326,3 +326,26 @@ def test_near_a_deadline_the_utterance_being_refined_gets_live_text_or_a_fast_de
     commit.finish(utt(1), "late refined text", "refined")  # the refine pass finishing later is ignored
     commit.wait_drained(0.5)
     assert [e.text for e in events if isinstance(e, Refined)] == ["live one"]
+
+
+def test_client_hands_out_typed_events():
+    from dbus_next import Message, MessageType, Variant
+
+    from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH
+    from listend.client import PartialEvent, PresenceEvent, PropertiesEvent, SegmentEvent, event_of
+
+    def sig(member, signature, body, interface=INTERFACE, path=OBJECT_PATH):
+        return Message(message_type=MessageType.SIGNAL, path=path, interface=interface, member=member,
+                       signature=signature, body=body)
+
+    assert event_of(sig("PartialText", "ts", [3, "hel"])) == PartialEvent(3, "hel")
+    seg = event_of(sig("SegmentRefined", "tdds", [4, 1.0, 2.0, "hello"]))
+    assert isinstance(seg, SegmentEvent) and (seg.entry.id, seg.entry.text) == (4, "hello")
+    props = event_of(sig("PropertiesChanged", "sa{sv}as", [INTERFACE, {"State": Variant("s", "idle")}, []],
+                         interface="org.freedesktop.DBus.Properties"))
+    assert props == PropertiesEvent({"State": "idle"})
+    gone = event_of(sig("NameOwnerChanged", "sss", [BUS_NAME, ":1.5", ""], interface="org.freedesktop.DBus",
+                        path="/org/freedesktop/DBus"))
+    assert gone == PresenceEvent(False)
+    assert event_of(sig("NameOwnerChanged", "sss", ["other.name", "", ":1.9"], interface="org.freedesktop.DBus",
+                        path="/org/freedesktop/DBus")) is None

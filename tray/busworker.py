@@ -19,8 +19,9 @@ from typing import Callable
 
 from dbus_next import Message
 
-from listend.bus import BUS_NAME, INTERFACE, call_bus_daemon
-from listend.client import CallFailed, DictationClient, NotRunning
+from listend.bus import BUS_NAME, call_bus_daemon
+from listend.client import (CallFailed, ClientEvent, DictationClient, NotRunning, PartialEvent, PresenceEvent,
+                            PressureEvent, PropertiesEvent, SegmentEvent, StateEvent)
 
 log = logging.getLogger("listend.tray")
 RECENT = 10
@@ -195,10 +196,10 @@ class BusWorker:
         except Exception:
             log.exception("tray update failed")
 
-    def _on_signal(self, msg: Message) -> None:
+    def _on_signal(self, event: ClientEvent) -> None:
         s = self.state
-        if msg.member == "NameOwnerChanged":
-            if msg.body[2]:
+        if isinstance(event, PresenceEvent):
+            if event.running:
                 log.info("listend appeared on the bus")
                 self.loop.create_task(self.refresh())
             else:
@@ -206,23 +207,23 @@ class BusWorker:
                 s.running, s.state, s.live = False, "absent", ""
                 self._changed()
             return
-        if msg.member == "PartialText":
-            s.last_partial_id = max(s.last_partial_id, msg.body[0])
-            s.live = msg.body[1]
-        elif msg.member == "SegmentRefined":
-            seg_id, _start, _end, text = msg.body
-            s.last_final_id = max(s.last_final_id, seg_id)
-            s.add_final(seg_id, text)
-            self._on_refined(seg_id, text)
-        elif msg.member == "StateChanged":
-            if msg.body[0] == "listening" and s.state != "listening":
+        if isinstance(event, PartialEvent):
+            s.last_partial_id = max(s.last_partial_id, event.id)
+            s.live = event.text
+        elif isinstance(event, SegmentEvent):
+            entry = event.entry
+            s.last_final_id = max(s.last_final_id, entry.id)
+            s.add_final(entry.id, entry.text)
+            self._on_refined(entry.id, entry.text)
+        elif isinstance(event, StateEvent):
+            if event.state == "listening" and s.state != "listening":
                 s.clear_session()
-            s.state = msg.body[0]
+            s.state = event.state
             s.running = True
-        elif msg.member == "MemoryPressure":
-            s.pressure = msg.body[0]
-        elif msg.member == "PropertiesChanged" and msg.body[0] == INTERFACE:
-            changed = {k: v.value for k, v in msg.body[1].items()}
+        elif isinstance(event, PressureEvent):
+            s.pressure = event.level
+        elif isinstance(event, PropertiesEvent):
+            changed = event.changed
             s.live = changed.get("LiveText", s.live)
             s.profile = changed.get("Profile", s.profile)
             s.rss_bytes = changed.get("RssBytes", s.rss_bytes)
