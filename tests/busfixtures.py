@@ -119,6 +119,13 @@ class BusClient:
         assert reply.message_type == MessageType.METHOD_RETURN, reply.body
         return reply.body[0].value
 
+    async def wait_audio_flowing(self, timeout: float = 30) -> None:
+        """Wait until the daemon has consumed half a second of audio (PulseAudio's first blocks are slow)."""
+        deadline = time.monotonic() + timeout
+        while (await self.call("GetMemory")).body[0]["audio_seconds"].value < 0.5:
+            assert time.monotonic() < deadline, "no audio reached the daemon"
+            await asyncio.sleep(0.1)
+
     def named(self, member: str) -> list[Message]:
         return [m for m in self.signals if m.member == member]
 

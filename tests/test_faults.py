@@ -45,10 +45,7 @@ def test_microphone_disappears_mid_utterance_and_comes_back(tmp_path, audio_dir)
 
         async def scenario():
             async with BusClient(bus.address) as c:
-                deadline = time.monotonic() + 30
-                while (await c.call("GetMemory")).body[0]["audio_seconds"].value < 0.5:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.1)
+                await c.wait_audio_flowing()
                 player = pulse.speak_async(long_utterance)
                 await c.wait_for(lambda: any(m.body[1].strip() for m in c.named("PartialText")), timeout=60)
                 await asyncio.sleep(1.0)
@@ -310,10 +307,7 @@ def test_speech_while_the_process_was_stopped_is_not_lost(tmp_path, audio_dir):
 
         async def scenario():
             async with BusClient(bus.address) as c:
-                deadline = time.monotonic() + 30
-                while (await c.call("GetMemory")).body[0]["audio_seconds"].value < 0.5:
-                    assert time.monotonic() < deadline
-                    await asyncio.sleep(0.1)
+                await c.wait_audio_flowing()
                 player = pulse.speak_async(speech)
                 await asyncio.sleep(1.0)
                 os.kill(daemon.proc.pid, signal.SIGSTOP)
