@@ -30,7 +30,7 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 SR = 16_000
-MB = 1024 * 1024
+MB = 1024 * 1024  # MiB: every size here is 2**20 bytes (JSON keys keep their _mb names)
 SENTENCES = [
     "Please send the quarterly report to the finance team by Friday.",
     "The weather today is sunny with a light breeze from the west.",
@@ -399,7 +399,7 @@ def plot(results: dict, out_dir: Path) -> None:
     from listend_ctl.plot import Chart, Series
 
     colors = {"lightweight": "#2ca02c", "full": "#1f77b4"}
-    chart = Chart("RSS against audio time (as fast as possible)", "audio hours", "RSS (MB)")
+    chart = Chart("RSS against audio time (as fast as possible)", "audio hours", "RSS (MiB)")
     for profile, r in results["profiles"].items():
         s = r["rss_samples"]
         chart.series.append(Series(f"listend {profile}", [a / 3600 for a, _ in s], [m / MB for _, m in s],
@@ -419,12 +419,12 @@ def print_summary(results: dict) -> None:
     for profile, r in results["profiles"].items():
         print(f"{profile}: partial p50/p95 {r['partial_lag_s']['p50']:.2f}/{r['partial_lag_s']['p95']:.2f} s, "
               f"refined p50/p95 {r['refined_lag_s']['p50']:.2f}/{r['refined_lag_s']['p95']:.2f} s, "
-              f"{r['throughput_x_realtime']:.1f}x realtime, peak {r['peak_rss_mb']:.0f} MB, "
-              f"growth {r['growth_mb_per_audio_hour'] if r['growth_mb_per_audio_hour'] is not None else float('nan'):.2f} MB/h, "
+              f"{r['throughput_x_realtime']:.1f}x realtime, peak {r['peak_rss_mb']:.0f} MiB, "
+              f"growth {r['growth_mb_per_audio_hour'] if r['growth_mb_per_audio_hour'] is not None else float('nan'):.2f} MiB/h, "
               f"idle {r['idle_cpu_percent']:.2f} %, WER final {r['wer_final']:.1f} live {r['wer_live']:.1f} "
               f"offline {r['wer_offline_same_model']:.1f}")
     b = results["baseline_old_design"]
-    print(f"old design: peak {b['peak_rss_mb']:.0f} MB after {b['audio_hours']:.2f} h, "
+    print(f"old design: peak {b['peak_rss_mb']:.0f} MiB after {b['audio_hours']:.2f} h, "
           f"growth {b['growth_mb_per_audio_hour'] or float('nan'):.0f} MB/h")
 
 

@@ -47,7 +47,7 @@ TimeoutStartSec=180
 # Above the daemon's whole 15 s stop budget (refine, live fallbacks, keeping the rest as audio).
 TimeoutStopSec=25
 # Backstops for the in-process watchdog (full profile: warn 700, cleanup 850,
-# limit 1100 MB). Change with: systemctl --user edit listend
+# limit 1100 MiB). Change with: systemctl --user edit listend
 MemoryHigh=1200M
 MemoryMax=1600M
 # Hardening that works in user units without breaking audio, models or XDG

@@ -18,7 +18,7 @@ from listend.client import (CallFailed, ClientEvent, DictationClient, NotRunning
                             TranscriptEntry)
 from listend.config import PROFILES
 
-MB = 1024 * 1024
+MIB = 1024 * 1024
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,8 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transcript", help="print refined segments")
     t.add_argument("--last", type=int, metavar="N", help="only the last N segments")
     t.add_argument("--since", type=int, metavar="ID", default=None, help="segments after id ID")
-    t.add_argument("--follow", "-f", action="store_true", help="keep printing new segments as they are refined")
+    t.add_argument("--follow", "-f", action="store_true",
+                   help="keep printing segments as they are refined, from now on (add --last N or --since ID "
+                        "to print earlier ones first)")
     t.add_argument("--json", action="store_true", help="one JSON object per line")
+    dv = sub.add_parser("devices", help="list audio input devices (works without the daemon)")
+    dv.add_argument("--json", action="store_true")
     cp = sub.add_parser("copy", help="copy the last refined segment (or this session's text) to the clipboard",
                         description="Copy refined text to the clipboard (wl-copy on Wayland, xclip/xsel on X11, "
                                     "a Tk clipboard owner where a helper cannot serve).")
@@ -60,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
 def _format_entry(e: TranscriptEntry, as_json: bool) -> str:
     if as_json:
         return json.dumps({"id": e.id, "start": e.start, "end": e.end, "text": e.text}, ensure_ascii=False)
-    stamp = datetime.datetime.fromtimestamp(e.start).strftime("%H:%M:%S")
+    when = datetime.datetime.fromtimestamp(e.start)
+    # A time alone is today's; any other day carries its date.
+    stamp = when.strftime("%H:%M:%S" if when.date() == datetime.date.today() else "%Y-%m-%d %H:%M:%S")
     return f"{e.id}\t{stamp}\t{e.text}"
 
 
@@ -71,7 +77,7 @@ def _print_memory(mem: dict, as_json: bool) -> None:
     for key in sorted(mem):
         value = mem[key]
         if key.endswith("_bytes"):
-            value = f"{value / MB:.1f} MB"
+            value = f"{value / MIB:.1f} MiB"
         print(f"{key}: {value}")
     print(flush=True)
 
@@ -93,6 +99,10 @@ async def _transcript(client: DictationClient, args) -> int:
     if args.last is not None:
         entries = await client.recent(args.last)
         entries = [e for e in entries if e.id > printed]
+    elif args.follow and args.since is None:
+        # Following starts now: what was said before needs --last N or --since ID.
+        printed = await client.get("LastSegmentId")
+        entries = []
     else:
         entries = await client.transcript(printed, 0)
     for e in entries:
@@ -106,6 +116,28 @@ async def _transcript(client: DictationClient, args) -> int:
         if entry.id > printed:
             print(_format_entry(entry, args.json), flush=True)
             printed = entry.id
+    return EXIT_OK
+
+
+def _devices(as_json: bool) -> int:
+    from listend.sources import SourceError, list_input_devices
+
+    try:
+        devices = list_input_devices()
+    except SourceError as e:
+        print(f"listenctl: {e}", file=sys.stderr)
+        return EXIT_FAIL
+    if as_json:
+        print(json.dumps([{"index": d.index, "name": d.name, "channels": d.channels, "default": d.is_default}
+                          for d in devices]))
+    elif not devices:
+        print("listenctl: no input device found (no microphone connected, or no audio server running)",
+              file=sys.stderr)
+        return EXIT_FAIL
+    else:
+        for d in devices:
+            print(f"{'*' if d.is_default else ' '} {d.index:3d}  {d.name}  ({d.channels} ch, "
+                  f"{d.default_samplerate:.0f} Hz)")
     return EXIT_OK
 
 
@@ -138,7 +170,7 @@ async def _run(args) -> int:
                 print(json.dumps(props, sort_keys=True))
             else:
                 print(f"state: {props['State']}\nprofile: {props['Profile']}\n"
-                      f"memory: {props['RssBytes'] / MB:.0f} MB\nlive: {props['LiveText']}")
+                      f"memory: {props['RssBytes'] / MIB:.0f} MiB\nlive: {props['LiveText']}")
                 if props.get("LastError"):
                     print(f"error: {props['LastError']}")
         elif c == "start":
@@ -179,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         from .install import run_install
 
         return run_install(args)
+    if args.command == "devices":
+        return _devices(args.json)
     try:
         return asyncio.run(_run(args))
     except KeyboardInterrupt:

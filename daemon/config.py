@@ -102,7 +102,7 @@ class QueueOptions:
 
 @dataclass(frozen=True)
 class MemoryOptions:
-    """Memory watchdog thresholds (MB of resident memory) and cadence."""
+    """Memory watchdog thresholds (MiB of resident memory: the keys say _mb, the unit is 2**20 bytes) and cadence."""
 
     warn_mb: int = field(default=700, metadata=_num(50, 1_000_000))
     cleanup_mb: int = field(default=850, metadata=_num(50, 1_000_000))

@@ -151,7 +151,7 @@ class MemoryWatchdog:
         self.stats.level = level
         if level == "normal":
             if previous != "normal":
-                log.info("memory back to normal: %d MB", rss // MB)
+                log.info("memory back to normal: %d MiB", rss // MB)
                 self._publish(MemoryPressure("normal", rss))
             return level
         action = ""
@@ -168,9 +168,9 @@ class MemoryWatchdog:
         if level == "limit" and previous != "limit":
             done, action = self._degrade()
             self.stats.degradations += done
-            log.warning("memory over limit (%d MB >= %d MB): %s", rss // MB, o.limit_mb, action)
+            log.warning("memory over limit (%d MiB >= %d MiB): %s", rss // MB, o.limit_mb, action)
         elif level != previous:
-            log.warning("memory %s: %d MB (warn %d, cleanup %d, limit %d MB)",
+            log.warning("memory %s: %d MiB (warn %d, cleanup %d, limit %d MiB)",
                         level, rss // MB, o.warn_mb, o.cleanup_mb, o.limit_mb)
         if level != previous:
             self._publish(MemoryPressure(level, rss, action))
@@ -181,7 +181,7 @@ _ORDER: tuple[PressureLevel, ...] = ("normal", "warn", "cleanup", "limit")
 
 
 def hysteresis_bytes(threshold_mb: int) -> int:
-    """How far below a threshold RSS must fall to leave its level: 3 %, at least 16 MB."""
+    """How far below a threshold RSS must fall to leave its level: 3 %, at least 16 MiB."""
     return max(16 * MB, threshold_mb * MB * 3 // 100)
 
 

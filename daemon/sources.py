@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import dataclass
 from typing import Protocol
 
 
@@ -19,6 +20,41 @@ SAMPLE_RATE = 16_000
 
 class SourceError(RuntimeError):
     """The source cannot deliver audio (no such device, not an audio file, ...)."""
+
+
+@dataclass(frozen=True)
+class InputDevice:
+    """An input device as PortAudio lists it."""
+
+    index: int
+    name: str
+    channels: int
+    default_samplerate: float
+    is_default: bool
+
+
+def list_input_devices(fresh: bool = False) -> list[InputDevice]:
+    """Every device with at least one input channel (``fresh``: rescan, e.g. after a plug-in)."""
+    try:
+        import sounddevice as sd
+    except OSError as e:  # libportaudio2 missing
+        raise SourceError(f"PortAudio is not available: {e} (apt install libportaudio2)") from None
+    with MicrophoneSource._portaudio:
+        if fresh:
+            sd._terminate()
+            sd._initialize()
+        default = sd.default.device[0]
+        return [InputDevice(d["index"], d["name"], d["max_input_channels"], d["default_samplerate"],
+                            d["index"] == default)
+                for d in sd.query_devices() if d["max_input_channels"] > 0]
+
+
+def describe_devices(devices: list[InputDevice]) -> str:
+    return ", ".join(f"{d.index} {d.name!r}" + (" (default)" if d.is_default else "") for d in devices)
+
+
+_WHAT_TO_DO = ("choose one with --device NAME|INDEX or [audio] device in config.toml, or replay a file with "
+               "--source FILE; `listenctl devices` lists the inputs")
 
 
 class AudioSource(Protocol):
@@ -135,7 +171,23 @@ class MicrophoneSource:
             self._stream.start()
         except (sd.PortAudioError, ValueError) as e:
             self._stream = None
-            raise SourceError(f"cannot open input device {self._device_arg or '(default)'}: {e}") from None
+            raise SourceError(self._explain(sd, e)) from None
+
+    def _explain(self, sd, error: Exception) -> str:
+        """What went wrong opening the device, and what the user can do (lock held)."""
+        try:
+            devices = [d for d in sd.query_devices() if d["max_input_channels"] > 0]
+        except sd.PortAudioError:
+            devices = []
+        if not devices:
+            return ("no input device found: no microphone is connected, or the audio server (PipeWire/"
+                    f"PulseAudio) is not running; connect one, or {_WHAT_TO_DO}")
+        default = sd.default.device[0]
+        listed = describe_devices([InputDevice(d["index"], d["name"], d["max_input_channels"],
+                                               d["default_samplerate"], d["index"] == default) for d in devices])
+        if self._device_arg:
+            return f"cannot open input device {self._device_arg!r} ({_short(error)}); inputs: {listed}"
+        return f"cannot open the default input device ({_short(error)}); inputs: {listed}; {_WHAT_TO_DO}"
 
     def _callback(self, indata, frames, time_info, status) -> None:
         if not self._blocks:

@@ -192,7 +192,7 @@ def test_sigterm_drains_history_survives_restart_and_torn_line(bus, tmp_path, tw
 
         from conftest import BIN
 
-        follower = subprocess.Popen([str(BIN / "listenctl"), "transcript", "--follow", "--json"], env=env,
+        follower = subprocess.Popen([str(BIN / "listenctl"), "transcript", "--follow", "--since", "0", "--json"], env=env,
                                     stdout=follower_log, stderr=subprocess.STDOUT)
 
         async def until_second_utterance_is_open():
@@ -255,8 +255,51 @@ def test_monitor_finds_the_daemon_without_the_bus(bus, tmp_path):
         assert Image.open(png).size == (960, 540)
         r = ctl(env, "monitor", str(daemon.proc.pid), "--count", "1", "--interval", "0.1")
         assert r.returncode == 0 and str(daemon.proc.pid) in r.stdout
+        # Bad output paths: one line, exit 2, before any sampling.
+        for args, message in ((["--plot", "/nonexistent/x.png"], "no such directory"),
+                              (["--csv", "/nonexistent/x.csv"], "no such directory"),
+                              (["--plot", str(tmp_path / "x.txt")], "ending in .png"),
+                              (["--csv", str(tmp_path)], "is a directory")):
+            started = time.monotonic()
+            r = ctl(env, "monitor", "--interval", "5", "--count", "1", *args)
+            assert r.returncode == 2 and message in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert time.monotonic() - started < 4  # refused before the first 5 s sample
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
+    # This session's bus has no listend now; any other listend on the machine is not picked up.
     r = ctl(env, "monitor", "--count", "1")
-    assert r.returncode == 1 and "no listend process" in r.stderr
+    assert r.returncode == 1 and "not on this session's bus" in r.stderr
+
+
+def test_follow_prints_only_new_segments_and_old_times_carry_their_date(bus, tmp_path):
+    import subprocess
+
+    from conftest import BIN
+
+    state = tmp_path / "state"
+    history = state / "listend" / "history"
+    history.mkdir(parents=True)
+    earlier = time.time() - 20 * 86400  # another day, inside the 30-day retention
+    (history / time.strftime("%Y-%m-%d.jsonl", time.localtime(earlier))).write_text(
+        json.dumps({"id": 1, "start": earlier, "end": earlier + 1, "text": "an old sentence"}) + "\n")
+    (history / time.strftime("%Y-%m-%d.jsonl")).write_text(
+        json.dumps({"id": 2, "start": time.time(), "end": time.time() + 1, "text": "from today"}) + "\n")
+    env = daemon_env(bus, state)
+    daemon = DaemonProcess(["--lightweight"], env, tmp_path / "d.log")
+    try:
+        daemon.wait_ready(env)
+        lines = ctl(env, "transcript").stdout.splitlines()
+        old_day = time.strftime("%Y-%m-%d", time.localtime(earlier))
+        assert lines[0].split("\t")[1].startswith(old_day + " ")  # another day: dated
+        assert len(lines[1].split("\t")[1]) == 8  # today: the time alone
+        for args, expected in ((["--follow"], ""), (["--follow", "--last", "1"], "from today")):
+            follower = subprocess.Popen([str(BIN / "listenctl"), "transcript", *args], env=env,
+                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            time.sleep(2.0)
+            follower.terminate()
+            out, _err = follower.communicate(10)
+            assert [line.split("\t")[-1] for line in out.splitlines()] == ([expected] if expected else []), out
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()

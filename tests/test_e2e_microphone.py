@@ -63,3 +63,54 @@ def test_speech_into_the_default_microphone_is_transcribed(tmp_path, pulse, audi
     finally:
         daemon.kill()
         bus.close()
+
+
+def test_first_run_without_a_microphone_says_what_to_do(tmp_path):
+    bus = PrivateBus(tmp_path)
+    env = daemon_env(bus, tmp_path / "state", {"PULSE_SERVER": f"unix:{tmp_path}/no-audio-server"})
+    r = ctl(env, "devices")
+    assert r.returncode == 1 and r.stderr.strip().startswith("listenctl: no input device found")
+    assert len(r.stderr.strip().splitlines()) == 1
+    daemon = DaemonProcess(["--start"], env, tmp_path / "d.log")
+    try:
+        daemon.wait_ready(env)
+
+        async def error():
+            async with BusClient(bus.address) as c:
+                await c.wait_for(lambda: True, timeout=1)
+                return await c.prop("State"), await c.prop("LastError")
+
+        state, message = asyncio.run(error())
+        assert state == "error"
+        for hint in ("no input device found", "--device", "--source FILE", "[audio] device", "listenctl devices"):
+            assert hint in message, (hint, message)
+        assert "Error querying device -1" not in daemon.log()
+        assert daemon.terminate() == 0
+    finally:
+        daemon.kill()
+        bus.close()
+
+
+def test_devices_lists_the_microphone_and_a_wrong_name_lists_candidates(tmp_path):
+    pulse = PulseServer(tmp_path / "pulse")
+    bus = PrivateBus(tmp_path)
+    env = daemon_env(bus, tmp_path / "state", {"PULSE_SERVER": pulse.server})
+    try:
+        r = ctl(env, "devices")
+        assert r.returncode == 0, r.stderr
+        default = [line for line in r.stdout.splitlines() if line.startswith("*")]
+        assert len(default) == 1 and ("pulse" in default[0] or "default" in default[0]), r.stdout
+        listed = json.loads(ctl(env, "devices", "--json").stdout)
+        assert sum(d["default"] for d in listed) == 1 and all(d["channels"] >= 1 for d in listed)
+        daemon = DaemonProcess(["--device", "no-such-microphone", "--start"], env, tmp_path / "d.log")
+        try:
+            daemon.wait_ready(env)
+            message = json.loads(ctl(env, "status", "--json").stdout)["LastError"]
+            assert "'no-such-microphone'" in message and "inputs:" in message, message
+            assert listed[0]["name"] in message
+            assert daemon.terminate() == 0
+        finally:
+            daemon.kill()
+    finally:
+        bus.close()
+        pulse.close()

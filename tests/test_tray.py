@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import threading
 import time
@@ -277,3 +278,21 @@ def test_listenctl_copy_with_nothing_to_copy_says_so(tmp_path):
     finally:
         daemon.kill()
         bus.close()
+
+
+def test_window_with_an_unreachable_display_is_one_line(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "WAYLAND_DISPLAY"}
+    env["DISPLAY"] = ":987"
+    r = subprocess.run([str(BIN / "listend-tray"), "--window"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and r.stderr.strip().splitlines() == [
+        'listend-tray: cannot open the transcript window: couldn\'t connect to display ":987"']
+
+
+def test_window_status_says_why_on_error():
+    from listend_tray.busworker import TrayState
+    from listend_tray.window import status_line
+
+    state = TrayState(running=True, state="error", profile="full", last_error="no input device found: ...")
+    assert status_line(state) == "error: no input device found: ..."
+    assert status_line(TrayState(running=True, state="idle", profile="full")) == "idle · full"
+    assert status_line(TrayState()) == "listend is not running"

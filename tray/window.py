@@ -119,6 +119,15 @@ class TranscriptWindow:
         self.root.clipboard_append(text)
 
 
+def status_line(state) -> str:
+    """The window's status: the state, and on error the reason (not just "error")."""
+    if not state.running:
+        return "listend is not running"
+    if state.state == "error" and state.last_error:
+        return f"error: {state.last_error}"
+    return f"{state.shown_state} · {state.profile}"
+
+
 def run_window() -> int:
     """``listend-tray --window``: the window wired to the daemon over D-Bus."""
     from listend_ctl.clipboard import Clipboard
@@ -134,7 +143,7 @@ def run_window() -> int:
             return
         w = view[0]
         w.post_live(state.live)
-        w.post_status("not running" if not state.running else f"{state.shown_state} · {state.profile}")
+        w.post_status(status_line(state))
         for seg_id, text in state.recent_segments():
             if seg_id > seen["final"]:
                 seen["final"] = seg_id
@@ -146,7 +155,14 @@ def run_window() -> int:
             view[0].post_segment(seg_id, text)
 
     worker = BusWorker(on_change, on_refined)
-    window = TranscriptWindow(on_toggle=worker.toggle, on_profile=worker.set_profile, on_copy=clipboard.copy)
+    import sys
+    import tkinter
+
+    try:
+        window = TranscriptWindow(on_toggle=worker.toggle, on_profile=worker.set_profile, on_copy=clipboard.copy)
+    except tkinter.TclError as e:  # no display, or one that cannot be reached
+        print(f"listend-tray: cannot open the transcript window: {str(e).splitlines()[0]}", file=sys.stderr)
+        return 1
     view.append(window)
     worker.start()
     window.root.mainloop()
