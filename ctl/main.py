@@ -38,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep printing segments as they are refined, from now on (add --last N or --since ID "
                         "to print earlier ones first)")
     t.add_argument("--json", action="store_true", help="one JSON object per line")
+    t.add_argument("--type", action="store_true",
+                   help="with --follow: also type each refined segment into the focused window (wtype on wlroots "
+                        "Wayland, xdotool on X11; where typing is refused, the clipboard)")
     dv = sub.add_parser("devices", help="list audio input devices (works without the daemon)")
     dv.add_argument("--json", action="store_true")
     cp = sub.add_parser("copy", help="copy the last refined segment (or this session's text) to the clipboard",
@@ -85,6 +88,8 @@ def _print_memory(mem: dict, as_json: bool) -> None:
 async def _transcript(client: DictationClient, args) -> int:
     if args.last is not None and args.last < 0 or args.since is not None and args.since < 0:
         raise ValueError("--last and --since take non-negative numbers")
+    if args.type and not args.follow:
+        raise ValueError("--type types new segments as they come: use it with --follow")
     printed = 0 if args.since is None else args.since
     queue: asyncio.Queue = asyncio.Queue()
     if args.follow:
@@ -108,6 +113,12 @@ async def _transcript(client: DictationClient, args) -> int:
     for e in entries:
         print(_format_entry(e, args.json), flush=True)
         printed = max(printed, e.id)
+    typist = None
+    if args.type:
+        from .typist import Typist
+
+        typist = Typist(on_refused=lambda reason: print(
+            f"listenctl: typing refused ({reason}); refined text goes to the clipboard", file=sys.stderr))
     while args.follow:
         entry = await queue.get()
         if entry is None:
@@ -116,6 +127,8 @@ async def _transcript(client: DictationClient, args) -> int:
         if entry.id > printed:
             print(_format_entry(entry, args.json), flush=True)
             printed = entry.id
+            if typist is not None:
+                await asyncio.to_thread(typist.type_segment, entry.text)
     return EXIT_OK
 
 

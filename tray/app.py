@@ -27,6 +27,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from listend_ctl.clipboard import Clipboard
@@ -50,9 +51,11 @@ class TraySettings:
         self.path = path or settings_path()
         self.auto_copy = False
         self.auto_copy_mode = "segment"  # or "session": the running session text
+        self.type_text = False  # type refined text into the focused window (opt-in)
         try:
             data = json.loads(self.path.read_text())
             self.auto_copy = bool(data.get("auto_copy", False))
+            self.type_text = bool(data.get("type_text", False))
             if data.get("auto_copy_mode") in ("segment", "session"):
                 self.auto_copy_mode = data["auto_copy_mode"]
         except (OSError, ValueError, AttributeError):
@@ -61,7 +64,8 @@ class TraySettings:
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"auto_copy": self.auto_copy, "auto_copy_mode": self.auto_copy_mode}))
+        tmp.write_text(json.dumps({"auto_copy": self.auto_copy, "auto_copy_mode": self.auto_copy_mode,
+                                   "type_text": self.type_text}))
         os.replace(tmp, self.path)
 
 
@@ -73,9 +77,10 @@ class TrayApp:
         self.clipboard = Clipboard(on_error=self._clipboard_failed)
         self.worker = BusWorker(self._on_change, self._on_refined)
         self.view = None
+        self._typist = None
 
     def menu(self):
-        return build_menu(self.worker.state, self.settings.auto_copy, self)
+        return build_menu(self.worker.state, self.settings, self)
 
     # -- actions (any thread) --------------------------------------------------------
 
@@ -108,6 +113,12 @@ class TrayApp:
         self.settings.save()
         self.worker.changed()
 
+    def toggle_typing(self, *_):
+        self.settings.type_text = not self.settings.type_text
+        self.settings.save()
+        self._typist = None  # a new choice starts afresh (a refused backend may work now)
+        self.worker.changed()
+
     def set_profile(self, profile: str):
         return self.worker.set_profile(profile)
 
@@ -125,6 +136,14 @@ class TrayApp:
     # -- updates from the bus worker (its thread) -------------------------------------
 
     def _on_refined(self, _seg_id: int, text: str) -> None:
+        if self.settings.type_text:
+            if self._typist is None:
+                from listend_ctl.typist import Typist
+
+                self._typist = Typist(on_refused=lambda reason: self.worker.notify(
+                    "listend: cannot type here", f"{reason}. Refined text goes to the clipboard instead."))
+            threading.Thread(target=self._typist.type_segment, args=(text,), name="listend-type",
+                             daemon=True).start()
         if self.settings.auto_copy:
             self.clipboard.copy(text if self.settings.auto_copy_mode == "segment" else self.worker.state.session_text())
 

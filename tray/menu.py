@@ -33,11 +33,12 @@ def shorten(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def build_menu(state, auto_copy: bool, actions) -> list[MenuEntry]:
-    """The menu for ``state`` (a :class:`~listend_tray.busworker.TrayState`).
+def build_menu(state, settings, actions) -> list[MenuEntry]:
+    """The menu for ``state`` (a :class:`~listend_tray.busworker.TrayState`) and the tray's ``settings``.
 
     ``actions`` provides ``toggle``, ``copy_last``, ``copy_session``,
-    ``toggle_auto_copy``, ``set_profile(name)``, ``open_window`` and ``quit``.
+    ``toggle_auto_copy``, ``toggle_typing``, ``set_profile(name)``,
+    ``open_window`` and ``quit``.
     """
     listening = state.state == "listening"
     if not state.running:
@@ -57,7 +58,9 @@ def build_menu(state, auto_copy: bool, actions) -> list[MenuEntry]:
         MenuEntry("copy_session", "Copy this session's text", actions.copy_session,
                   enabled=bool(state.session_text())),
         MenuEntry("auto_copy", "Auto-copy refined text", actions.toggle_auto_copy, toggle="checkmark",
-                  checked=auto_copy),
+                  checked=settings.auto_copy),
+        MenuEntry("type_text", "Type into focused window", actions.toggle_typing, toggle="checkmark",
+                  checked=settings.type_text),
         MenuEntry("sep2", separator=True),
         MenuEntry("profile", "Profile", enabled=state.running, children=[
             MenuEntry("profile_full", "Full (accurate)", lambda: actions.set_profile("full"), toggle="radio",

@@ -1,0 +1,90 @@
+"""Typing refined text where the cursor is -- a client's job, never the daemon's.
+
+The backend is picked when typing, from what the session offers:
+
+* Wayland with the virtual-keyboard protocol (sway, Hyprland, other wlroots
+  compositors): ``wtype``;
+* X11 (and X11 windows under XWayland when no Wayland backend works):
+  ``xdotool type`` through XTest;
+* where typing is refused (GNOME's and KDE's Wayland have no virtual-keyboard
+  protocol; ``wtype`` says so and exits non-zero): the text goes to the
+  clipboard instead, and the user is told once -- never a silent loss.
+
+Only final (refined) text is typed. Text goes through stdin (``xdotool type
+--file -``, ``wtype -``), never a command line. Both helpers type Unicode by
+remapping a spare keycode, so accents come out right whatever the keyboard
+layout.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+from typing import Callable
+
+from .clipboard import Clipboard
+
+log = logging.getLogger("listend.typing")
+
+TYPE_TIMEOUT_S = 30.0
+
+
+def typing_command(env: dict | None = None) -> list[str] | None:
+    env = os.environ if env is None else env
+    if env.get("WAYLAND_DISPLAY") and shutil.which("wtype"):
+        return ["wtype", "-"]
+    if env.get("DISPLAY") and shutil.which("xdotool"):
+        return ["xdotool", "type", "--clearmodifiers", "--delay", "4", "--file", "-"]
+    return None
+
+
+class Typist:
+    """Types each segment after the previous one, with a space between sentences.
+
+    Parameters
+    ----------
+    on_refused : callable
+        Called once with the reason when typing does not work; from then on
+        segments go to the clipboard.
+    """
+
+    def __init__(self, on_refused: Callable[[str], None] | None = None):
+        self._on_refused = on_refused or (lambda reason: None)
+        self._clipboard = Clipboard()
+        self._typed_any = False
+        self.refused = ""
+
+    def type_segment(self, text: str) -> bool:
+        """Type ``text`` (a refined segment); returns False when it went to the clipboard instead."""
+        text = text.strip()
+        if not text:
+            return True
+        chunk = (" " if self._typed_any else "") + text  # a new segment continues the sentence flow
+        if not self.refused:
+            problem = self._type(chunk)
+            if problem is None:
+                self._typed_any = True
+                return True
+            self.refused = problem
+            log.warning("typing refused (%s); refined text goes to the clipboard instead", problem)
+            self._on_refused(problem)
+        self._clipboard.copy_and_wait(text)
+        return False
+
+    def _type(self, text: str) -> str | None:
+        command = typing_command()
+        if command is None:
+            return "no way to type here: install wtype (wlroots Wayland) or xdotool (X11)"
+        try:
+            result = subprocess.run(command, input=text.encode("utf-8"), capture_output=True,
+                                    timeout=TYPE_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return f"{command[0]} did not finish within {TYPE_TIMEOUT_S:.0f} s"
+        except OSError as e:
+            return f"cannot run {command[0]}: {e.strerror}"
+        if result.returncode != 0:
+            detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
+            return f"{command[0]} failed: {detail[-1] if detail else result.returncode}"
+        return None
