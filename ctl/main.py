@@ -12,7 +12,7 @@ import datetime
 import json
 import sys
 
-from listend.bus import NoBusError
+from listend.bus import NoBusError, notification
 from listend.cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser
 from listend.client import (CallFailed, ClientEvent, DictationClient, NotRunning, PresenceEvent, SegmentEvent,
                             TranscriptEntry)
@@ -117,8 +117,14 @@ async def _transcript(client: DictationClient, args) -> int:
     if args.type:
         from .typist import Typist
 
-        typist = Typist(on_refused=lambda reason: print(
-            f"listenctl: typing refused ({reason}); refined text goes to the clipboard", file=sys.stderr))
+        loop = asyncio.get_running_loop()
+
+        def refused(reason: str) -> None:
+            print(f"listenctl: typing refused ({reason}); refined text goes to the clipboard", file=sys.stderr)
+            asyncio.run_coroutine_threadsafe(client.bus.call(notification(
+                "listend: cannot type here", f"{reason}. Refined text goes to the clipboard instead.")), loop)
+
+        typist = Typist(on_refused=refused)
     while args.follow:
         entry = await queue.get()
         if entry is None:

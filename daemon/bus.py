@@ -29,6 +29,15 @@ async def call_bus_daemon(bus, member: str, signature: str = "", body: list | No
                                   body=body or []))
 
 
+def notification(summary: str, body: str, timeout_ms: int = 10_000):
+    """An ``org.freedesktop.Notifications.Notify`` call (daemon and clients send the same)."""
+    from dbus_next import Message
+
+    return Message(destination="org.freedesktop.Notifications", path="/org/freedesktop/Notifications",
+                   interface="org.freedesktop.Notifications", member="Notify", signature="susssasa{sv}i",
+                   body=["listend", 0, "audio-input-microphone", summary, body[:500], [], {}, timeout_ms])
+
+
 class NoBusError(RuntimeError):
     """No session bus can be found or started."""
 

@@ -26,7 +26,7 @@ from dbus_next.errors import DBusError
 
 from . import sdnotify
 from .bus import BUS_NAME, OBJECT_PATH, NoBusError, call_bus_daemon, find_session_bus, forget_private_bus, \
-    start_private_bus
+    notification, start_private_bus
 from .config import ConfigError, load_settings
 from .dbusio import MessageBus
 from .engine import Engine
@@ -61,6 +61,8 @@ class Daemon:
         self._live_id = 0
         self.rss_bytes = 0
         self.session_first_id = 0  # first segment id of the current (or last) listening session
+        self._last_state = "loading"
+        self._notifications: set = set()
         self._busy = asyncio.Lock()
         self.notifier = sdnotify.Notifier.from_environment()
 
@@ -96,6 +98,11 @@ class Daemon:
             i.StateChanged(event.state)
             i.emit_properties_changed({"State": event.state, "LastError": self.last_error})
             self.notifier.status(f"{event.state}, profile {self.engine.profile}")
+            if event.state == "error":
+                self.desktop_notify("listend: cannot listen", event.reason)
+            elif event.state == "listening" and self._last_state == "error":
+                self.desktop_notify("listend: listening again", event.reason)
+            self._last_state = event.state
         elif isinstance(event, ErrorReported):
             i.emit_properties_changed({"LastError": self.last_error})
         elif isinstance(event, MemoryPressure):
@@ -105,6 +112,27 @@ class Daemon:
         elif isinstance(event, ProfileChanged):
             i.emit_properties_changed({"Profile": event.profile})
             self.notifier.status(f"{self.engine.state}, profile {event.profile}")
+            if event.reason == "memory limit":
+                self.desktop_notify("listend: memory limit reached",
+                                    f"switched to the {event.profile} profile (accurate model unloaded)")
+
+    def desktop_notify(self, summary: str, body: str) -> None:
+        """A desktop notification, for what a user without a visible tray must know.
+
+        A D-Bus call to ``org.freedesktop.Notifications`` (the daemon draws
+        nothing itself); without a notification server it is only logged.
+        """
+        if self.bus is None:
+            return
+
+        async def send() -> None:
+            reply = await self.bus.call(notification(summary, body))
+            if reply.message_type == MessageType.ERROR:
+                log.debug("no desktop notification (%s): %s: %s", reply.error_name, summary, body)
+
+        task = self.loop.create_task(send())
+        self._notifications.add(task)
+        task.add_done_callback(self._notifications.discard)
 
     def _set_live(self, seg_id: int, text: str) -> None:
         self._live_id = seg_id

@@ -76,8 +76,21 @@ class TrayApp:
         self.settings = settings or TraySettings()
         self.clipboard = Clipboard(on_error=self._clipboard_failed)
         self.worker = BusWorker(self._on_change, self._on_refined)
+        self.worker.on_connected = self._connected
         self.view = None
         self._typist = None
+        from .shortcuts import PortalShortcuts
+
+        self.shortcuts = PortalShortcuts(self.toggle, self.worker.start_listening, self.worker.stop_listening)
+        self._setup_task = None
+
+    async def _connected(self, bus) -> None:
+        """On every (re)connection: the view's own exports, then the portal's shortcuts (in the background:
+        the desktop may ask the user first)."""
+        attach = getattr(self.view, "attach", None)
+        if attach is not None:
+            await attach(bus)
+        self._setup_task = asyncio.get_running_loop().create_task(self.shortcuts.setup(bus))
 
     def menu(self):
         return build_menu(self.worker.state, self.settings, self)
@@ -160,7 +173,9 @@ class SniView:
 
         self.app = app
         self.sni = SniTray(app.toggle, app.copy_last)
-        app.worker.on_connected = lambda bus: self.sni.attach(bus, os.getpid())
+
+    async def attach(self, bus) -> None:
+        await self.sni.attach(bus, os.getpid())
 
     def show(self, state: TrayState, entries) -> None:
         title, description = tooltip(state)

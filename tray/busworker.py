@@ -17,9 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Callable
 
-from dbus_next import Message
-
-from listend.bus import BUS_NAME, call_bus_daemon
+from listend.bus import BUS_NAME, call_bus_daemon, notification
 from listend.client import (CallFailed, ClientEvent, DictationClient, NotRunning, PartialEvent, PresenceEvent,
                             PressureEvent, PropertiesEvent, SegmentEvent, StateEvent)
 
@@ -181,12 +179,8 @@ class BusWorker:
         log.warning("%s: %s", summary, body)
 
         async def go():
-            if self.client is None:
-                return
-            await self.client.bus.call(Message(
-                destination="org.freedesktop.Notifications", path="/org/freedesktop/Notifications",
-                interface="org.freedesktop.Notifications", member="Notify", signature="susssasa{sv}i",
-                body=["listend", 0, "audio-input-microphone", summary, body, [], {}, 8000]))
+            if self.client is not None:
+                await self.client.bus.call(notification(summary, body))
 
         self.submit(go())
 
