@@ -6,9 +6,12 @@ The backend is picked when typing, from what the session offers:
   compositors): ``wtype``;
 * X11 (and X11 windows under XWayland when no Wayland backend works):
   ``xdotool type`` through XTest;
-* where typing is refused (GNOME's and KDE's Wayland have no virtual-keyboard
-  protocol; ``wtype`` says so and exits non-zero): the text goes to the
-  clipboard instead, and the user is told once -- never a silent loss.
+* GNOME's and KDE's Wayland have no virtual-keyboard protocol (``wtype`` says
+  so and exits non-zero): the text goes on the clipboard and is pasted with
+  one Ctrl+V through the RemoteDesktop portal (:mod:`remote_keyboard`; the
+  user allows it once);
+* where nothing can type: the clipboard alone, and the user is told once --
+  never a silent loss.
 
 Only final (refined) text is typed. Text goes through stdin (``xdotool type
 --file -``, ``wtype -``), never a command line. Both helpers type Unicode by
@@ -54,6 +57,8 @@ class Typist:
         self._on_refused = on_refused or (lambda reason: None)
         self._clipboard = Clipboard()
         self._typed_any = False
+        self._paste_only = False  # typing was refused; the portal pastes instead
+        self._keyboard = None
         self.refused = ""
 
     def type_segment(self, text: str) -> bool:
@@ -63,7 +68,15 @@ class Typist:
             return True
         chunk = (" " if self._typed_any else "") + text  # a new segment continues the sentence flow
         if not self.refused:
-            problem = self._type(chunk)
+            problem = None if self._paste_only else self._type(chunk)
+            if problem is not None and os.environ.get("WAYLAND_DISPLAY"):
+                log.info("typing refused (%s); pasting through the remote desktop portal", problem)
+                self._paste_only, typing_problem = True, problem
+                problem = self._paste(chunk)
+                if problem is not None:
+                    problem = f"{typing_problem}; {problem}"
+            elif self._paste_only:
+                problem = self._paste(chunk)
             if problem is None:
                 self._typed_any = True
                 return True
@@ -72,6 +85,20 @@ class Typist:
             self._on_refused(problem)
         self._clipboard.copy_and_wait(text)
         return False
+
+    def close(self) -> None:
+        if self._keyboard is not None:
+            self._keyboard.close()
+            self._keyboard = None
+
+    def _paste(self, text: str) -> str | None:
+        if not self._clipboard.copy_and_wait(text):
+            return f"cannot put the text on the clipboard to paste it: {self._clipboard.last_error}"
+        if self._keyboard is None:
+            from .remote_keyboard import PortalKeyboard
+
+            self._keyboard = PortalKeyboard()
+        return self._keyboard.paste()
 
     def _type(self, text: str) -> str | None:
         command = typing_command()

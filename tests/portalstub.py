@@ -1,4 +1,5 @@
-"""An xdg-desktop-portal stand-in on a private bus: Registry + GlobalShortcuts, answering as the real one does.
+"""An xdg-desktop-portal stand-in on a private bus: Registry, GlobalShortcuts and RemoteDesktop, answering as
+the real one does.
 
 Each request is answered with a ``Response`` signal on the request object whose
 path the caller derives from its unique name and ``handle_token``; the stub
@@ -16,6 +17,7 @@ from listend.dbusio import MessageBus
 
 PATH = "/org/freedesktop/portal/desktop"
 SHORTCUTS = "org.freedesktop.portal.GlobalShortcuts"
+REMOTE_DESKTOP = "org.freedesktop.portal.RemoteDesktop"
 
 
 class PortalStub:
@@ -24,6 +26,9 @@ class PortalStub:
         self.registered: list[str] = []
         self.bound: list[tuple[str, dict]] = []
         self.session = ""
+        self.device_requests: list[dict] = []  # RemoteDesktop.SelectDevices options
+        self.keys: list[tuple[int, int]] = []  # RemoteDesktop.NotifyKeyboardKeysym (keysym, state)
+        self.remote_session = ""
 
     async def __aenter__(self):
         self.bus = await MessageBus(bus_address=self.address).connect()
@@ -40,9 +45,11 @@ class PortalStub:
         if msg.interface == "org.freedesktop.host.portal.Registry" and msg.member == "Register":
             self.registered.append(msg.body[0])
             return Message.new_method_return(msg)
+        sender = msg.sender.lstrip(":").replace(".", "_")
+        if msg.interface == REMOTE_DESKTOP:
+            return self._remote_desktop(msg, sender)
         if msg.interface != SHORTCUTS:
             return False
-        sender = msg.sender.lstrip(":").replace(".", "_")
         if msg.member == "CreateSession":
             options = msg.body[0]
             request = f"{PATH}/request/{sender}/{options['handle_token'].value}"
@@ -57,6 +64,30 @@ class PortalStub:
             self._respond(msg, request, {"shortcuts": Variant("a(sa{sv})", shortcuts)})
             return True
         return False
+
+    def _remote_desktop(self, msg: Message, sender: str):
+        if msg.member == "CreateSession":
+            options = msg.body[0]
+            self.remote_session = f"{PATH}/session/{sender}/{options['session_handle_token'].value}"
+            self._respond(msg, f"{PATH}/request/{sender}/{options['handle_token'].value}",
+                          {"session_handle": Variant("s", self.remote_session)})
+        elif msg.member == "SelectDevices":
+            session, options = msg.body
+            assert session == self.remote_session
+            self.device_requests.append({k: v.value for k, v in options.items()})
+            self._respond(msg, f"{PATH}/request/{sender}/{options['handle_token'].value}", {})
+        elif msg.member == "Start":
+            session, _parent, options = msg.body
+            self._respond(msg, f"{PATH}/request/{sender}/{options['handle_token'].value}",
+                          {"devices": Variant("u", 1), "restore_token": Variant("s", "restore-1")})
+        elif msg.member == "NotifyKeyboardKeysym":
+            session, _options, keysym, state = msg.body
+            assert session == self.remote_session
+            self.keys.append((keysym, state))
+            return Message.new_method_return(msg)
+        else:
+            return False
+        return True
 
     def _respond(self, call: Message, request: str, results: dict) -> None:
         self.bus.send(Message.new_method_return(call, "o", [request]))

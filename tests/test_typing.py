@@ -122,7 +122,51 @@ def test_refused_typing_says_so_and_puts_the_text_on_the_clipboard(tmp_path, mon
         typist = Typist(on_refused=reasons.append)
         assert not typist.type_segment("first words")
         assert not typist.type_segment("second words")
-        assert len(reasons) == 1 and "wtype failed" in reasons[0]  # said once, not per segment
+        # Said once, not per segment, with both refusals: no virtual keyboard, no remote desktop portal.
+        assert len(reasons) == 1 and "wtype failed" in reasons[0] and "remote desktop portal" in reasons[0]
         assert x.clipboard() == "second words"
     finally:
+        x.close()
+
+
+def test_where_typing_is_refused_the_remote_desktop_portal_pastes(tmp_path, monkeypatch):
+    """GNOME/KDE Wayland: wtype is refused; the text goes on the clipboard and the portal presses Ctrl+V."""
+    import asyncio
+
+    from portalstub import PortalStub
+
+    x = XServer(tmp_path / "x", with_tray=False)
+    bus = PrivateBus(tmp_path)
+    try:
+        monkeypatch.setenv("WAYLAND_DISPLAY", str(tmp_path / "no-virtual-keyboard"))  # wtype fails here
+        monkeypatch.setenv("DISPLAY", x.display)  # XWayland: where the clipboard owner serves
+        monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.address)
+        monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+        from listend_ctl.typist import Typist
+
+        async def scenario():
+            async with PortalStub(bus.address) as portal:
+                typist = Typist(on_refused=lambda reason: pytest.fail(reason))
+                assert await asyncio.to_thread(typist.type_segment, "Grüße aus Köln")
+                assert x.clipboard() == "Grüße aus Köln"
+                ctrl_v = [(0xFFE3, 1), (0x76, 1), (0x76, 0), (0xFFE3, 0)]
+                assert portal.keys == ctrl_v
+                assert portal.device_requests[0]["types"] == 1 and portal.device_requests[0]["persist_mode"] == 2
+                assert "restore_token" not in portal.device_requests[0]
+                assert await asyncio.to_thread(typist.type_segment, "zweiter Satz")  # same session, no new question
+                assert len(portal.device_requests) == 1 and portal.keys == ctrl_v * 2
+                assert x.clipboard() == " zweiter Satz"
+                # The next client restores the permission with the saved token instead of asking again.
+                later = Typist()
+                assert await asyncio.to_thread(later.type_segment, "dritter")
+                assert portal.device_requests[1]["restore_token"] == "restore-1"
+                assert set(portal.registered) == {"io.github.listend"}  # each client says who it is
+                typist.close()
+                later.close()
+
+        asyncio.run(scenario())
+        token = tmp_path / "state" / "listend" / "remote-desktop-token"
+        assert token.read_text().strip() == "restore-1" and token.stat().st_mode & 0o777 == 0o600
+    finally:
+        bus.close()
         x.close()

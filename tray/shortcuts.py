@@ -12,20 +12,16 @@ binds but never fires). Where the interface is missing (GNOME 46, sway, XFCE),
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import secrets
 from typing import Callable
 
 from dbus_next import Message, MessageType, Variant
 
+from listend_ctl.portal import PORTAL_PATH, Portal, PortalUnavailable, token_option
+
 log = logging.getLogger("listend.tray.shortcuts")
 
-PORTAL = "org.freedesktop.portal.Desktop"
-PORTAL_PATH = "/org/freedesktop/portal/desktop"
 SHORTCUTS = "org.freedesktop.portal.GlobalShortcuts"
-REGISTRY = "org.freedesktop.host.portal.Registry"
-APP_ID = "io.github.listend"
 TOGGLE, PUSH_TO_TALK = "toggle-dictation", "push-to-talk"
 
 
@@ -42,17 +38,16 @@ class PortalShortcuts:
     async def setup(self, bus) -> bool:
         """Register with the portal and bind the shortcuts; False where the portal cannot."""
         self.bus = bus
-        reply = await self._call(REGISTRY, "Register", "sa{sv}", [APP_ID, {}])
-        if reply.message_type == MessageType.ERROR:
-            log.info("portal registry: %s (older portals have none; going on)", reply.error_name)
+        portal = Portal(bus)
+        await portal.register_app_id()
         try:
-            results = await self._request("CreateSession", "a{sv}", lambda token: [{
-                "handle_token": Variant("s", token), "session_handle_token": Variant("s", "listend")}])
+            results = await portal.request(SHORTCUTS, "CreateSession", "a{sv}", lambda token: [{
+                **token_option(token), "session_handle_token": Variant("s", "listend")}])
         except PortalUnavailable as e:
             log.info("no global shortcuts portal (%s): bind `listenctl toggle` in the desktop's settings", e)
             return False
         self.session = results["session_handle"].value
-        await self._match(f"type='signal',interface='{SHORTCUTS}',path='{PORTAL_PATH}'")
+        await portal.add_match(f"type='signal',interface='{SHORTCUTS}',path='{PORTAL_PATH}'")
         bus.add_message_handler(self._on_signal)
         shortcuts = [
             [TOGGLE, {"description": Variant("s", "Toggle dictation"),
@@ -61,8 +56,8 @@ class PortalShortcuts:
                             "preferred_trigger": Variant("s", "CTRL+ALT+SPACE")}],
         ]
         try:
-            results = await self._request("BindShortcuts", "oa(sa{sv})sa{sv}", lambda token: [
-                self.session, shortcuts, "", {"handle_token": Variant("s", token)}])
+            results = await portal.request(SHORTCUTS, "BindShortcuts", "oa(sa{sv})sa{sv}", lambda token: [
+                self.session, shortcuts, "", token_option(token)])
         except PortalUnavailable as e:
             log.warning("the portal refused the shortcuts: %s", e)
             return False
@@ -80,48 +75,3 @@ class PortalShortcuts:
         if action is not None:
             action()
         return False
-
-    # -- the portal's request/response pattern ----------------------------------------
-
-    async def _call(self, interface: str, member: str, signature: str, body: list) -> Message:
-        return await self.bus.call(Message(destination=PORTAL, path=PORTAL_PATH, interface=interface,
-                                           member=member, signature=signature, body=body))
-
-    async def _match(self, rule: str) -> None:
-        await self.bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                    interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                                    body=[rule]))
-
-    async def _request(self, member: str, signature: str, body_for, timeout: float = 120) -> dict:
-        """Call a portal method that answers through a Request object's ``Response`` signal."""
-        token = "listend" + secrets.token_hex(4)
-        sender = self.bus.unique_name.lstrip(":").replace(".", "_")
-        path = f"{PORTAL_PATH}/request/{sender}/{token}"
-        answer: asyncio.Future = asyncio.get_running_loop().create_future()
-
-        def on_response(msg: Message):
-            if msg.message_type == MessageType.SIGNAL and msg.path == path and msg.member == "Response" \
-                    and not answer.done():
-                answer.set_result(msg.body)
-            return False
-
-        # Subscribe before calling: the portal may answer at once.
-        await self._match(f"type='signal',interface='org.freedesktop.portal.Request',path='{path}'")
-        self.bus.add_message_handler(on_response)
-        try:
-            reply = await self._call(SHORTCUTS, member, signature, body_for(token))
-            if reply.message_type == MessageType.ERROR:
-                raise PortalUnavailable(reply.error_name)
-            try:
-                code, results = await asyncio.wait_for(answer, timeout)
-            except asyncio.TimeoutError:
-                raise PortalUnavailable(f"no answer to {member} in {timeout:.0f} s") from None
-        finally:
-            self.bus.remove_message_handler(on_response)
-        if code != 0:
-            raise PortalUnavailable(f"{member} was {'cancelled' if code == 1 else 'refused'} ({code})")
-        return results
-
-
-class PortalUnavailable(RuntimeError):
-    pass
