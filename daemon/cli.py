@@ -85,6 +85,9 @@ def transcribe(args: argparse.Namespace) -> int:
                 record["file"] = current["file"]
             print(json.dumps(record, ensure_ascii=False), flush=True)
         else:
+            if len(sources) > 1 and current["file"] != current.get("named"):
+                current["named"] = current["file"]
+                print(f"==> {current['file']} <==", flush=True)  # several files: say whose text follows
             print(event.text, flush=True)
 
     engine.subscribe(on_event)

@@ -289,6 +289,10 @@ def test_follow_prints_only_new_segments_and_old_times_carry_their_date(bus, tmp
     daemon = DaemonProcess(["--lightweight"], env, tmp_path / "d.log")
     try:
         daemon.wait_ready(env)
+        # Sizes are MiB everywhere, and say so.
+        assert "MiB" in ctl(env, "status").stdout and " MB" not in ctl(env, "status").stdout
+        memory = ctl(env, "memory").stdout
+        assert "rss_bytes:" in memory and "MiB" in memory and " MB" not in memory
         lines = ctl(env, "transcript").stdout.splitlines()
         old_day = time.strftime("%Y-%m-%d", time.localtime(earlier))
         assert lines[0].split("\t")[1].startswith(old_day + " ")  # another day: dated

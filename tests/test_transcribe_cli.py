@@ -164,3 +164,16 @@ def test_transcribe_with_unavailable_hub_model_exits_1(tmp_path, speech_wav):
     result = listend("transcribe", "--config", str(config), str(speech_wav))
     assert result.returncode == 1
     assert "large-v3" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_several_files_are_named_and_none_borrows_the_previous_prompt(tmp_path, audio_dir):
+    first = speak(audio_dir / "multi-a.wav", SENTENCES[1])
+    second = speak(audio_dir / "multi-b.wav", SENTENCES[0])
+    alone = listend("transcribe", str(second))
+    together = listend("transcribe", str(first), str(second))
+    assert alone.returncode == 0 and together.returncode == 0, together.stderr
+    lines = together.stdout.splitlines()
+    assert lines[0] == f"==> {first} <==" and f"==> {second} <==" in lines
+    after = lines[lines.index(f"==> {second} <==") + 1:]
+    # Each file starts without a prompt from the one before: the same text as on its own.
+    assert after == alone.stdout.splitlines()
