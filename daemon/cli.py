@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
+from pathlib import Path
 
 from . import __version__
 from .cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser, setup_logging
@@ -70,9 +70,14 @@ def transcribe(args: argparse.Namespace) -> int:
     except (ConfigError, SourceError) as e:
         return _fail(e, EXIT_USAGE)
 
-    from .engine import Engine
+    import tempfile
 
-    engine = Engine(settings, overrides)
+    from .engine import Engine
+    from .unfinished import UnfinishedAudio
+
+    # Audio a failed decode leaves behind belongs to this run, not to the daemon's next start.
+    kept_dir = tempfile.TemporaryDirectory(prefix="listend-transcribe-")
+    engine = Engine(settings, overrides, unfinished=UnfinishedAudio(Path(kept_dir.name)))
     current = {"file": ""}
 
     def on_event(event) -> None:
@@ -102,6 +107,9 @@ def transcribe(args: argparse.Namespace) -> int:
             engine.start(source)
             engine.wait_source_done()
             engine.wait_drained(None)
+            if engine.state == "error":
+                status = _fail(engine.last_error, EXIT_FAIL)
+                break
             if source.error:
                 status = _fail(source.error, EXIT_USAGE)
             elif source.samples_delivered == 0:
@@ -112,6 +120,7 @@ def transcribe(args: argparse.Namespace) -> int:
         status = 130
     finally:
         engine.close(None)
+        kept_dir.cleanup()
     return status
 
 

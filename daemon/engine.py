@@ -439,8 +439,17 @@ class Engine:
                 self._fatal, self._fatal_at = message, time.monotonic()
         self._giving_up.set()
         self._set_state("error", message)
-        if self._capture is not None and worker != "segmenter":
-            threading.Thread(target=self._capture.request_stop, name="listend-stop-capture", daemon=True).start()
+
+        def wind_down() -> None:
+            # Nothing will decode what waits: keep it as audio now, so no wait for it can hang.
+            if self._capture is not None and worker != "segmenter":
+                self._capture.request_stop()
+                self._capture.wait_done(5)
+            for utt in self._router.take_unfinished():
+                if self._commit.is_pending(utt.id):
+                    self._keep_audio(utt)
+
+        threading.Thread(target=wind_down, name="listend-wind-down", daemon=True).start()
 
 
 def _left(deadline: float | None, reserve: float) -> float | None:
