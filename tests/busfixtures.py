@@ -16,6 +16,14 @@ from listend.dbusio import MessageBus
 from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH
 
 
+# The limits of Debian's session.conf (a desktop's session bus), not dbus-daemon's stricter built-in ones.
+SESSION_LIMITS = "".join(f'<limit name="{name}">{value}</limit>' for name, value in (
+    ("max_incoming_bytes", 1000000000), ("max_outgoing_bytes", 1000000000), ("max_message_size", 1000000000),
+    ("service_start_timeout", 120000), ("max_completed_connections", 100000),
+    ("max_connections_per_user", 100000), ("max_names_per_connection", 50000),
+    ("max_match_rules_per_connection", 50000), ("max_replies_per_connection", 50000)))
+
+
 class PrivateBus:
     """``dbus-daemon --session --fork`` with its own config (optionally an activation dir)."""
 
@@ -24,7 +32,7 @@ class PrivateBus:
         services = f"<servicedir>{services_dir}</servicedir>" if services_dir else ""
         config.write_text(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
-<busconfig><type>session</type><listen>unix:dir={tmp}</listen>{services}
+<busconfig><type>session</type><listen>unix:dir={tmp}</listen>{services}{SESSION_LIMITS}
 <policy context="default"><allow send_destination="*" eavesdrop="true"/><allow eavesdrop="true"/>
 <allow own="*"/></policy></busconfig>""")
         out = subprocess.run(["dbus-daemon", f"--config-file={config}", "--fork", "--print-address=1",

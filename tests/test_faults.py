@@ -325,8 +325,9 @@ def test_speech_while_the_process_was_stopped_is_not_lost(tmp_path, audio_dir):
         assert memory["reopens"].value == 0 and memory["gap_closes"].value == 0, memory
         text = set(words(" ".join(json.loads(line)["text"] for f in (tmp_path / "state").rglob("*.jsonl")
                                   for line in f.read_text().splitlines())))
-        # The sentence spoken while the process was stopped is there; tiny.en may miss a word elsewhere.
-        assert "weather" in text and len({"quarterly", "weather", "milk", "meeting"} & text) >= 3, text
+        # The sentence spoken while the process was stopped is there (tiny.en may miss a word of it).
+        assert len({"weather", "today", "sunny", "light", "breeze", "west"} & text) >= 4, text
+        assert len({"quarterly", "milk", "meeting"} & text) >= 2, text
         assert daemon.terminate() == 0
     finally:
         daemon.kill()
