@@ -5,7 +5,8 @@ The backend is picked when typing, from what the session offers:
 * Wayland with the virtual-keyboard protocol (sway, Hyprland, other wlroots
   compositors): ``wtype``;
 * X11 (and X11 windows under XWayland when no Wayland backend works):
-  ``xdotool type`` through XTest;
+  ``xdotool type`` through XTest for ASCII text; text with other characters is
+  pasted (clipboard, then one Ctrl+V), which no keymap can get wrong;
 * GNOME's and KDE's Wayland have no virtual-keyboard protocol (``wtype`` says
   so and exits non-zero): the text goes on the clipboard and is pasted with
   one Ctrl+V through the RemoteDesktop portal (:mod:`remote_keyboard`; the
@@ -39,7 +40,9 @@ def typing_command(env: dict | None = None) -> list[str] | None:
     if env.get("WAYLAND_DISPLAY") and shutil.which("wtype"):
         return ["wtype", "-"]
     if env.get("DISPLAY") and shutil.which("xdotool"):
-        return ["xdotool", "type", "--clearmodifiers", "--delay", "4", "--file", "-"]
+        # 12 ms (xdotool's default): characters outside the keymap are typed by remapping a spare
+        # keycode, and a shorter delay lets the remap race the application reading the key.
+        return ["xdotool", "type", "--clearmodifiers", "--delay", "12", "--file", "-"]
     return None
 
 
@@ -104,9 +107,19 @@ class Typist:
         command = typing_command()
         if command is None:
             return "no way to type here: install wtype (wlroots Wayland) or xdotool (X11)"
+        if command[0] == "xdotool" and not text.isascii():
+            # XTest types a character outside the keymap by remapping a spare keycode, and the
+            # application may read the key before the new mapping (measured: an accent dropped in
+            # one run of three). Pasting is layout-independent: clipboard, then one Ctrl+V.
+            if not self._clipboard.copy_and_wait(text):
+                return f"cannot put the text on the clipboard to paste it: {self._clipboard.last_error}"
+            return self._run(["xdotool", "key", "--clearmodifiers", "ctrl+v"], b"")
+        return self._run(command, text.encode("utf-8"))
+
+    @staticmethod
+    def _run(command: list[str], stdin: bytes) -> str | None:
         try:
-            result = subprocess.run(command, input=text.encode("utf-8"), capture_output=True,
-                                    timeout=TYPE_TIMEOUT_S)
+            result = subprocess.run(command, input=stdin, capture_output=True, timeout=TYPE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             return f"{command[0]} did not finish within {TYPE_TIMEOUT_S:.0f} s"
         except OSError as e:

@@ -110,14 +110,6 @@ class Capture:
     def listening(self) -> bool:
         return self._source is not None
 
-    @property
-    def reconnecting(self) -> bool:
-        return self._source is None and self._reopen is not None
-
-    @property
-    def source(self) -> AudioSource | None:
-        return self._source
-
     def start(self, source: AudioSource, reopen: Callable[[], AudioSource] | None = None) -> None:
         """Start ``source`` and make it current; ``reopen`` replaces it after a failure.
 

@@ -153,17 +153,6 @@ class Commit:
 
     # -- draining ---------------------------------------------------------------
 
-    @property
-    def in_flight(self) -> int:
-        """Utterances without final text, plus events not yet handed to subscribers."""
-        with self._lock:
-            return len(self._pending) + len(self._outbox) + self._publishing
-
-    @property
-    def pending_ids(self) -> list[int]:
-        with self._lock:
-            return [i for i, e in self._pending.items() if e is None]
-
     def wait_drained(self, timeout: float | None) -> bool:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:

@@ -1,0 +1,233 @@
+"""Latency and accuracy on real human speech, per word, the way a user feels it.
+
+Usage::
+
+    python bench/realspeech.py                       # moonshine-voice's recordings, both profiles
+    python bench/realspeech.py --audio a.wav b.flac  # any recordings
+    python bench/realspeech.py --profile full --set decode.refine_beam_size=2 --label beam2
+
+Each file is replayed in real time through the same ``Engine`` the daemon
+runs (``FileSource(realtime=True)`` paces it like a microphone). Every
+``Partial`` and ``Refined`` event is stamped when it leaves the engine. The
+word end times come from faster-whisper's offline transcription of the same
+file with ``word_timestamps`` (base model); for each event, the newest
+reference word its text has reached (aligned with difflib on normalised
+words) gives the lag: event time minus the moment that word was spoken.
+Accuracy without references: WER of the streamed final text against the
+offline transcript of the *same* model on the same file (what streaming
+loses).
+
+The default recordings are read from the ``moonshine-voice`` wheel (real
+human speech: ``two_cities.wav`` 44 s, ``endgame_nagg_nell.wav`` 28 s,
+``beckett.wav`` 10 s), downloaded with pip into the cache at bench time, never
+committed. Writes ``bench/results/realspeech.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import difflib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+SR = 16_000
+ASSETS = ("two_cities.wav", "endgame_nagg_nell.wav", "beckett.wav")
+MODEL_OF_PROFILE = {"full": "base", "lightweight": "tiny.en"}
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "listend" / "bench"
+
+
+def real_speech() -> list[Path]:
+    """moonshine-voice's recordings, fetched once with pip (its wheel is MIT; the files stay in the cache)."""
+    out = cache_dir() / "moonshine-voice"
+    wanted = [out / name for name in ASSETS]
+    if all(p.exists() for p in wanted):
+        return wanted
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, "moonshine-voice"],
+                       check=True)
+        wheel = next(Path(tmp).glob("moonshine_voice-*.whl"))
+        with zipfile.ZipFile(wheel) as z:
+            for name in ASSETS:
+                (out / name).write_bytes(z.read(f"moonshine_voice/assets/{name}"))
+            licence = [n for n in z.namelist() if n.endswith("LICENSE")]
+            if licence:
+                (out / "LICENSE").write_bytes(z.read(licence[0]))
+    return wanted
+
+
+def to_16k(path: Path, work: Path) -> Path:
+    out = work / (path.stem + ".16k.wav")
+    subprocess.run(["sox", str(path), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True)
+    return out
+
+
+def norm_words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9']+", text.lower())
+
+
+def offline(path: Path, model_name: str, word_times: bool) -> tuple[str, list[tuple[str, float]]]:
+    from faster_whisper import WhisperModel
+
+    from listend.models import ModelSpec, load_whisper
+
+    model: WhisperModel = load_whisper(ModelSpec(model_name, "cpu", "int8", 0))
+    segments, _ = model.transcribe(str(path), language="en", beam_size=5, word_timestamps=word_times,
+                                   vad_filter=False)
+    text, words = [], []
+    for seg in segments:
+        text.append(seg.text.strip())
+        for w in seg.words or []:
+            for token in norm_words(w.word):
+                words.append((token, w.end))
+    return " ".join(text), words
+
+
+def reached(hypothesis: list[str], reference: list[str]) -> int:
+    """Index (exclusive) of the last reference word the hypothesis has matched."""
+    matcher = difflib.SequenceMatcher(a=reference, b=hypothesis, autojunk=False)
+    end = 0
+    for block in matcher.get_matching_blocks():
+        if block.size:
+            end = block.a + block.size
+    return end
+
+
+def replay(path: Path, profile: str, overrides: dict) -> dict:
+    """Stream ``path`` in real time through an Engine; return the timed events and final text."""
+    from listend.config import build_settings
+    from listend.engine import Engine
+    from listend.events import Partial, Refined
+    from listend.sources import FileSource
+
+    engine = Engine(build_settings(profile, overrides), overrides)
+    events: list[tuple[float, str, int, str]] = []  # (monotonic, kind, id, text)
+    lock = threading.Lock()
+
+    def on_event(event) -> None:
+        if isinstance(event, (Partial, Refined)):
+            with lock:
+                events.append((time.monotonic(), "partial" if isinstance(event, Partial) else "final",
+                               event.id, event.text))
+
+    engine.subscribe(on_event)
+    engine.load()
+    source = FileSource(str(path), realtime=True)
+    try:
+        engine.start(source)
+        engine.wait_source_done()
+        engine.wait_drained(None)
+    finally:
+        engine.close(None)
+    return {"started": source.started_at, "events": events}
+
+
+def lags(run: dict, reference: list[tuple[str, float]]) -> dict:
+    ref_words = [w for w, _ in reference]
+    finals: dict[int, str] = {}
+    out = {"partial": [], "final": []}
+    best = {"partial": 0, "final": 0}
+    for t, kind, seg_id, text in run["events"]:
+        if kind == "final":
+            finals[seg_id] = text
+            shown = " ".join(finals[i] for i in sorted(finals))
+        else:
+            shown = " ".join(finals[i] for i in sorted(finals) if i < seg_id) + " " + text
+        k = reached(norm_words(shown), ref_words)
+        # Each event is measured by the newest word it brought (not again for words already shown).
+        if k > best[kind]:
+            best[kind] = k
+            spoken = run["started"] + reference[k - 1][1]
+            out[kind].append(max(0.0, t - spoken))
+        if kind == "final":  # final text also counts as shown for the partial line
+            best["partial"] = max(best["partial"], k)
+    final_text = " ".join(finals[i] for i in sorted(finals))
+    return {"lags": out, "final_text": final_text}
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    ref, hyp = " ".join(norm_words(reference)), " ".join(norm_words(hypothesis))
+    return float(jiwer.wer(ref, hyp)) if ref else 0.0
+
+
+def pct(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 3) if values else None
+
+
+def parse_set(values: list[str]) -> dict:
+    out: dict[str, dict] = {}
+    for item in values:
+        key, _, raw = item.partition("=")
+        section, name = key.split(".")
+        value = json.loads(raw) if raw[:1] in "0123456789-[{tf\"" else raw
+        out.setdefault(section, {})[name] = value
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--audio", nargs="+", type=Path, help="recordings (default: moonshine-voice's real speech)")
+    p.add_argument("--profile", choices=("full", "lightweight", "both"), default="both")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="a setting for this run, e.g. decode.refine_beam_size=2 (repeatable)")
+    p.add_argument("--label", default="defaults", help="name of this configuration in the results")
+    p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "realspeech.json")
+    args = p.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    files = args.audio or real_speech()
+    overrides = parse_set(args.set)
+    profiles = ("full", "lightweight") if args.profile == "both" else (args.profile,)
+    results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        prepared = [to_16k(f, work) for f in files]
+        references = {f: offline(f, "base", True) for f in prepared}
+        for profile in profiles:
+            model = MODEL_OF_PROFILE[profile]
+            offline_text = {f: (references[f][0] if model == "base" else offline(f, model, False)[0])
+                            for f in prepared}
+            partial, final, per_file = [], [], {}
+            for f in prepared:
+                print(f"bench: {profile} {args.label}: {f.name} ...", file=sys.stderr, flush=True)
+                measured = lags(replay(f, profile, overrides), references[f][1])
+                partial += measured["lags"]["partial"]
+                final += measured["lags"]["final"]
+                per_file[f.name.replace(".16k.wav", "")] = {
+                    "wer_vs_offline_same_model": round(wer(offline_text[f], measured["final_text"]), 4),
+                    "final_text": measured["final_text"], "offline_text": offline_text[f]}
+            summary = {
+                "date": datetime.date.today().isoformat(), "profile": profile, "settings": overrides,
+                "partial_lag_s": {"p50": pct(partial, 50), "p95": pct(partial, 95), "max": pct(partial, 100),
+                                  "n": len(partial)},
+                "final_lag_s": {"p50": pct(final, 50), "p95": pct(final, 95), "max": pct(final, 100),
+                                "n": len(final)},
+                "wer_vs_offline_same_model": {k: v["wer_vs_offline_same_model"] for k, v in per_file.items()},
+                "files": per_file, "cpus": os.cpu_count(),
+            }
+            results[f"{profile}/{args.label}"] = summary
+            print(json.dumps({k: summary[k] for k in ("profile", "partial_lag_s", "final_lag_s",
+                                                      "wer_vs_offline_same_model")}), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
