@@ -38,7 +38,9 @@ TYPE_TIMEOUT_S = 30.0
 def typing_command(env: dict | None = None) -> list[str] | None:
     env = os.environ if env is None else env
     if env.get("WAYLAND_DISPLAY") and shutil.which("wtype"):
-        return ["wtype", "-"]
+        # wtype uploads a keymap of its own first; 30 ms lets the focused client take it before the
+        # first key (under load, a segment's leading space was lost without it).
+        return ["wtype", "-s", "30", "-"]
     if env.get("DISPLAY") and shutil.which("xdotool"):
         # 12 ms (xdotool's default): characters outside the keymap are typed by remapping a spare
         # keycode, and a shorter delay lets the remap race the application reading the key.
