@@ -82,6 +82,14 @@ def norm_words(text: str) -> list[str]:
 
 
 def offline(path: Path, model_name: str, word_times: bool) -> tuple[str, list[tuple[str, float]]]:
+    """Offline transcription in a child process (its models must not count against the engine's RSS)."""
+    out = subprocess.run([sys.executable, __file__, "--offline", str(path), model_name, str(int(word_times))],
+                         check=True, capture_output=True, text=True).stdout
+    text, words = json.loads(out.strip().splitlines()[-1])
+    return text, [tuple(w) for w in words]
+
+
+def _offline_here(path: Path, model_name: str, word_times: bool) -> tuple[str, list[tuple[str, float]]]:
     from faster_whisper import WhisperModel
 
     from listend.models import ModelSpec, load_whisper
@@ -137,6 +145,69 @@ def replay(path: Path, profile: str, overrides: dict) -> dict:
     return {"started": source.started_at, "events": events}
 
 
+def replay_mic(path: Path, profile: str, settings: list[str], work: Path) -> dict:
+    """Play ``path`` into a PulseAudio virtual microphone; the daemon listens; events come from D-Bus."""
+    import asyncio
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from pulse import PulseServer  # the tests' virtual microphone: a null sink and module-virtual-source
+
+    from dbus_next import Message
+
+    from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH, call_bus_daemon
+    from listend.dbusio import MessageBus
+
+    root = Path(tempfile.mkdtemp(dir=work))
+    pulse = PulseServer(root / "pulse")
+    address, bus_pid = subprocess.run(["dbus-daemon", "--session", "--fork", "--print-address=1", "--print-pid=1"],
+                                      check=True, capture_output=True, text=True).stdout.split()
+    config = root / "config.toml"
+    lines = [f"profile = \"{profile}\""]
+    for section, values in parse_set(settings).items():
+        lines.append(f"[{section}]")
+        lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+    config.write_text("\n".join(lines) + "\n")
+    env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=address, PULSE_SERVER=pulse.server,
+               XDG_STATE_HOME=str(root / "state"), HF_HUB_OFFLINE="1")
+    listend = Path(sys.executable).parent / "listend"
+    daemon = subprocess.Popen([str(listend), "--config", str(config), "--start"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=open(root / "d.log", "w"))
+    events: list[tuple[float, str, int, str]] = []
+
+    async def listen() -> float:
+        bus = await MessageBus(bus_address=address).connect()
+        bus.add_message_handler(lambda m: events.append(
+            (time.monotonic(), "partial" if m.member == "PartialText" else "final", m.body[0],
+             m.body[1] if m.member == "PartialText" else m.body[3]))
+            if m.member in ("PartialText", "SegmentRefined") else None)
+        await call_bus_daemon(bus, "AddMatch", "s", [f"type='signal',interface='{INTERFACE}',path='{OBJECT_PATH}'"])
+        deadline = time.monotonic() + 120
+        while True:  # ready, and the microphone delivers
+            reply = await bus.call(Message(destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE,
+                                           member="GetMemory"))
+            if reply.message_type.name == "METHOD_RETURN" and reply.body[0]["audio_seconds"].value > 1.0:
+                break
+            assert time.monotonic() < deadline, (root / "d.log").read_text()
+            await asyncio.sleep(0.2)
+        started = time.monotonic()
+        player = subprocess.Popen(["paplay", "--device=vsink", str(path)], env=pulse.env)
+        await asyncio.to_thread(player.wait)
+        quiet = time.monotonic()
+        while time.monotonic() - max([quiet] + [t for t, *_ in events]) < 8.0:  # until 8 s without events
+            await asyncio.sleep(0.2)
+        bus.disconnect()
+        return started
+
+    try:
+        started = asyncio.run(listen())
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+        subprocess.run(["kill", bus_pid])
+        pulse.close()
+    return {"started": started, "events": events}
+
+
 def lags(run: dict, reference: list[tuple[str, float]]) -> dict:
     ref_words = [w for w, _ in reference]
     finals: dict[int, str] = {}
@@ -189,7 +260,16 @@ def main() -> int:
                    help="a setting for this run, e.g. decode.refine_beam_size=2 (repeatable)")
     p.add_argument("--label", default="defaults", help="name of this configuration in the results")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "realspeech.json")
+    p.add_argument("--path", choices=("file", "mic", "both"), default="both",
+                   help="file: FileSource paced in real time; mic: the daemon on a PulseAudio virtual "
+                        "microphone, paplay speaking into it, events taken from D-Bus (default both)")
+    p.add_argument("--keep-text", action="store_true", help="also store the streamed and offline transcripts")
+    p.add_argument("--offline", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
+    if args.offline:
+        path, model, word_times = args.offline
+        print(json.dumps(_offline_here(Path(path), model, word_times == "1")))
+        return 0
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     files = args.audio or real_speech()
     overrides = parse_set(args.set)
@@ -199,21 +279,26 @@ def main() -> int:
         work = Path(tmp)
         prepared = [to_16k(f, work) for f in files]
         references = {f: offline(f, "base", True) for f in prepared}
-        for profile in profiles:
+        paths = ("file", "mic") if args.path == "both" else (args.path,)
+        for profile, path_kind in [(p_, k) for p_ in profiles for k in paths]:
             model = MODEL_OF_PROFILE[profile]
             offline_text = {f: (references[f][0] if model == "base" else offline(f, model, False)[0])
                             for f in prepared}
             partial, final, per_file = [], [], {}
             for f in prepared:
-                print(f"bench: {profile} {args.label}: {f.name} ...", file=sys.stderr, flush=True)
-                measured = lags(replay(f, profile, overrides), references[f][1])
+                print(f"bench: {profile} {path_kind} {args.label}: {f.name} ...", file=sys.stderr, flush=True)
+                run = replay(f, profile, overrides) if path_kind == "file" else replay_mic(f, profile, args.set, work)
+                measured = lags(run, references[f][1])
                 partial += measured["lags"]["partial"]
                 final += measured["lags"]["final"]
                 per_file[f.name.replace(".16k.wav", "")] = {
-                    "wer_vs_offline_same_model": round(wer(offline_text[f], measured["final_text"]), 4),
-                    "final_text": measured["final_text"], "offline_text": offline_text[f]}
+                    "wer_vs_offline_same_model": round(wer(offline_text[f], measured["final_text"]), 4)}
+                if args.keep_text:  # off by default: the recordings' texts are not ours to republish
+                    per_file[f.name.replace(".16k.wav", "")].update(
+                        final_text=measured["final_text"], offline_text=offline_text[f])
             summary = {
-                "date": datetime.date.today().isoformat(), "profile": profile, "settings": overrides,
+                "date": datetime.date.today().isoformat(), "profile": profile, "path": path_kind,
+                "settings": overrides,
                 "partial_lag_s": {"p50": pct(partial, 50), "p95": pct(partial, 95), "max": pct(partial, 100),
                                   "n": len(partial)},
                 "final_lag_s": {"p50": pct(final, 50), "p95": pct(final, 95), "max": pct(final, 100),
@@ -221,8 +306,8 @@ def main() -> int:
                 "wer_vs_offline_same_model": {k: v["wer_vs_offline_same_model"] for k, v in per_file.items()},
                 "files": per_file, "cpus": os.cpu_count(),
             }
-            results[f"{profile}/{args.label}"] = summary
-            print(json.dumps({k: summary[k] for k in ("profile", "partial_lag_s", "final_lag_s",
+            results[f"{profile}/{path_kind}/{args.label}"] = summary
+            print(json.dumps({k: summary[k] for k in ("profile", "path", "partial_lag_s", "final_lag_s",
                                                       "wer_vs_offline_same_model")}), flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
