@@ -14,6 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from conftest import end_process
+
 
 class PulseServer:
     def __init__(self, root: Path):
@@ -70,11 +72,7 @@ class PulseServer:
                                 stderr=subprocess.DEVNULL)
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        end_process(self.proc)
         self._log.close()
 
 

@@ -9,7 +9,7 @@ import time
 
 import pytest
 from busfixtures import DaemonProcess, PrivateBus, daemon_env
-from conftest import BIN, SENTENCES, speak, words
+from conftest import BIN, SENTENCES, end_process, speak, words
 from pulse import PulseServer
 from xfixtures import HeadlessSway, XServer
 
@@ -55,11 +55,7 @@ class FocusedField:
         return self.text()
 
     def close(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        end_process(self.proc)
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import subprocess
 import time
 from pathlib import Path
 
+from conftest import end_process
+
 from PIL import Image
 
 
@@ -100,11 +102,7 @@ class XServer:
     def close(self) -> None:
         for p in (self.trayer, self.xvfb):
             if p is not None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
+                end_process(p)
 
 
 def count_colour(img: Image.Image, rgb: tuple[int, int, int], tolerance: int = 40) -> int:
@@ -164,10 +162,6 @@ class HeadlessSway:
     def close(self) -> None:
         import shutil
 
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        end_process(self.proc)
         self._log.close()
         shutil.rmtree(self.runtime, ignore_errors=True)
