@@ -78,7 +78,10 @@ def test_first_run_without_a_microphone_says_what_to_do(tmp_path):
 
         async def error():
             async with BusClient(bus.address) as c:
-                await c.wait_for(lambda: True, timeout=1)
+                deadline = time.monotonic() + 30  # --start runs just after the name is taken
+                while await c.prop("State") != "error":
+                    assert time.monotonic() < deadline, daemon.log()
+                    await asyncio.sleep(0.1)
                 return await c.prop("State"), await c.prop("LastError")
 
         state, message = asyncio.run(error())
@@ -106,7 +109,10 @@ def test_devices_lists_the_microphone_and_a_wrong_name_lists_candidates(tmp_path
         daemon = DaemonProcess(["--device", "no-such-microphone", "--start"], env, tmp_path / "d.log")
         try:
             daemon.wait_ready(env)
-            message = json.loads(ctl(env, "status", "--json").stdout)["LastError"]
+            deadline = time.monotonic() + 30  # --start runs just after the name is taken
+            while not (message := json.loads(ctl(env, "status", "--json").stdout)["LastError"]):
+                assert time.monotonic() < deadline, daemon.log()
+                time.sleep(0.1)
             assert "'no-such-microphone'" in message and "inputs:" in message, message
             assert listed[0]["name"] in message
             assert daemon.terminate() == 0
