@@ -189,6 +189,8 @@ def test_transcript_window_shows_live_and_refined_text(tmp_path, x, long_speech,
         assert any(live.strip() for live in lives), "no partial text was shown"
         shot = x.screenshot("window")
         assert len(shot.getcolors(maxcolors=1 << 20) or []) > 10  # something was drawn
+        worker.stop()  # its thread must not be the one to drop the last reference to Tk objects
+        worker._thread.join(10)
         window.root.destroy()
         assert daemon.terminate() == 0
     finally:
