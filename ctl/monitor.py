@@ -27,7 +27,7 @@ def session_daemon_pid() -> int | None:
     """The pid owning listend's bus name; 0 if the bus has no listend; None if there is no bus."""
     import asyncio
 
-    from listend.bus import BUS_NAME, call_bus_daemon, find_session_bus
+    from listend.bus import bus_owner_pid, find_session_bus
     from listend.dbusio import MessageBus
 
     address = find_session_bus()
@@ -40,8 +40,7 @@ def session_daemon_pid() -> int | None:
         except Exception:
             return None
         try:
-            reply = await call_bus_daemon(bus, "GetConnectionUnixProcessID", "s", [BUS_NAME])
-            return reply.body[0] if reply.message_type.name == "METHOD_RETURN" else 0
+            return await bus_owner_pid(bus)
         finally:
             bus.disconnect()
 

@@ -29,6 +29,14 @@ async def call_bus_daemon(bus, member: str, signature: str = "", body: list | No
                                   body=body or []))
 
 
+async def bus_owner_pid(bus) -> int:
+    """The pid owning listend's bus name (0 if nobody does)."""
+    from dbus_next import MessageType
+
+    reply = await call_bus_daemon(bus, "GetConnectionUnixProcessID", "s", [BUS_NAME])
+    return reply.body[0] if reply.message_type == MessageType.METHOD_RETURN else 0
+
+
 def notification(summary: str, body: str, timeout_ms: int = 10_000):
     """An ``org.freedesktop.Notifications.Notify`` call (daemon and clients send the same)."""
     from dbus_next import Message

@@ -196,7 +196,7 @@ class Engine:
         s = self.settings
         self._segmenter = Segmenter(s.vad, StreamingVad(), self._allocate_id)
         self._capture = Capture(self._ring, self._segmenter, self._router, self._commit,
-                                lambda: self.settings.vad.hop_ms, self._on_capture_state)
+                                lambda: self.settings.vad.hop_ms, self._set_state)
         self._capture.on_death = lambda message: self._worker_died("segmenter", message)
         self._live = LiveWorker(self._router, self._commit, self._segmenter, live,
                                 lambda: self.settings.decode.partial_interval_s, lambda: self._capture.clock_origin,
@@ -259,9 +259,7 @@ class Engine:
             if self._commit.wait_drained(_left(deadline, reserve=min(0.5, reserve))):
                 return False
             self._giving_up.set()  # nothing waits on decoders any more
-            for utt in self._router.take_unfinished():
-                if self._commit.is_pending(utt.id):
-                    self._keep_audio(utt)
+            self._keep_unfinished()
             self._commit.wait_drained(max(0.2, _left(deadline, 0.0) or 0.0))
             if not self._fatal:
                 self._giving_up.clear()
@@ -386,6 +384,12 @@ class Engine:
     def _keep_audio(self, utt: Utterance) -> None:
         self._commit.keep_as_audio(utt, self._unfinished.keep(utt))
 
+    def _keep_unfinished(self) -> None:
+        """Keep as audio every utterance still queued or being decoded that has no final text."""
+        for utt in self._router.take_unfinished():
+            if self._commit.is_pending(utt.id):
+                self._keep_audio(utt)
+
     def _degrade(self) -> tuple[bool, str]:
         """Memory over limit: shed the refine model by switching to lightweight."""
         if self.settings.profile == "lightweight":
@@ -420,9 +424,6 @@ class Engine:
             log.info("state %s%s", state, f": {reason}" if reason else "")
             self._commit.publish(StateChanged(state, reason))
 
-    def _on_capture_state(self, state: str, reason: str) -> None:
-        self._set_state(state, reason)  # type: ignore[arg-type]
-
     def _report(self, message: str) -> None:
         with self._state_lock:
             if message == self._reported:
@@ -445,9 +446,7 @@ class Engine:
             if self._capture is not None and worker != "segmenter":
                 self._capture.request_stop()
                 self._capture.wait_done(5)
-            for utt in self._router.take_unfinished():
-                if self._commit.is_pending(utt.id):
-                    self._keep_audio(utt)
+            self._keep_unfinished()
 
         threading.Thread(target=wind_down, name="listend-wind-down", daemon=True).start()
 

@@ -25,8 +25,8 @@ from dbus_next.constants import NameFlag, RequestNameReply
 from dbus_next.errors import DBusError
 
 from . import sdnotify
-from .bus import BUS_NAME, OBJECT_PATH, NoBusError, call_bus_daemon, find_session_bus, forget_private_bus, \
-    notification, start_private_bus
+from .bus import (BUS_NAME, OBJECT_PATH, NoBusError, bus_owner_pid, call_bus_daemon, find_session_bus,
+                  forget_private_bus, notification, start_private_bus)
 from .config import ConfigError, load_settings
 from .dbusio import MessageBus
 from .engine import Engine
@@ -193,11 +193,6 @@ class Daemon:
             await asyncio.sleep(min(1.0, self.notifier.watchdog_interval or 1.0))
 
 
-async def _bus_owner_pid(bus: MessageBus) -> int:
-    reply = await call_bus_daemon(bus, "GetConnectionUnixProcessID", "s", [BUS_NAME])
-    return reply.body[0] if reply and reply.message_type == MessageType.METHOD_RETURN else 0
-
-
 async def serve(args) -> int:
     try:
         settings, overrides = load_settings(args.config, "lightweight" if args.lightweight else None)
@@ -242,7 +237,7 @@ async def _serve_on(args, settings, overrides, address: str) -> int:
     # A quick check before loading models for seconds: is another listend there?
     reply = await call_bus_daemon(bus, "NameHasOwner", "s", [BUS_NAME])
     if reply.body and reply.body[0]:
-        print(f"listend: listend is already running (pid {await _bus_owner_pid(bus)})", file=sys.stderr)
+        print(f"listend: listend is already running (pid {await bus_owner_pid(bus)})", file=sys.stderr)
         bus.disconnect()
         return 1
 
@@ -258,7 +253,7 @@ async def _serve_on(args, settings, overrides, address: str) -> int:
     bus.export(OBJECT_PATH, daemon.interface)
     # Models are loaded before the name is taken: a name on the bus means ready.
     if await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE) != RequestNameReply.PRIMARY_OWNER:
-        print(f"listend: listend is already running (pid {await _bus_owner_pid(bus)})", file=sys.stderr)
+        print(f"listend: listend is already running (pid {await bus_owner_pid(bus)})", file=sys.stderr)
         daemon.engine.close(0)
         bus.disconnect()
         return 1

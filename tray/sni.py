@@ -18,6 +18,7 @@ already uses, and every host gets menu, click, middle click and tooltip.
 No ``from __future__ import annotations``: dbus-next reads signatures from annotations.
 """
 
+import functools
 import logging
 
 import numpy as np
@@ -37,13 +38,21 @@ MENU_PATH = "/MenuBar"
 ICON_SIZES = (16, 22, 24, 32, 48, 64)
 
 
-def pixmaps(state: str, pressure: str) -> list:
-    """``a(iiay)``: the icon at several sizes, ARGB32 in network byte order."""
+@functools.lru_cache(maxsize=32)
+def _pixmaps(state: str, pressure: str) -> tuple:
     out = []
     for size in ICON_SIZES:
         rgba = np.asarray(draw_icon(state, pressure, size=size).convert("RGBA"))
-        out.append([size, size, rgba[..., [3, 0, 1, 2]].tobytes()])
-    return out
+        out.append((size, size, rgba[..., [3, 0, 1, 2]].tobytes()))
+    return tuple(out)
+
+
+def pixmaps(state: str, pressure: str) -> list:
+    """``a(iiay)``: the icon at several sizes, ARGB32 in network byte order.
+
+    Drawn once per look: the tray updates on every partial, the picture rarely changes.
+    """
+    return [list(p) for p in _pixmaps(state, pressure)]
 
 
 class StatusNotifierItem(ServiceInterface):
