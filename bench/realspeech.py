@@ -292,7 +292,8 @@ def main() -> int:
                 partial += measured["lags"]["partial"]
                 final += measured["lags"]["final"]
                 per_file[f.name.replace(".16k.wav", "")] = {
-                    "wer_vs_offline_same_model": round(wer(offline_text[f], measured["final_text"]), 4)}
+                    "wer_vs_offline_same_model": round(wer(offline_text[f], measured["final_text"]), 4),
+                    "final_lags_s": [round(x, 2) for x in measured["lags"]["final"]]}
                 if args.keep_text:  # off by default: the recordings' texts are not ours to republish
                     per_file[f.name.replace(".16k.wav", "")].update(
                         final_text=measured["final_text"], offline_text=offline_text[f])

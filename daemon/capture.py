@@ -1,6 +1,7 @@
 """Capture: the source, its reconnects, and the segmenter thread that feeds the router.
 
-The segmenter thread reads the ring, runs the VAD, closes utterances, stamps
+The segmenter thread reads the ring, runs the VAD, closes utterances (and
+hands the router each pause that may end one, for a speculative refine), stamps
 each with the wall time of its first sample (from the session it was heard
 in, so a later reconnect cannot move it), registers it with the commit stage
 and routes it. It also closes an utterance when a live source goes quiet
@@ -22,7 +23,7 @@ from .commit import Commit
 from .config import VadOptions
 from .ringbuffer import RingBuffer
 from .router import Router
-from .segmenter import SAMPLE_RATE, Segmenter, Utterance
+from .segmenter import SAMPLE_RATE, Pause, Segmenter, Utterance
 from .sources import AudioSource, SourceError
 from .vad import CHUNK
 
@@ -198,8 +199,13 @@ class Capture:
             n = self._ring.read_into(work[: min(waiting, len(work))])
             if n:
                 self._last_audio = time.monotonic()
-                for utt in self._segmenter.feed(work[:n]):
-                    self._route(utt)
+                for event in self._segmenter.feed(work[:n]):
+                    if isinstance(event, Utterance):
+                        self._route(event)
+                    elif isinstance(event, Pause):
+                        self._router.speculate(event, self._may_wait())
+                    else:
+                        self._router.resume(event.id)
             elif ending:
                 self._end_source(source)
 

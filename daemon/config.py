@@ -53,7 +53,7 @@ class ModelOptions:
     refine: str = field(default="base", metadata={"doc": "accurate model, '' to disable"})
     device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
     compute_type: str = field(default="int8", metadata={"doc": "CTranslate2 compute type"})
-    cpu_threads: int = field(default=0, metadata=_num(0, 64, "threads per model, 0 = auto"))
+    cpu_threads: int = field(default=0, metadata=_num(0, 64, "threads per model, 0 = auto (refine: all cores, live: half)"))
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,7 @@ class DecodeOptions:
 
     language: str = field(default="en", metadata={"doc": "language code, '' = detect"})
     partial_interval_s: float = field(default=0.5, metadata=_num(0.1, 10))
+    partial_window_s: float = field(default=8.0, metadata=_num(2, 30, "most audio one partial re-decodes"))
     live_beam_size: int = field(default=1, metadata=_num(1, 10))
     refine_beam_size: int = field(default=5, metadata=_num(1, 10))
     prompt_chars: int = field(default=80, metadata=_num(0, 1_000, "previous text as prompt"))
@@ -142,7 +143,6 @@ PROFILE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {},
     "lightweight": {
         "models": {"refine": ""},
-        "vad": {"max_utterance_s": 5.0, "silence_close_ms": 500},
         "queues": {"refine": 2, "live_final": 4},
         "audio": {"ring_seconds": 15.0},
         "memory": {"warn_mb": 400, "cleanup_mb": 450, "limit_mb": 600, "trim_interval_s": 30.0},

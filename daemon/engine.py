@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -199,7 +200,7 @@ class Engine:
                                 lambda: self.settings.vad.hop_ms, self._set_state)
         self._capture.on_death = lambda message: self._worker_died("segmenter", message)
         self._live = LiveWorker(self._router, self._commit, self._segmenter, live,
-                                lambda: self.settings.decode.partial_interval_s, lambda: self._capture.clock_origin,
+                                lambda: self.settings.decode, lambda: self._capture.clock_origin,
                                 self._worker_failed, self._worker_died)
         self._refine = RefineWorker(self._router, self._commit, refine, s.decode.prompt_chars,
                                     self._worker_failed, self._worker_died)
@@ -334,7 +335,8 @@ class Engine:
             thresholds=Thresholds(s.memory.warn_mb * MB, s.memory.cleanup_mb * MB, s.memory.limit_mb * MB),
             buffers=BufferStats(
                 capture.ring_bytes + capture.segmenter_bytes + queues.queued_bytes,
-                capture.ring_bytes + max_utterance * (1 + s.queues.refine + s.queues.live_final + 3)),
+                # open utterance + queues + one in each decoder + a live snapshot + the speculation
+                capture.ring_bytes + max_utterance * (1 + s.queues.refine + s.queues.live_final + 4)),
             workers=tuple(w.stats() for w in self._workers()),
             partials_skipped=self._live.partials_skipped if self._live else 0,
         )
@@ -367,18 +369,22 @@ class Engine:
     def _load_decoders(self, s: Settings, reuse) -> tuple[Decoder, Decoder | None]:
         m = s.models
 
-        def get(name: str, options: PassOptions, current: Decoder | None) -> Decoder:
+        def get(name: str, options: PassOptions, current: Decoder | None, threads: int) -> Decoder:
             if current is not None and current.model_name == name:
                 return Decoder(current.model, name, options)
-            spec = ModelSpec(name, m.device, m.compute_type, m.cpu_threads)
+            spec = ModelSpec(name, m.device, m.compute_type, m.cpu_threads or threads)
             return Decoder(self._load_model(spec), name, options)
 
+        # Automatic threads: the refine pass gets every core (the live pass
+        # pauses while an utterance ends, which is when refining runs); the
+        # live pass gets half of them beside a refine model, all without one.
+        cores = os.cpu_count() or 2
         cur_live, cur_refine = reuse or (None, None)
-        live = get(m.live, PassOptions.live(s.decode), cur_live)
+        live = get(m.live, PassOptions.live(s.decode), cur_live, max(1, cores // 2) if m.refine else cores)
         refine = None
         if m.refine:
             # Never share one model between the two threads (faster-whisper #1055).
-            refine = get(m.refine, PassOptions.refine(s.decode), cur_refine if m.refine != m.live else None)
+            refine = get(m.refine, PassOptions.refine(s.decode), cur_refine if m.refine != m.live else None, cores)
         return live, refine
 
     def _keep_audio(self, utt: Utterance) -> None:

@@ -12,7 +12,17 @@ When the live-final queue is full, the oldest utterance that has a partial is
 committed with it; otherwise the segmenter waits (the capture ring absorbs the
 pause, and anything it cannot hold is counted as dropped), unless the engine is
 giving up (a dead worker, a stop deadline): then the utterance is kept as
-audio. Plain logic under one lock; no I/O, no threads of its own.
+audio.
+
+Speculative refine: when the open utterance pauses (:class:`Pause`) and the
+refine pass has nothing else to do, the pause's audio is handed to the refine
+worker before the utterance closes. If the utterance then closes with exactly
+that audio (same id, same length), the speculative text is its refined text,
+identical to what a decode after the close would give (same audio, same
+prompt); if speech resumes first, or the close cut elsewhere, the result is
+discarded and counted. At most one speculation exists at a time.
+
+Plain logic under one lock; no I/O, no threads of its own.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from typing import Callable
 
 from .commit import Commit
 from .config import QueueOptions
-from .segmenter import Utterance
+from .segmenter import Pause, Utterance
 
 
 @dataclass
@@ -37,6 +47,23 @@ class QueueStats:
     queue_refine_high_water: int = 0
     backpressure_waits: int = 0
     queued_bytes: int = 0  # audio waiting in queues or being decoded
+    speculations: int = 0  # pauses handed to the refine pass before their utterance closed
+    speculations_used: int = 0  # ... whose text became the refined text
+    speculations_discarded: int = 0  # ... voided: speech resumed, or the utterance closed elsewhere
+
+
+@dataclass
+class RefineJob:
+    """One piece of work for the refine worker.
+
+    ``speculative``: decode a pause's audio; the utterance may still go on, so
+    hand the text back with :meth:`Router.speculation_done` instead of
+    committing it. ``text``: already decoded speculatively; commit it.
+    """
+
+    utt: Utterance
+    speculative: bool = False
+    text: str | None = None
 
 
 class Router:
@@ -69,6 +96,14 @@ class Router:
         self._final_q: collections.deque[Utterance] = collections.deque()
         self._refining: dict[int, Utterance] = {}  # taken by the refine worker, not done
         self._finalising: dict[int, Utterance] = {}  # taken by the live worker, not done
+        # Speculative refine (at most one of these is set, all for the same open utterance):
+        self._pause: Utterance | None = None  # a pause's audio waiting for the refine worker
+        self._speculating: Utterance | None = None  # ... being decoded
+        self._speculated: tuple[Utterance, str] | None = None  # ... decoded, the utterance still open
+        self._speculation_void = False  # speech resumed while it was being decoded
+        # Closed utterances whose speculative text arrives (awaiting) or has arrived (ready).
+        self._awaiting: dict[int, Utterance] = {}
+        self._ready: collections.deque[tuple[Utterance, str]] = collections.deque()
         self._stats = QueueStats()
         self.configure(queues, refine_enabled)
 
@@ -80,11 +115,59 @@ class Router:
 
     # -- from the segmenter thread ----------------------------------------------
 
+    def speculate(self, pause: Pause, can_wait: bool) -> None:
+        """The open utterance paused: let an idle refine pass start on it."""
+        with self._cond:
+            idle = not (self._refine_q or self._refining or self._ready or self._speculating)
+            if not self._refine_enabled or can_wait or not idle:
+                return  # a busy refine pass gains nothing; a fast file replay closes it at once
+            self._drop_speculation()
+            self._pause = Utterance(pause.id, pause.start_sample, pause.audio)
+            self._stats.speculations += 1
+            self._cond.notify_all()
+
+    def resume(self, utt_id: int) -> None:
+        """Speech came back in utterance ``utt_id``: its speculation is void."""
+        with self._cond:
+            if self._speculating is not None and self._speculating.id == utt_id:
+                self._speculation_void = True
+            elif ((self._pause is not None and self._pause.id == utt_id)
+                  or (self._speculated is not None and self._speculated[0].id == utt_id)):
+                self._drop_speculation()
+
+    def _drop_speculation(self) -> None:
+        if self._pause is not None or self._speculated is not None:
+            self._stats.speculations_discarded += 1
+        self._pause = None
+        self._speculated = None
+
+    def _use_speculation(self, utt: Utterance) -> bool:
+        """``utt`` just closed: True if a speculation on exactly its audio covers it."""
+        same = lambda spec: spec is not None and spec.id == utt.id and len(spec.audio) == len(utt.audio)  # noqa: E731
+        if same(self._pause):  # not taken yet: an ordinary refine of the same audio
+            self._pause = None
+            self._stats.speculations_discarded += 1
+            return False
+        if same(self._speculating) and not self._speculation_void:
+            self._awaiting[utt.id] = utt
+        elif self._speculated is not None and same(self._speculated[0]):
+            self._ready.append((utt, self._speculated[1]))
+            self._speculated = None
+            self._stats.speculations_used += 1
+        else:
+            self._drop_speculation()
+            return False
+        self._refining[utt.id] = utt
+        return True
+
     def route(self, utt: Utterance, can_wait: Callable[[], bool], beat: Callable[[], None]) -> None:
         """Queue a closed utterance (already registered with the commit stage)."""
         with self._cond:
             if not self._refine_enabled:
                 self._enqueue_final(utt, can_wait, beat)
+                return
+            if self._use_speculation(utt):
+                self._cond.notify_all()
                 return
             while len(self._refine_q) >= self._bounds.refine:
                 if can_wait() and not self._giving_up():
@@ -126,16 +209,44 @@ class Router:
 
     # -- from the workers -------------------------------------------------------
 
-    def take_refine(self, timeout: float) -> Utterance | None:
+    def take_refine(self, timeout: float) -> RefineJob | None:
+        """The next job: a speculative text to commit, a closed utterance, or a pause to decode."""
         with self._cond:
-            if not self._refine_q:
+            if not (self._ready or self._refine_q or self._pause):
                 self._cond.wait(timeout)
-            if not self._refine_q:
-                return None
-            utt = self._refine_q.popleft()
-            self._refining[utt.id] = utt
+            if self._ready:
+                utt, text = self._ready.popleft()
+                return RefineJob(utt, text=text)
+            if self._refine_q:
+                utt = self._refine_q.popleft()
+                self._refining[utt.id] = utt
+                self._cond.notify_all()
+                return RefineJob(utt)
+            if self._pause is not None:
+                self._speculating, self._pause = self._pause, None
+                self._speculation_void = False
+                return RefineJob(self._speculating, speculative=True)
+            return None
+
+    def speculation_done(self, spec: Utterance, text: str | None) -> None:
+        """The refine worker decoded a pause (``text`` None: the decode failed)."""
+        with self._cond:
+            self._speculating = None
+            waiting = self._awaiting.pop(spec.id, None)
+            if waiting is not None:
+                if text is None:  # refine the closed utterance the ordinary way
+                    self._refining.pop(spec.id, None)
+                    self._refine_q.appendleft(waiting)
+                    self._stats.speculations_discarded += 1
+                else:
+                    self._ready.append((waiting, text))
+                    self._stats.speculations_used += 1
+            elif self._speculation_void or text is None:
+                self._stats.speculations_discarded += 1
+            else:
+                self._speculated = (spec, text)
+            self._speculation_void = False
             self._cond.notify_all()
-            return utt
 
     def take_final(self) -> Utterance | None:
         with self._cond:
@@ -190,8 +301,9 @@ class Router:
         """
         with self._cond:
             queued_final = {u.id for u in self._final_q}
+            has_text = {u.id for u, _ in self._ready}
             for utt in list(self._refining.values()):
-                if utt.id not in self._finalising and utt.id not in queued_final:
+                if utt.id not in self._finalising and utt.id not in queued_final and utt.id not in has_text:
                     self._to_live(utt, lambda: False, lambda: None)
             while self._refine_q:
                 self._to_live(self._refine_q.popleft(), lambda: False, lambda: None)
@@ -204,15 +316,22 @@ class Router:
                                         *self._finalising.values()]}
             self._refine_q.clear()
             self._final_q.clear()
+            self._ready.clear()
+            self._awaiting.clear()
+            self._pause = self._speculated = None
             self._cond.notify_all()
             return [by_id[i] for i in sorted(by_id)]
 
     def stats(self) -> QueueStats:
         with self._lock:
             s = self._stats
-            queued = {u.id: u for u in [*self._refine_q, *self._final_q, *self._refining.values(),
-                                        *self._finalising.values()]}.values()
+            queued = list({u.id: u for u in [*self._refine_q, *self._final_q, *self._refining.values(),
+                                             *self._finalising.values()]}.values())
+            speculation = self._pause or self._speculating or (self._speculated or (None,))[0]
+            if speculation is not None:
+                queued.append(speculation)
             return QueueStats(len(self._final_q), self._bounds.live_final, s.queue_live_high_water,
                               len(self._refine_q), self._bounds.refine, s.queue_refine_high_water,
-                              s.backpressure_waits, sum(u.nbytes for u in queued))
+                              s.backpressure_waits, sum(u.nbytes for u in queued),
+                              s.speculations, s.speculations_used, s.speculations_discarded)
 

@@ -6,6 +6,13 @@ probability reaches ``threshold``, gets its id once it holds ``min_speech_ms``
 of speech (shorter blips are discarded and counted), closes after
 ``silence_close_ms`` below ``neg_threshold``, and is split at the quietest
 chunk of its last seconds when it reaches ``max_utterance_s``.
+
+Between the end of speech and the close, the segmenter reports a
+:class:`Pause` as soon as ``speech_pad_ms`` of silence follow the speech: its
+audio is exactly what the utterance will hold if it closes at this pause, so
+the refine pass can start on it ~0.4 s before the close. Speech that comes
+back before the close is reported as :class:`Resume`, and the speculative
+decode is discarded.
 """
 
 from __future__ import annotations
@@ -48,6 +55,26 @@ class Utterance:
     @property
     def nbytes(self) -> int:
         return self.audio.nbytes
+
+
+@dataclass(frozen=True)
+class Pause:
+    """The open utterance may be over: ``speech_pad_ms`` of silence follow its speech.
+
+    ``audio`` (a copy) is what the utterance will hold if it closes at this
+    pause; ``start_sample`` is on the audio clock, like an utterance's.
+    """
+
+    id: int
+    start_sample: int
+    audio: np.ndarray
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Speech came back before the utterance ``id`` closed: its last :class:`Pause` is void."""
+
+    id: int
 
 
 @dataclass(frozen=True)
@@ -98,6 +125,10 @@ class Segmenter:
             self._start = 0
             self._speech = 0
             self._silence = 0
+            self._paused = False  # a Pause was reported for the open utterance and speech has not resumed
+            self._pause_end = 0
+            # Silence after which the kept audio is complete (speech + pad): a Pause is due.
+            self._pause_at = max(self._pad, CHUNK)
             self._version = 0  # bumps whenever the open audio changes
 
     @property
@@ -112,6 +143,11 @@ class Segmenter:
     def version(self) -> int:
         return self._version
 
+    @property
+    def paused_at(self) -> int | None:
+        """While the open utterance is paused: the audio-clock sample where its kept audio ends."""
+        return self._pause_end if self._paused else None
+
     def snapshot(self) -> OpenSnapshot | None:
         """Copy the open utterance (only once it has an id) for the live pass."""
         with self._lock:
@@ -119,18 +155,39 @@ class Segmenter:
                 return None
             return OpenSnapshot(self._id, self._buf[: self._n].copy(), self._start + self._n)
 
-    def feed(self, audio: np.ndarray) -> list[Utterance]:
-        """Consume ``audio`` (a multiple of 512 samples); return utterances closed by it."""
-        closed: list[Utterance] = []
+    def quietest(self, utt_id: int, lo: int, hi: int) -> int | None:
+        """The middle of the quietest VAD chunk in ``[lo, hi)`` samples into open utterance ``utt_id``.
+
+        None if that utterance is no longer open (closed, or split: the rest has a new id).
+        """
+        with self._lock:
+            if self._id != utt_id:
+                return None
+            a, b = max(0, lo // CHUNK), min(self._n, hi) // CHUNK
+            if b <= a:
+                return None
+            region = self._probs[a:b]
+            latest_minimum = len(region) - 1 - int(np.argmin(region[::-1]))
+            return (a + latest_minimum) * CHUNK + CHUNK // 2
+
+    def feed(self, audio: np.ndarray) -> list[Utterance | Pause | Resume]:
+        """Consume ``audio`` (a multiple of 512 samples).
+
+        Returns, in order, the utterances it closed and the pauses and resumes
+        it saw; :meth:`utterances` keeps only the first.
+        """
+        events: list[Utterance | Pause | Resume] = []
         probs = self._vad(audio)
         for i, p in enumerate(probs):
             chunk = audio[i * CHUNK : (i + 1) * CHUNK]
             with self._lock:
-                done = self._step(chunk, float(p))
-            if done is not None:
-                closed.append(done)
+                self._step(chunk, float(p), events)
             self.clock += CHUNK
-        return closed
+        return events
+
+    @staticmethod
+    def utterances(events: list[Utterance | Pause | Resume]) -> list[Utterance]:
+        return [e for e in events if isinstance(e, Utterance)]
 
     def flush(self) -> Utterance | None:
         """Close the open utterance now (end of input, stop, profile switch)."""
@@ -141,17 +198,16 @@ class Segmenter:
 
     # -- internals (called with the lock held) -------------------------------
 
-    def _step(self, chunk: np.ndarray, p: float) -> Utterance | None:
+    def _step(self, chunk: np.ndarray, p: float, events: list) -> None:
         o = self.options
         if self._n == 0:
             if p >= o.threshold:
                 self._open(chunk)
             else:
                 self._remember(chunk)
-            return None
-        result = None
+            return
         if self._n + CHUNK > self._max:
-            result = self._split()
+            self._add(events, self._split())
         self._buf[self._n : self._n + CHUNK] = chunk
         self._probs[self._n // CHUNK] = p
         self._n += CHUNK
@@ -160,15 +216,29 @@ class Segmenter:
             self._speech += CHUNK
         if p >= o.neg_threshold:
             self._silence = 0
+            if self._paused:
+                self._paused = False
+                if self._id is not None:
+                    events.append(Resume(self._id))
         else:
             self._silence += CHUNK
         if self._id is None and self._speech >= self._min_speech:
             self._id = self._next_id()
         if self._silence >= self._close:
             keep = min(self._n, self._n - self._silence + self._pad)
-            result = self._emit(keep, keep_rest=False)
+            self._add(events, self._emit(keep, keep_rest=False))
             self._remember(chunk)
-        return result
+        elif self._silence == self._pause_at and self._id is not None:
+            # The same cut as the close below would make, known 0.4 s earlier.
+            keep = self._n - self._silence + self._pad
+            self._paused = True
+            self._pause_end = self._start + keep
+            events.append(Pause(self._id, self._start, self._buf[:keep].copy()))
+
+    @staticmethod
+    def _add(events: list, utt: Utterance | None) -> None:
+        if utt is not None:
+            events.append(utt)
 
     def _remember(self, chunk: np.ndarray) -> None:
         """Keep the last ``speech_pad_ms`` of non-speech as the next utterance's lead-in."""
@@ -224,5 +294,6 @@ class Segmenter:
             self._id = None
             self._speech = 0
             self._silence = 0
+        self._paused = False
         self._version += 1
         return utt

@@ -19,7 +19,8 @@ from typing import Callable
 from .commit import Commit
 from .decoders import Decoder
 from .router import Router
-from .segmenter import SAMPLE_RATE, Segmenter
+from .config import DecodeOptions
+from .segmenter import SAMPLE_RATE, OpenSnapshot, Segmenter
 
 log = logging.getLogger("listend.workers")
 
@@ -165,23 +166,46 @@ class RefineWorker(SupervisedWorker):
         self._router.wake()
 
     def step(self) -> None:
-        utt = self._router.take_refine(0.2)
-        if utt is None:
+        job = self._router.take_refine(0.2)
+        if job is None:
+            return
+        utt = job.utt
+        if job.text is not None:  # decoded speculatively at its pause
+            self._finish(utt, job.text)
             return
         decoder = self.decoder
         if decoder is None:  # refine model shed (profile switch, memory limit)
-            self._router.refine_failed(utt)
+            self._give_up(job)
             return
+        what = f"{'pause of ' if job.speculative else ''}segment {utt.id}"
         result: list[str] = []
-        ok = self._item(f"segment {utt.id}", lambda: result.append(decoder.decode(utt.audio, self.prompt()).text))
-        if not ok:
-            self._router.refine_failed(utt)
-            return
-        text = result[0]
+        if not self._item(what, lambda: result.append(decoder.decode(utt.audio, self.prompt()).text)):
+            self._give_up(job)
+        elif job.speculative:
+            self._router.speculation_done(utt, result[0])
+        else:
+            self._finish(utt, result[0])
+
+    def _give_up(self, job) -> None:
+        if job.speculative:
+            self._router.speculation_done(job.utt, None)
+        else:
+            self._router.refine_failed(job.utt)
+
+    def _finish(self, utt, text: str) -> None:
         if text:
             self._context = (self._context + " " + text)[-1000:]
         self._commit.finish(utt, text, "refined")
         self._router.refined(utt)
+
+
+@dataclass(frozen=True)
+class _Head:
+    """The decoded head of a long open utterance: its text is kept, only what follows is re-decoded."""
+
+    id: int | None
+    offset: int  # samples into the open utterance
+    text: str
 
 
 class LiveWorker(SupervisedWorker):
@@ -189,20 +213,29 @@ class LiveWorker(SupervisedWorker):
 
     Partials are re-decoded every ``partial_interval_s`` while the open
     utterance grows, skipped (and counted) while the refine pass is backlogged
-    or a decode took longer than the interval.
+    or a decode took longer than the interval. Once the utterance pauses and a
+    partial has covered all its speech, none follow: only silence is being
+    added, and the CPU belongs to the refine pass that started on the pause.
+
+    A partial re-decodes at most ``partial_window_s`` of audio, so its cost
+    stays flat however long the utterance gets: when the part after the head
+    outgrows the window, the head is extended to the quietest moment of it
+    (a pause between words), decoded once, and its text kept.
     """
 
     def __init__(self, router: Router, commit: Commit, segmenter: Segmenter, decoder: Decoder,
-                 partial_interval: Callable[[], float], clock_origin: Callable[[], int], on_failure, on_death):
+                 options: Callable[[], DecodeOptions], clock_origin: Callable[[], int], on_failure, on_death):
         super().__init__("live", on_failure, on_death)
         self._router = router
         self._commit = commit
         self._segmenter = segmenter
         self.decoder = decoder
-        self._interval = partial_interval
+        self._options = options
         self._clock_origin = clock_origin
         self._next_due = 0.0
         self._seen_version = -1
+        self._covered = (None, 0)  # (id, audio-clock end) of the newest partial's audio
+        self._head = _Head(None, 0, "")
         self.partials_skipped = 0
 
     def wake(self) -> None:
@@ -213,8 +246,10 @@ class LiveWorker(SupervisedWorker):
         if utt is not None:
             self._final(utt)
             return
-        seg, interval, now = self._segmenter, self._interval(), time.monotonic()
-        if seg.open_id is not None and seg.version != self._seen_version and now >= self._next_due:
+        seg, options, now = self._segmenter, self._options(), time.monotonic()
+        interval = options.partial_interval_s
+        if seg.open_id is not None and seg.version != self._seen_version and now >= self._next_due \
+                and not self._speech_covered(seg):
             self._next_due = now + interval
             if self._router.refine_backlogged():
                 self.partials_skipped += 1  # leave the CPU to the refine pass
@@ -223,9 +258,10 @@ class LiveWorker(SupervisedWorker):
             if snap is None:
                 return
             self._seen_version = seg.version
-            decoder = self.decoder
+            self._covered = (snap.id, snap.end_sample)
             result: list[str] = []
-            if self._item(f"partial of segment {snap.id}", lambda: result.append(decoder.decode(snap.audio).text)):
+            window = int(options.partial_window_s * SAMPLE_RATE)
+            if self._item(f"partial of segment {snap.id}", lambda: result.append(self._partial_text(snap, window))):
                 self._commit.partial(snap.id, seg.open_id == snap.id, result[0],
                                      (snap.end_sample - self._clock_origin()) / SAMPLE_RATE)
             late = time.monotonic() - now
@@ -234,6 +270,25 @@ class LiveWorker(SupervisedWorker):
             return
         wait = self._next_due - now if self._next_due > now else interval
         self._router.wait_for_final(max(0.01, min(interval, wait)))
+
+    def _partial_text(self, snap: OpenSnapshot, window: int) -> str:
+        """Decode the open utterance: its kept head's text, then the rest (at most ``window`` samples)."""
+        decoder, head = self.decoder, self._head
+        if head.id != snap.id:
+            head = self._head = _Head(snap.id, 0, "")
+        if len(snap.audio) - head.offset > window:
+            # Keep at least 2 s after the cut for the re-decoded part: context for its first words.
+            cut = self._segmenter.quietest(snap.id, head.offset + window // 3, len(snap.audio) - 2 * SAMPLE_RATE)
+            if cut is not None:
+                text = decoder.decode(snap.audio[head.offset:cut]).text
+                head = self._head = _Head(snap.id, cut, f"{head.text} {text}".strip())
+        rest = decoder.decode(snap.audio[head.offset:]).text
+        return f"{head.text} {rest}".strip()
+
+    def _speech_covered(self, seg: Segmenter) -> bool:
+        """The open utterance is paused and the newest partial already heard all of its speech."""
+        paused_at = seg.paused_at
+        return paused_at is not None and self._covered[0] == seg.open_id and self._covered[1] >= paused_at
 
     def _final(self, utt) -> None:
         decoder = self.decoder

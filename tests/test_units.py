@@ -11,14 +11,16 @@ import numpy as np
 import pytest
 
 from listend.commit import Commit
-from listend.config import ConfigError, MemoryOptions, QueueOptions, build_settings, load_settings
+from listend.config import ConfigError, DecodeOptions, MemoryOptions, QueueOptions, build_settings, load_settings
+from listend.decoders import Decoded
 from listend.events import Partial, Refined, Retracted
 from listend.history import MAX_ID, Segment, TranscriptStore
 from listend.memory import pressure_level
 from listend.ringbuffer import RingBuffer
 from listend.router import Router
-from listend.segmenter import SAMPLE_RATE, Segmenter, Utterance
+from listend.segmenter import SAMPLE_RATE, Pause, Resume, Segmenter, Utterance
 from listend.vad import CHUNK
+from listend.workers import LiveWorker
 
 
 def utt(seg_id: int, seconds: float = 1.0, wall: float = 1000.0) -> Utterance:
@@ -144,7 +146,7 @@ def test_a_file_source_waits_instead_of_degrading(commit):
     done = threading.Event()
     threading.Thread(target=lambda: (route(router, commit, utt(2), can_wait=True), done.set()), daemon=True).start()
     assert not done.wait(0.3)  # waiting on the refine worker
-    assert router.take_refine(0).id == 1
+    assert router.take_refine(0).utt.id == 1
     assert done.wait(2)
     assert router.stats().backpressure_waits >= 1 and commit.stats.live_commits == 0
 
@@ -158,6 +160,56 @@ def test_giving_up_keeps_audio_instead_of_waiting_forever(commit):
     assert not done.wait(0.3)  # no partial to fall back on, live worker busy: waits
     giving_up.set()  # a worker died
     assert done.wait(2) and kept == [2]
+
+
+def pause_of(u: Utterance) -> Pause:
+    return Pause(u.id, u.start_sample, u.audio.copy())
+
+
+def test_speculative_refine_is_used_when_the_utterance_closes_at_its_pause(commit):
+    router, _ = make_router(commit)
+    closed = utt(1, seconds=2.0)
+    router.speculate(pause_of(closed), can_wait=False)
+    job = router.take_refine(0)
+    assert job.speculative and job.utt.id == 1 and job.text is None
+    router.speculation_done(job.utt, "hello there")
+    route(router, commit, closed)  # closes with the same audio: no second decode
+    job = router.take_refine(0)
+    assert job.text == "hello there" and job.utt is closed and not job.speculative
+    s = router.stats()
+    assert (s.speculations, s.speculations_used, s.speculations_discarded, s.queue_refine) == (1, 1, 0, 0)
+
+
+def test_a_closed_utterance_waits_for_the_speculation_in_flight(commit):
+    router, _ = make_router(commit)
+    closed = utt(1, seconds=2.0)
+    router.speculate(pause_of(closed), can_wait=False)
+    job = router.take_refine(0)
+    route(router, commit, closed)  # the close comes while the pause is being decoded
+    assert router.take_refine(0) is None and [u.id for u in router.take_unfinished()] == [1]
+
+
+def test_speculative_refine_is_discarded_when_speech_resumes(commit):
+    router, _ = make_router(commit)
+    router.speculate(pause_of(utt(1, seconds=2.0)), can_wait=False)
+    job = router.take_refine(0)
+    router.resume(1)  # speech came back while the pause was being decoded
+    router.speculation_done(job.utt, "half a sentence")
+    longer = utt(1, seconds=3.0)
+    route(router, commit, longer)
+    job = router.take_refine(0)
+    assert job.utt is longer and job.text is None and not job.speculative  # decoded afresh
+    s = router.stats()
+    assert (s.speculations, s.speculations_used, s.speculations_discarded) == (1, 0, 1)
+
+
+def test_no_speculation_while_the_refine_pass_is_busy_or_for_a_file_replay(commit):
+    router, _ = make_router(commit, refine=3)
+    router.speculate(pause_of(utt(1)), can_wait=True)  # a fast replay closes it at once
+    route(router, commit, utt(2))
+    router.speculate(pause_of(utt(3)), can_wait=False)  # 2 waits for refining
+    assert router.stats().speculations == 0
+    assert not router.take_refine(0).speculative
 
 
 def test_take_unfinished_returns_queued_and_in_progress_in_order(commit):
@@ -179,9 +231,78 @@ def test_segmenter_closes_after_silence_and_gives_increasing_ids():
     speech = np.full(SAMPLE_RATE, 0.5, dtype=np.float32)
     quiet = np.zeros(SAMPLE_RATE, dtype=np.float32)
     audio = np.concatenate([quiet, speech, quiet, speech, quiet])[: 5 * SAMPLE_RATE // CHUNK * CHUNK]
-    closed = seg.feed(audio)
+    closed = Segmenter.utterances(seg.feed(audio))
     assert [u.id for u in closed] == [100, 101]
     assert all(0.9 < u.duration < 2.0 for u in closed)
+
+
+def _loud_is_speech(a):
+    return (np.abs(a.reshape(-1, CHUNK)).max(axis=1) > 0.1) * 1.0
+
+
+def _tone(seconds: float, level: float) -> np.ndarray:
+    return np.full(int(seconds * SAMPLE_RATE) // CHUNK * CHUNK, level, dtype=np.float32)
+
+
+def test_segmenter_reports_a_pause_with_exactly_the_audio_the_close_keeps():
+    ids = iter(range(7, 100))
+    seg = Segmenter(build_settings("full").vad, _loud_is_speech, lambda: next(ids))
+    ramp = np.linspace(0.2, 0.9, int(1.0 * SAMPLE_RATE) // CHUNK * CHUNK, dtype=np.float32)  # distinguishable samples
+    events = seg.feed(np.concatenate([_tone(0.5, 0), ramp, _tone(0.45, 0)]))  # silence: past the pad, not the close
+    pauses = [e for e in events if isinstance(e, Pause)]
+    assert len(pauses) == 1 and pauses[0].id == 7 and not Segmenter.utterances(events)
+    assert seg.paused_at == pauses[0].start_sample + len(pauses[0].audio)
+    first = pauses[0]
+    # Speech resumes before the close: the pause is void, the utterance goes on.
+    events = seg.feed(np.concatenate([_tone(0.5, 0.5), _tone(1.0, 0)]))
+    kinds = [type(e).__name__ for e in events]
+    assert kinds == ["Resume", "Pause", "Utterance"], kinds
+    resume, pause, closed = events
+    assert isinstance(resume, Resume) and resume.id == 7 and seg.paused_at is None
+    assert closed.id == pause.id == 7 and closed.start_sample == pause.start_sample == first.start_sample
+    assert np.array_equal(closed.audio, pause.audio) and len(closed.audio) > len(first.audio)
+
+
+class _CountingDecoder:
+    """Stands in for Whisper where only *whether* a decode runs matters."""
+
+    model_name = "counting"
+
+    def __init__(self):
+        self.calls: list[int] = []
+
+    def decode(self, audio, prompt=""):
+        self.calls.append(len(audio))
+        return Decoded(f"words {len(self.calls)}", 1, 0)
+
+
+def test_live_pass_stops_re_decoding_a_paused_utterance_once_a_partial_heard_all_its_speech(commit):
+    ids = iter(range(1, 100))
+    seg = Segmenter(build_settings("full").vad, _loud_is_speech, lambda: next(ids))
+    router, _ = make_router(commit)
+    decoder = _CountingDecoder()
+    options = DecodeOptions(partial_interval_s=0.1)
+    live = LiveWorker(router, commit, seg, decoder, lambda: options, lambda: 0, lambda *a: None, lambda *a: None)
+    commit.register(1)
+
+    def partial_now():
+        live._next_due = 0.0
+        live.step()
+
+    seg.feed(np.concatenate([_tone(0.2, 0), _tone(1.0, 0.5)]))
+    partial_now()
+    assert len(decoder.calls) == 1  # speaking: partials run
+    seg.feed(_tone(0.35, 0))  # paused; this partial is the first to hear all the speech
+    assert seg.paused_at is not None
+    partial_now()
+    assert len(decoder.calls) == 2
+    for _ in range(3):  # only silence is added now: nothing more to decode
+        seg.feed(_tone(0.064, 0))
+        partial_now()
+    assert len(decoder.calls) == 2
+    seg.feed(_tone(0.2, 0.5))  # speech resumes: partials resume
+    partial_now()
+    assert len(decoder.calls) == 3
 
 
 def test_ring_counts_what_does_not_fit():
@@ -317,7 +438,7 @@ def test_near_a_deadline_the_utterance_being_refined_gets_live_text_or_a_fast_de
     for i in (1, 2, 3):
         route(router, commit, utt(i))
     commit.partial(1, False, "live one", 1.0)
-    assert router.take_refine(0).id == 1  # 1 and then 2 would be refined...
+    assert router.take_refine(0).utt.id == 1  # 1 and then 2 would be refined...
     router.commit_refine_queue_with_live_text()  # ...but the stop deadline is near
     # 1 goes out with its live text; 2 and 3 have none: the fast model decodes them.
     assert router.take_final().id == 2 and router.take_final().id == 3
