@@ -164,6 +164,7 @@ class Router:
         """Queue a closed utterance (already registered with the commit stage)."""
         with self._cond:
             if not self._refine_enabled:
+                self._drop_speculation()  # left from before the refine model was shed
                 self._enqueue_final(utt, can_wait, beat)
                 return
             if self._use_speculation(utt):
