@@ -57,7 +57,7 @@ def make_corpus(directory: Path, sentences: list[str]) -> tuple[Path, list[str]]
         raw = directory / f"s{i}.raw.wav"
         subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), text], check=True)
         out = directory / f"s{i}.wav"
-        subprocess.run(["sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out),
+        subprocess.run(["sox", "-R", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out),
                         "pad", "0.3", str(0.8 + (i % 3) * 0.7)], check=True)
         parts.append(str(out))
     corpus = directory / "corpus.wav"

@@ -72,7 +72,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         raw, wav = Path(tmp) / "raw.wav", Path(tmp) / "speech.wav"
         subprocess.run(["espeak-ng", "-w", str(raw), SPEECH], check=True)
-        subprocess.run(["sox", *[str(raw)] * 6, "-r", "16000", "-c", "1", "-b", "16", str(wav)], check=True)
+        subprocess.run(["sox", "-R", *[str(raw)] * 6, "-r", "16000", "-c", "1", "-b", "16", str(wav)], check=True)
         results = {}
         for label, env in (("pinned", {}), ("glibc_defaults", {"LISTEND_MALLOC_DEFAULTS": "1"})):
             for n in (0, args.switches):

@@ -126,6 +126,12 @@ class Router:
             self._stats.speculations += 1
             self._cond.notify_all()
 
+    def speculating_on(self, utt_id: int) -> bool:
+        """The refine pass has (or is about to start) a speculation on open utterance ``utt_id``."""
+        with self._lock:
+            spec = self._pause or self._speculating or (self._speculated or (None,))[0]
+            return spec is not None and spec.id == utt_id
+
     def resume(self, utt_id: int) -> None:
         """Speech came back in utterance ``utt_id``: its speculation is void."""
         with self._cond:

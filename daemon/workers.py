@@ -213,9 +213,11 @@ class LiveWorker(SupervisedWorker):
 
     Partials are re-decoded every ``partial_interval_s`` while the open
     utterance grows, skipped (and counted) while the refine pass is backlogged
-    or a decode took longer than the interval. Once the utterance pauses and a
-    partial has covered all its speech, none follow: only silence is being
-    added, and the CPU belongs to the refine pass that started on the pause.
+    or a decode took longer than the interval. Once the utterance pauses, none
+    follow: its refined text is on its way (the refine pass started on the
+    pause and has the CPU to itself), or, if the refine pass is busy with
+    earlier speech, after one partial that heard all its speech only silence
+    is being added.
 
     A partial re-decodes at most ``partial_window_s`` of audio, so its cost
     stays flat however long the utterance gets: when the part after the head
@@ -286,9 +288,11 @@ class LiveWorker(SupervisedWorker):
         return f"{head.text} {rest}".strip()
 
     def _speech_covered(self, seg: Segmenter) -> bool:
-        """The open utterance is paused and the newest partial already heard all of its speech."""
-        paused_at = seg.paused_at
-        return paused_at is not None and self._covered[0] == seg.open_id and self._covered[1] >= paused_at
+        """The open utterance is paused and its refine started, or the newest partial heard all its speech."""
+        paused_at, open_id = seg.paused_at, seg.open_id
+        if paused_at is None:
+            return False
+        return (self._covered[0] == open_id and self._covered[1] >= paused_at) or self._router.speculating_on(open_id)
 
     def _final(self, utt) -> None:
         decoder = self.decoder

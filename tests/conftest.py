@@ -35,7 +35,8 @@ def speak(path: Path, text: str, speed: int = 150, voice: str = "en-us") -> Path
     """espeak-ng -> sox: 16 kHz mono 16-bit WAV of ``text``."""
     raw = path.with_suffix(".raw.wav")
     run_tool("espeak-ng", "-v", voice, "-s", str(speed), "-w", str(raw), text)
-    run_tool("sox", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path))
+    # -R: the same dither on every run, so a test hears the same samples each time.
+    run_tool("sox", "-R", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(path))
     raw.unlink()
     return path
 

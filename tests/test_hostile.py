@@ -116,11 +116,11 @@ def odd_files(tmp_path_factory, audio_dir):
     speech = speak(audio_dir / "odd-speech.wav", SENTENCES[0])
     files = {}
     files["stereo8k"] = d / "stereo8k.wav"
-    subprocess.run(["sox", str(speech), "-r", "8000", "-c", "2", str(files["stereo8k"])], check=True)
+    subprocess.run(["sox", "-R", str(speech), "-r", "8000", "-c", "2", str(files["stereo8k"])], check=True)
     files["48k24"] = d / "48k24.wav"
-    subprocess.run(["sox", str(speech), "-r", "48000", "-b", "24", str(files["48k24"])], check=True)
+    subprocess.run(["sox", "-R", str(speech), "-r", "48000", "-b", "24", str(files["48k24"])], check=True)
     files["flac"] = d / "speech.flac"
-    subprocess.run(["sox", str(speech), str(files["flac"])], check=True)
+    subprocess.run(["sox", "-R", str(speech), str(files["flac"])], check=True)
     data = speech.read_bytes()
     files["truncated"] = d / "truncated.wav"
     files["truncated"].write_bytes(data[: len(data) * 2 // 3])  # header promises more than there is

@@ -303,6 +303,11 @@ def test_live_pass_stops_re_decoding_a_paused_utterance_once_a_partial_heard_all
     seg.feed(_tone(0.2, 0.5))  # speech resumes: partials resume
     partial_now()
     assert len(decoder.calls) == 3
+    # This time the refine pass starts on the pause: the live pass leaves it the CPU at once.
+    events = seg.feed(_tone(0.35, 0))
+    router.speculate(next(e for e in events if isinstance(e, Pause)), can_wait=False)
+    partial_now()
+    assert len(decoder.calls) == 3
 
 
 def test_ring_counts_what_does_not_fit():
