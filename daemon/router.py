@@ -129,8 +129,12 @@ class Router:
     def speculating_on(self, utt_id: int) -> bool:
         """The refine pass has (or is about to start) a speculation on open utterance ``utt_id``."""
         with self._lock:
-            spec = self._pause or self._speculating or (self._speculated or (None,))[0]
+            spec = self._speculation()
             return spec is not None and spec.id == utt_id
+
+    def _speculation(self) -> Utterance | None:
+        """The pause being speculated on, at whichever step it is."""
+        return self._speculated[0] if self._speculated is not None else self._pause or self._speculating
 
     def resume(self, utt_id: int) -> None:
         """Speech came back in utterance ``utt_id``: its speculation is void."""
@@ -334,7 +338,7 @@ class Router:
             s = self._stats
             queued = list({u.id: u for u in [*self._refine_q, *self._final_q, *self._refining.values(),
                                              *self._finalising.values()]}.values())
-            speculation = self._pause or self._speculating or (self._speculated or (None,))[0]
+            speculation = self._speculation()
             if speculation is not None:
                 queued.append(speculation)
             return QueueStats(len(self._final_q), self._bounds.live_final, s.queue_live_high_water,
