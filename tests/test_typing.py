@@ -37,10 +37,12 @@ class FocusedField:
             self.path = server.runtime / "typed.txt"
             self.env = {"WAYLAND_DISPLAY": server.wayland_display}
             self.proc = subprocess.Popen([*server.user_env(), "foot", "sh", "-c", f"stty -icanon -echo; cat > {self.path}"],
-                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                         stdout=subprocess.DEVNULL, stderr=open(tmp_path / "field.log", "w"))
         deadline = time.monotonic() + 20
         while not self.path.exists():
-            assert self.proc.poll() is None and time.monotonic() < deadline, "the text field did not come up"
+            log = tmp_path / "field.log"
+            assert self.proc.poll() is None and time.monotonic() < deadline, \
+                f"the text field did not come up (exit {self.proc.poll()}): {log.read_text() if log.exists() else ''}"
             time.sleep(0.1)
         time.sleep(0.5)  # mapped and focused
 

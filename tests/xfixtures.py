@@ -149,6 +149,19 @@ class HeadlessSway:
             assert self.proc.poll() is None and time.monotonic() < deadline, (tmp / "sway.log").read_text()
             time.sleep(0.05)
         self.wayland_display = str(self.runtime / "wayland-1")
+        # The socket exists before sway has its output: a client that connects then can
+        # fail (foot exits 230). Ready means the IPC lists the headless output.
+        while not self._has_output():
+            assert self.proc.poll() is None and time.monotonic() < deadline, (tmp / "sway.log").read_text()
+            time.sleep(0.1)
+
+    def _has_output(self) -> bool:
+        sockets = list(self.runtime.glob("sway-ipc.*.sock"))
+        if not sockets:
+            return False
+        result = subprocess.run([*self.user_env(), f"SWAYSOCK={sockets[0]}", "swaymsg", "-r", "-t", "get_outputs"],
+                                capture_output=True, text=True, timeout=10)
+        return result.returncode == 0 and '"name"' in result.stdout
 
     def user_env(self) -> list[str]:
         return ["runuser", "-u", self.USER, "--", "env", f"XDG_RUNTIME_DIR={self.runtime}",
