@@ -36,7 +36,10 @@ class FocusedField:
         else:
             self.path = server.runtime / "typed.txt"
             self.env = {"WAYLAND_DISPLAY": server.wayland_display}
-            self.proc = subprocess.Popen([*server.user_env(), "foot", "sh", "-c", f"stty -icanon -echo; cat > {self.path}"],
+            # foot starts its shell in the current directory: a fresh clone under a 0700
+            # mktemp dir is closed to the compositor's user, so start it in that user's own.
+            self.proc = subprocess.Popen([*server.user_env(), "foot", f"--working-directory={server.runtime}",
+                                          "sh", "-c", f"stty -icanon -echo; cat > {self.path}"],
                                          stdout=subprocess.DEVNULL, stderr=open(tmp_path / "field.log", "w"))
         deadline = time.monotonic() + 20
         while not self.path.exists():
