@@ -153,7 +153,9 @@ class Router:
 
     def _use_speculation(self, utt: Utterance) -> bool:
         """``utt`` just closed: True if a speculation on exactly its audio covers it."""
-        same = lambda spec: spec is not None and spec.id == utt.id and len(spec.audio) == len(utt.audio)  # noqa: E731
+        def same(spec: Utterance | None) -> bool:  # same id and length: the very same audio
+            return spec is not None and spec.id == utt.id and len(spec.audio) == len(utt.audio)
+
         if same(self._pause):  # not taken yet: an ordinary refine of the same audio
             self._pause = None
             self._stats.speculations_discarded += 1

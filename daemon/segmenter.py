@@ -125,8 +125,9 @@ class Segmenter:
             self._start = 0
             self._speech = 0
             self._silence = 0
-            self._paused = False  # a Pause was reported for the open utterance and speech has not resumed
-            self._pause_end = 0
+            # Set while the open utterance is paused (a Pause reported, speech not resumed):
+            # the audio-clock sample where its kept audio ends.
+            self._pause_end: int | None = None
             # Silence after which the kept audio is complete (speech + pad): a Pause is due.
             self._pause_at = max(self._pad, CHUNK)
             self._version = 0  # bumps whenever the open audio changes
@@ -146,7 +147,7 @@ class Segmenter:
     @property
     def paused_at(self) -> int | None:
         """While the open utterance is paused: the audio-clock sample where its kept audio ends."""
-        return self._pause_end if self._paused else None
+        return self._pause_end
 
     def snapshot(self) -> OpenSnapshot | None:
         """Copy the open utterance (only once it has an id) for the live pass."""
@@ -216,22 +217,20 @@ class Segmenter:
             self._speech += CHUNK
         if p >= o.neg_threshold:
             self._silence = 0
-            if self._paused:
-                self._paused = False
+            if self._pause_end is not None:
+                self._pause_end = None
                 if self._id is not None:
                     events.append(Resume(self._id))
         else:
             self._silence += CHUNK
         if self._id is None and self._speech >= self._min_speech:
             self._id = self._next_id()
+        keep = min(self._n, self._n - self._silence + self._pad)  # speech + pad: what a close keeps
         if self._silence >= self._close:
-            keep = min(self._n, self._n - self._silence + self._pad)
             self._add(events, self._emit(keep, keep_rest=False))
             self._remember(chunk)
         elif self._silence == self._pause_at and self._id is not None:
-            # The same cut as the close below would make, known 0.4 s earlier.
-            keep = self._n - self._silence + self._pad
-            self._paused = True
+            # The same cut the close will make, known 0.4 s earlier.
             self._pause_end = self._start + keep
             events.append(Pause(self._id, self._start, self._buf[:keep].copy()))
 
@@ -294,6 +293,6 @@ class Segmenter:
             self._id = None
             self._speech = 0
             self._silence = 0
-        self._paused = False
+        self._pause_end = None
         self._version += 1
         return utt

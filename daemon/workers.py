@@ -251,7 +251,7 @@ class LiveWorker(SupervisedWorker):
         seg, options, now = self._segmenter, self._options(), time.monotonic()
         interval = options.partial_interval_s
         if seg.open_id is not None and seg.version != self._seen_version and now >= self._next_due \
-                and not self._speech_covered(seg):
+                and not self._paused_and_done(seg):
             self._next_due = now + interval
             if self._router.refine_backlogged():
                 self.partials_skipped += 1  # leave the CPU to the refine pass
@@ -287,8 +287,8 @@ class LiveWorker(SupervisedWorker):
         rest = decoder.decode(snap.audio[head.offset:]).text
         return f"{head.text} {rest}".strip()
 
-    def _speech_covered(self, seg: Segmenter) -> bool:
-        """The open utterance is paused and its refine started, or the newest partial heard all its speech."""
+    def _paused_and_done(self, seg: Segmenter) -> bool:
+        """The open utterance is paused, and its refine started or the newest partial heard all its speech."""
         paused_at, open_id = seg.paused_at, seg.open_id
         if paused_at is None:
             return False
