@@ -7,7 +7,7 @@ import subprocess
 import time
 
 from busfixtures import BusClient, DaemonProcess, PrivateBus, ctl, daemon_env
-from conftest import BIN
+from conftest import BIN, end_process
 from portalstub import PortalStub
 
 
@@ -53,8 +53,7 @@ def test_tray_registers_its_app_id_binds_shortcuts_and_they_drive_dictation(tmp_
         assert daemon.terminate() == 0
     finally:
         if tray is not None:
-            tray.terminate()
-            tray.wait(10)
+            end_process(tray)
         daemon.kill()
         bus.close()
 
@@ -72,6 +71,5 @@ def test_without_a_portal_the_tray_says_how_to_bind_a_key(tmp_path):
             assert tray.poll() is None and time.monotonic() < deadline, (tmp_path / "tray.log").read_text()
             time.sleep(0.1)
     finally:
-        tray.terminate()
-        tray.wait(10)
+        end_process(tray)
         bus.close()

@@ -15,7 +15,7 @@ import time
 
 import pytest
 from busfixtures import BusClient, DaemonProcess, PrivateBus, daemon_env
-from conftest import BIN, SENTENCES, speak, words
+from conftest import BIN, SENTENCES, end_process, speak, words
 from pulse import PulseServer
 from snihost import SniHost
 from xfixtures import HeadlessSway, XServer
@@ -112,8 +112,7 @@ def test_sni_item_menu_starts_dictation_and_copies_refined_speech(desktop, tmp_p
         assert daemon.terminate() == 0
     finally:
         if tray is not None:
-            tray.terminate()
-            tray.wait(10)
+            end_process(tray)
         daemon.kill()
         bus.close()
         pulse.close()

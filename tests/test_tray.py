@@ -9,7 +9,7 @@ import time
 
 import pytest
 from busfixtures import DaemonProcess, PrivateBus, ctl, daemon_env
-from conftest import BIN, SENTENCES, concat, silence, speak
+from conftest import BIN, SENTENCES, concat, end_process, silence, speak
 from xfixtures import XServer, count_colour
 
 from listend_tray.icons import COLOURS, draw_icon
@@ -79,8 +79,7 @@ def test_icon_docks_shows_state_click_toggles_and_follows_restarts(tmp_path, x, 
         x.wait_title("listend: idle")  # recovered without restarting the tray
         assert tray.poll() is None
     finally:
-        tray.terminate()
-        tray.wait(10)
+        end_process(tray)
         daemon.kill()
         bus.close()
 
