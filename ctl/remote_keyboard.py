@@ -18,6 +18,8 @@ from pathlib import Path
 
 from dbus_next import Variant
 
+from listend.paths import state_dir
+
 from .portal import Portal, PortalUnavailable, token_option
 
 REMOTE_DESKTOP = "org.freedesktop.portal.RemoteDesktop"
@@ -27,8 +29,7 @@ XK_CONTROL_L, XK_V = 0xFFE3, 0x0076
 
 
 def token_path() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "listend" / "remote-desktop-token"
+    return state_dir() / "remote-desktop-token"
 
 
 class PortalKeyboard:

@@ -31,6 +31,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Iterator
 
+from .paths import state_dir
+
 log = logging.getLogger("listend.history")
 
 DEFAULT_LIMIT = 1000  # GetTranscript(limit=0)
@@ -55,8 +57,7 @@ class Segment:
 
 
 def default_history_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "listend" / "history"
+    return state_dir() / "history"
 
 
 class TranscriptStore:

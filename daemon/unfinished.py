@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .paths import state_dir
 from .segmenter import SAMPLE_RATE, Utterance
 
 log = logging.getLogger("listend.unfinished")
@@ -28,8 +29,7 @@ MAX_FILES = 1000  # a bound even here: ~20 s each, at most ~640 MB if every one 
 
 
 def default_unfinished_dir() -> Path:
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local", "state")
-    return Path(base) / "listend" / "unfinished"
+    return state_dir() / "unfinished"
 
 
 @dataclass(frozen=True)
