@@ -16,6 +16,8 @@ import secrets
 
 from dbus_next import Message, MessageType, Variant
 
+from listend.bus import call_bus_daemon
+
 log = logging.getLogger("listend.portal")
 
 PORTAL = "org.freedesktop.portal.Desktop"
@@ -39,9 +41,7 @@ class Portal:
                                            member=member, signature=signature, body=body))
 
     async def add_match(self, rule: str) -> None:
-        await self.bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                    interface="org.freedesktop.DBus", member="AddMatch", signature="s",
-                                    body=[rule]))
+        await call_bus_daemon(self.bus, "AddMatch", "s", [rule])
 
     async def register_app_id(self) -> None:
         reply = await self.call(REGISTRY, "Register", "sa{sv}", [APP_ID, {}])
