@@ -96,9 +96,16 @@ class Typist:
             self._keyboard.close()
             self._keyboard = None
 
-    def _paste(self, text: str) -> str | None:
+    def _stage_for_paste(self, text: str) -> str | None:
+        """Put ``text`` on the clipboard for a Ctrl+V; returns why not, or None."""
         if not self._clipboard.copy_and_wait(text):
             return f"cannot put the text on the clipboard to paste it: {self._clipboard.last_error}"
+        return None
+
+    def _paste(self, text: str) -> str | None:
+        problem = self._stage_for_paste(text)
+        if problem is not None:
+            return problem
         if self._keyboard is None:
             from .remote_keyboard import PortalKeyboard
 
@@ -113,9 +120,7 @@ class Typist:
             # XTest types a character outside the keymap by remapping a spare keycode, and the
             # application may read the key before the new mapping (measured: an accent dropped in
             # one run of three). Pasting is layout-independent: clipboard, then one Ctrl+V.
-            if not self._clipboard.copy_and_wait(text):
-                return f"cannot put the text on the clipboard to paste it: {self._clipboard.last_error}"
-            return self._run(["xdotool", "key", "--clearmodifiers", "ctrl+v"], b"")
+            return self._stage_for_paste(text) or self._run(["xdotool", "key", "--clearmodifiers", "ctrl+v"], b"")
         return self._run(command, text.encode("utf-8"))
 
     @staticmethod
