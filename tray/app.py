@@ -277,16 +277,16 @@ def choose_backend(requested: str) -> str:
         return "sni"  # Wayland: XEmbed cannot work; a watcher may come later
 
     async def watcher_present() -> bool:
-        from listend.bus import call_bus_daemon
         from listend.client import DictationClient
+
+        from .sni import watcher_on
 
         try:
             client = await asyncio.wait_for(DictationClient.connect(), 5)
         except Exception:
             return False
         try:
-            reply = await call_bus_daemon(client.bus, "NameHasOwner", "s", ["org.kde.StatusNotifierWatcher"])
-            return bool(reply.body and reply.body[0])
+            return await watcher_on(client.bus)
         finally:
             client.close()
 

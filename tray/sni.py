@@ -33,6 +33,14 @@ log = logging.getLogger("listend.tray.sni")
 
 WATCHER = "org.kde.StatusNotifierWatcher"
 WATCHER_PATH = "/StatusNotifierWatcher"
+
+
+async def watcher_on(bus) -> bool:
+    """A StatusNotifierWatcher (the desktop's tray host) owns its name on ``bus``."""
+    from listend.bus import call_bus_daemon
+
+    reply = await call_bus_daemon(bus, "NameHasOwner", "s", [WATCHER])
+    return bool(reply.body and reply.body[0])
 ITEM_PATH = "/StatusNotifierItem"
 MENU_PATH = "/MenuBar"
 ICON_SIZES = (16, 22, 24, 32, 48, 64)
@@ -321,10 +329,6 @@ class SniTray:
         from listend.bus import call_bus_daemon
 
         return await call_bus_daemon(self.bus, member, signature, body)
-
-    async def watcher_present(self) -> bool:
-        reply = await self._call_bus("NameHasOwner", "s", [WATCHER])
-        return bool(reply.body and reply.body[0])
 
     async def register(self) -> bool:
         reply = await self.bus.call(Message(destination=WATCHER, path=WATCHER_PATH, interface=WATCHER,
