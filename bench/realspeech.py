@@ -49,12 +49,12 @@ MODEL_OF_PROFILE = {"full": "base", "lightweight": "tiny.en"}
 # transcript is no ground truth: offline base drops a whole phrase of this one.
 REFERENCES = {
     "two_cities": "It was the best of times, it was the worst of times, it was the age of wisdom, it was the age of "
-                  "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of "
-                  "Light, it was the season of Darkness, it was the spring of hope, it was the winter of despair, "
-                  "we had everything before us, we had nothing before us, we were all going direct to Heaven, we "
-                  "were all going direct the other way - in short, the period was so far like the present period, "
-                  "that some of its noisiest authorities insisted on its being received, for good or for evil, in "
-                  "the superlative degree of comparison only.",
+    "foolishness, it was the epoch of belief, it was the epoch of incredulity, it was the season of "
+    "Light, it was the season of Darkness, it was the spring of hope, it was the winter of despair, "
+    "we had everything before us, we had nothing before us, we were all going direct to Heaven, we "
+    "were all going direct the other way - in short, the period was so far like the present period, "
+    "that some of its noisiest authorities insisted on its being received, for good or for evil, in "
+    "the superlative degree of comparison only.",
 }
 
 
@@ -71,8 +71,9 @@ def real_speech() -> list[Path]:
         return wanted
     out.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, "moonshine-voice"],
-                       check=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, "moonshine-voice"], check=True
+        )
         wheel = next(Path(tmp).glob("moonshine_voice-*.whl"))
         with zipfile.ZipFile(wheel) as z:
             for name in ASSETS:
@@ -97,8 +98,12 @@ def norm_words(text: str) -> list[str]:
 
 def offline(path: Path, model_name: str, word_times: bool) -> tuple[str, list[tuple[str, float]]]:
     """Offline transcription in a child process (its models must not count against the engine's RSS)."""
-    out = subprocess.run([sys.executable, __file__, "--offline", str(path), model_name, str(int(word_times))],
-                         check=True, capture_output=True, text=True).stdout
+    out = subprocess.run(
+        [sys.executable, __file__, "--offline", str(path), model_name, str(int(word_times))],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     text, words = json.loads(out.strip().splitlines()[-1])
     return text, [tuple(w) for w in words]
 
@@ -109,8 +114,7 @@ def _offline_here(path: Path, model_name: str, word_times: bool) -> tuple[str, l
     from listend.models import ModelSpec, load_whisper
 
     model: WhisperModel = load_whisper(ModelSpec(model_name, "cpu", "int8", 0))
-    segments, _ = model.transcribe(str(path), language="en", beam_size=5, word_timestamps=word_times,
-                                   vad_filter=False)
+    segments, _ = model.transcribe(str(path), language="en", beam_size=5, word_timestamps=word_times, vad_filter=False)
     text, words = [], []
     for seg in segments:
         text.append(seg.text.strip())
@@ -144,8 +148,9 @@ def replay(path: Path, profile: str, overrides: dict) -> dict:
     def on_event(event) -> None:
         if isinstance(event, (Partial, Refined)):
             with lock:
-                events.append((time.monotonic(), "partial" if isinstance(event, Partial) else "final",
-                               event.id, event.text))
+                events.append(
+                    (time.monotonic(), "partial" if isinstance(event, Partial) else "final", event.id, event.text)
+                )
 
     engine.subscribe(on_event)
     engine.load()
@@ -164,41 +169,66 @@ def replay_mic(path: Path, profile: str, settings: list[str], work: Path) -> dic
     import asyncio
 
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-    from pulse import PulseServer  # the tests' virtual microphone: a null sink and module-virtual-source
-
     from dbus_next import Message
+    from pulse import (
+        PulseServer,  # the tests' virtual microphone: a null sink and module-virtual-source
+    )
 
     from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH, call_bus_daemon
     from listend.dbusio import MessageBus
 
     root = Path(tempfile.mkdtemp(dir=work))
     pulse = PulseServer(root / "pulse")
-    address, bus_pid = subprocess.run(["dbus-daemon", "--session", "--fork", "--print-address=1", "--print-pid=1"],
-                                      check=True, capture_output=True, text=True).stdout.split()
+    address, bus_pid = subprocess.run(
+        ["dbus-daemon", "--session", "--fork", "--print-address=1", "--print-pid=1"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.split()
     config = root / "config.toml"
-    lines = [f"profile = \"{profile}\""]
+    lines = [f'profile = "{profile}"']
     for section, values in parse_set(settings).items():
         lines.append(f"[{section}]")
         lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
     config.write_text("\n".join(lines) + "\n")
-    env = dict(os.environ, DBUS_SESSION_BUS_ADDRESS=address, PULSE_SERVER=pulse.server,
-               XDG_STATE_HOME=str(root / "state"), HF_HUB_OFFLINE="1")
+    env = dict(
+        os.environ,
+        DBUS_SESSION_BUS_ADDRESS=address,
+        PULSE_SERVER=pulse.server,
+        XDG_STATE_HOME=str(root / "state"),
+        HF_HUB_OFFLINE="1",
+    )
     listend = Path(sys.executable).parent / "listend"
-    daemon = subprocess.Popen([str(listend), "--config", str(config), "--start"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=open(root / "d.log", "w"))
+    daemon = subprocess.Popen(
+        [str(listend), "--config", str(config), "--start"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(root / "d.log", "w"),
+    )
     events: list[tuple[float, str, int, str]] = []
 
     async def listen() -> float:
         bus = await MessageBus(bus_address=address).connect()
-        bus.add_message_handler(lambda m: events.append(
-            (time.monotonic(), "partial" if m.member == "PartialText" else "final", m.body[0],
-             m.body[1] if m.member == "PartialText" else m.body[3]))
-            if m.member in ("PartialText", "SegmentRefined") else None)
+        bus.add_message_handler(
+            lambda m: (
+                events.append(
+                    (
+                        time.monotonic(),
+                        "partial" if m.member == "PartialText" else "final",
+                        m.body[0],
+                        m.body[1] if m.member == "PartialText" else m.body[3],
+                    )
+                )
+                if m.member in ("PartialText", "SegmentRefined")
+                else None
+            )
+        )
         await call_bus_daemon(bus, "AddMatch", "s", [f"type='signal',interface='{INTERFACE}',path='{OBJECT_PATH}'"])
         deadline = time.monotonic() + 120
         while True:  # ready, and the microphone delivers
-            reply = await bus.call(Message(destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE,
-                                           member="GetMemory"))
+            reply = await bus.call(
+                Message(destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member="GetMemory")
+            )
             if reply.message_type.name == "METHOD_RETURN" and reply.body[0]["audio_seconds"].value > 1.0:
                 break
             assert time.monotonic() < deadline, (root / "d.log").read_text()
@@ -261,7 +291,7 @@ def parse_set(values: list[str]) -> dict:
     for item in values:
         key, _, raw = item.partition("=")
         section, name = key.split(".")
-        value = json.loads(raw) if raw[:1] in "0123456789-[{tf\"" else raw
+        value = json.loads(raw) if raw[:1] in '0123456789-[{tf"' else raw
         out.setdefault(section, {})[name] = value
     return out
 
@@ -270,13 +300,22 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--audio", nargs="+", type=Path, help="recordings (default: moonshine-voice's real speech)")
     p.add_argument("--profile", choices=("full", "lightweight", "both"), default="both")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="a setting for this run, e.g. decode.refine_beam_size=2 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting for this run, e.g. decode.refine_beam_size=2 (repeatable)",
+    )
     p.add_argument("--label", default="defaults", help="name of this configuration in the results")
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "realspeech.json")
-    p.add_argument("--path", choices=("file", "mic", "both"), default="both",
-                   help="file: FileSource paced in real time; mic: the daemon on a PulseAudio virtual "
-                        "microphone, paplay speaking into it, events taken from D-Bus (default both)")
+    p.add_argument(
+        "--path",
+        choices=("file", "mic", "both"),
+        default="both",
+        help="file: FileSource paced in real time; mic: the daemon on a PulseAudio virtual "
+        "microphone, paplay speaking into it, events taken from D-Bus (default both)",
+    )
     p.add_argument("--keep-text", action="store_true", help="also store the streamed and offline transcripts")
     p.add_argument("--offline", nargs=3, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -296,8 +335,7 @@ def main() -> int:
         paths = ("file", "mic") if args.path == "both" else (args.path,)
         for profile, path_kind in [(p_, k) for p_ in profiles for k in paths]:
             model = MODEL_OF_PROFILE[profile]
-            offline_text = {f: (references[f][0] if model == "base" else offline(f, model, False)[0])
-                            for f in prepared}
+            offline_text = {f: (references[f][0] if model == "base" else offline(f, model, False)[0]) for f in prepared}
             partial, final, per_file = [], [], {}
             for f in prepared:
                 print(f"bench: {profile} {path_kind} {args.label}: {f.name} ...", file=sys.stderr, flush=True)
@@ -308,26 +346,39 @@ def main() -> int:
                 name = f.name.replace(".16k.wav", "")
                 per_file[name] = {
                     "wer_vs_offline_same_model": round(wer(offline_text[f], measured["final_text"]), 4),
-                    "final_lags_s": [round(x, 2) for x in measured["lags"]["final"]]}
+                    "final_lags_s": [round(x, 2) for x in measured["lags"]["final"]],
+                }
                 if name in REFERENCES:
                     per_file[name]["wer_vs_reference"] = round(wer(REFERENCES[name], measured["final_text"]), 4)
                     per_file[name]["offline_wer_vs_reference"] = round(wer(REFERENCES[name], offline_text[f]), 4)
                 if args.keep_text:  # off by default: the recordings' texts are not ours to republish
-                    per_file[name].update(
-                        final_text=measured["final_text"], offline_text=offline_text[f])
+                    per_file[name].update(final_text=measured["final_text"], offline_text=offline_text[f])
             summary = {
-                "date": datetime.date.today().isoformat(), "profile": profile, "path": path_kind,
+                "date": datetime.date.today().isoformat(),
+                "profile": profile,
+                "path": path_kind,
                 "settings": overrides,
-                "partial_lag_s": {"p50": pct(partial, 50), "p95": pct(partial, 95), "max": pct(partial, 100),
-                                  "n": len(partial)},
-                "final_lag_s": {"p50": pct(final, 50), "p95": pct(final, 95), "max": pct(final, 100),
-                                "n": len(final)},
+                "partial_lag_s": {
+                    "p50": pct(partial, 50),
+                    "p95": pct(partial, 95),
+                    "max": pct(partial, 100),
+                    "n": len(partial),
+                },
+                "final_lag_s": {"p50": pct(final, 50), "p95": pct(final, 95), "max": pct(final, 100), "n": len(final)},
                 "wer_vs_offline_same_model": {k: v["wer_vs_offline_same_model"] for k, v in per_file.items()},
-                "files": per_file, "cpus": os.cpu_count(),
+                "files": per_file,
+                "cpus": os.cpu_count(),
             }
             results[f"{profile}/{path_kind}/{args.label}"] = summary
-            print(json.dumps({k: summary[k] for k in ("profile", "path", "partial_lag_s", "final_lag_s",
-                                                      "wer_vs_offline_same_model")}), flush=True)
+            print(
+                json.dumps(
+                    {
+                        k: summary[k]
+                        for k in ("profile", "path", "partial_lag_s", "final_lag_s", "wer_vs_offline_same_model")
+                    }
+                ),
+                flush=True,
+            )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     return 0

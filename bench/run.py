@@ -42,13 +42,20 @@ SENTENCES = [
     "She planted tomatoes and basil in the garden last spring.",
 ]
 TARGETS = {
-    "partial_p50_s": 0.5, "partial_p95_s": 1.0, "refined_p50_s": 1.5, "refined_p95_s": 3.0,
-    "peak_rss_mb_lightweight": 300, "peak_rss_mb_full": 600, "growth_mb_per_hour": 1.0,
-    "idle_cpu_percent": 2.0, "wer_gap_points": 1.0,
+    "partial_p50_s": 0.5,
+    "partial_p95_s": 1.0,
+    "refined_p50_s": 1.5,
+    "refined_p95_s": 3.0,
+    "peak_rss_mb_lightweight": 300,
+    "peak_rss_mb_full": 600,
+    "growth_mb_per_hour": 1.0,
+    "idle_cpu_percent": 2.0,
+    "wer_gap_points": 1.0,
 }
 
 
 # -- audio -----------------------------------------------------------------------
+
 
 def make_corpus(directory: Path, sentences: list[str]) -> tuple[Path, list[str]]:
     """espeak-ng sentences with pauses, as one 16 kHz WAV, and the reference texts."""
@@ -57,8 +64,24 @@ def make_corpus(directory: Path, sentences: list[str]) -> tuple[Path, list[str]]
         raw = directory / f"s{i}.raw.wav"
         subprocess.run(["espeak-ng", "-s", "150", "-w", str(raw), text], check=True)
         out = directory / f"s{i}.wav"
-        subprocess.run(["sox", "-R", str(raw), "-r", "16000", "-c", "1", "-b", "16", str(out),
-                        "pad", "0.3", str(0.8 + (i % 3) * 0.7)], check=True)
+        subprocess.run(
+            [
+                "sox",
+                "-R",
+                str(raw),
+                "-r",
+                "16000",
+                "-c",
+                "1",
+                "-b",
+                "16",
+                str(out),
+                "pad",
+                "0.3",
+                str(0.8 + (i % 3) * 0.7),
+            ],
+            check=True,
+        )
         parts.append(str(out))
     corpus = directory / "corpus.wav"
     subprocess.run(["sox", *parts, str(corpus)], check=True)
@@ -95,7 +118,7 @@ class LoopSource:
             if n == 0:
                 time.sleep(0.002)
                 continue
-            ring.write(self.audio[pos:pos + n])
+            ring.write(self.audio[pos : pos + n])
             pos = (pos + n) % len(self.audio)
             self.delivered += n
         self._done.set()
@@ -113,6 +136,7 @@ class LoopSource:
 
 
 # -- scenarios (each runs in a child process) ----------------------------------------
+
 
 def _engine(profile: str):
     from listend.config import build_settings
@@ -180,8 +204,13 @@ def scenario_soak(profile: str, corpus: Path, hours: float, sample_every_s: floa
     stats = engine.stats().flat()
     samples.append((stats["audio_seconds"], proc.memory_info().rss))
     engine.close()
-    return {"samples": samples, "wall_s": wall, "audio_s": stats["audio_seconds"],
-            "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system), "stats": stats}
+    return {
+        "samples": samples,
+        "wall_s": wall,
+        "audio_s": stats["audio_seconds"],
+        "cpu_s": (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system),
+        "stats": stats,
+    }
 
 
 def scenario_idle(profile: str, seconds: float, directory: Path) -> dict:
@@ -191,8 +220,25 @@ def scenario_idle(profile: str, seconds: float, directory: Path) -> dict:
     from listend.sources import FileSource
 
     silence = directory / f"silence-{int(seconds)}.wav"
-    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(silence), "synth", str(seconds),
-                    "whitenoise", "vol", "0.0005"], check=True)  # a quiet room, not digital zero
+    subprocess.run(
+        [
+            "sox",
+            "-n",
+            "-r",
+            "16000",
+            "-c",
+            "1",
+            "-b",
+            "16",
+            str(silence),
+            "synth",
+            str(seconds),
+            "whitenoise",
+            "vol",
+            "0.0005",
+        ],
+        check=True,
+    )  # a quiet room, not digital zero
     engine = _engine(profile)
     proc = psutil.Process()
     time.sleep(1)
@@ -233,7 +279,7 @@ def scenario_baseline(corpus: Path, hours: float, sample_every_s: float) -> dict
     total = int(hours * 3600 * SR)
     samples, fed, pos, next_at = [], 0, 0, 0.0
     while fed < total:
-        chunk = audio[pos:pos + block]
+        chunk = audio[pos : pos + block]
         if len(chunk) < block:
             pos = 0
             continue
@@ -248,6 +294,7 @@ def scenario_baseline(corpus: Path, hours: float, sample_every_s: float) -> dict
 
 
 # -- the runner ---------------------------------------------------------------------
+
 
 def child(args) -> None:
     params = json.loads(args.child)
@@ -278,7 +325,9 @@ class Child:
             print(f"bench: {self.label}: reusing {self.out}", file=sys.stderr, flush=True)
             return
         print(f"bench: {self.label} ...", file=sys.stderr, flush=True)
-        self.proc = subprocess.Popen([sys.executable, __file__, "--child", json.dumps({**params, "out": str(self.out)})])
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--child", json.dumps({**params, "out": str(self.out)})]
+        )
 
     def result(self) -> dict:
         if self.proc is None:
@@ -309,9 +358,20 @@ def growth_mb_per_hour(samples, warmup_fraction=0.1) -> float | None:
 def wer(reference: str, hypothesis: str) -> float:
     import jiwer
 
-    norm = jiwer.Compose([jiwer.ToLowerCase(), jiwer.RemovePunctuation(), jiwer.RemoveMultipleSpaces(),
-                          jiwer.Strip(), jiwer.ReduceToListOfListOfWords()])
+    norm = jiwer.Compose(
+        [
+            jiwer.ToLowerCase(),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+            jiwer.ReduceToListOfListOfWords(),
+        ]
+    )
     return 100 * jiwer.wer(reference, hypothesis, reference_transform=norm, hypothesis_transform=norm)
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def main() -> int:
@@ -321,8 +381,11 @@ def main() -> int:
     p.add_argument("--idle-seconds", type=float, default=600, help="silence listened to for the idle cost")
     p.add_argument("--profiles", default="lightweight,full")
     p.add_argument("--out", default=str(REPO / "bench" / "results"), help="output directory")
-    p.add_argument("--reuse", metavar="WORKDIR",
-                   help="take finished scenarios from an earlier run's work directory (rerun only the missing ones)")
+    p.add_argument(
+        "--reuse",
+        metavar="WORKDIR",
+        help="take finished scenarios from an earlier run's work directory (rerun only the missing ones)",
+    )
     p.add_argument("--child", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -344,45 +407,91 @@ def main() -> int:
     corpus_s = len(load_wav(corpus)) / SR
     sample_every = max(1.0, args.hours * 3600 / 400)
     results: dict = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "quick": args.quick,
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "processor": platform.processor()},
-        "corpus_seconds": corpus_s, "soak_hours": args.hours, "targets": TARGETS, "profiles": {},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "quick": args.quick,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "processor": platform.processor(),
+        },
+        "corpus_seconds": corpus_s,
+        "soak_hours": args.hours,
+        "targets": TARGETS,
+        "profiles": {},
     }
-    offline = {m: run_child({"scenario": "offline", "model": m, "corpus": str(corpus)}, work, reuse)["text"]
-               for m in ("tiny.en", "base")}
+    offline = {
+        m: run_child({"scenario": "offline", "model": m, "corpus": str(corpus)}, work, reuse)["text"]
+        for m in ("tiny.en", "base")
+    }
     for profile in profiles:
-        lat = run_child({"scenario": "latency", "profile": profile, "corpus": str(corpus),
-                         "repeats": 1 if args.quick else 3}, work, reuse)
+        lat = run_child(
+            {"scenario": "latency", "profile": profile, "corpus": str(corpus), "repeats": 1 if args.quick else 3},
+            work,
+            reuse,
+        )
         # The idle run is paced in real time and uses little CPU: it runs beside
         # the soak, and measures its own process's CPU time only.
-        idle_child = Child({"scenario": "idle", "profile": profile, "corpus": str(corpus),
-                            "seconds": args.idle_seconds}, work, reuse)
-        soak = run_child({"scenario": "soak", "profile": profile, "corpus": str(corpus), "hours": args.hours,
-                          "sample_every_s": sample_every}, work, reuse)
+        idle_child = Child(
+            {"scenario": "idle", "profile": profile, "corpus": str(corpus), "seconds": args.idle_seconds}, work, reuse
+        )
+        soak = run_child(
+            {
+                "scenario": "soak",
+                "profile": profile,
+                "corpus": str(corpus),
+                "hours": args.hours,
+                "sample_every_s": sample_every,
+            },
+            work,
+            reuse,
+        )
         idle = idle_child.result()
         final_text, live_text = lat["texts"][-1]
         model = "base" if profile == "full" else "tiny.en"
         results["profiles"][profile] = {
-            "partial_lag_s": {"p50": percentile(lat["partial_lags"], 50), "p95": percentile(lat["partial_lags"], 95),
-                              "max": max(lat["partial_lags"], default=None), "n": len(lat["partial_lags"])},
-            "refined_lag_s": {"p50": percentile(lat["refined_lags"], 50), "p95": percentile(lat["refined_lags"], 95),
-                              "max": max(lat["refined_lags"], default=None), "n": len(lat["refined_lags"])},
+            "partial_lag_s": {
+                "p50": percentile(lat["partial_lags"], 50),
+                "p95": percentile(lat["partial_lags"], 95),
+                "max": max(lat["partial_lags"], default=None),
+                "n": len(lat["partial_lags"]),
+            },
+            "refined_lag_s": {
+                "p50": percentile(lat["refined_lags"], 50),
+                "p95": percentile(lat["refined_lags"], 95),
+                "max": max(lat["refined_lags"], default=None),
+                "n": len(lat["refined_lags"]),
+            },
             "throughput_x_realtime": soak["audio_s"] / soak["wall_s"],
             "soak_audio_hours": soak["audio_s"] / 3600,
             "soak_cpu_seconds_per_audio_second": soak["cpu_s"] / soak["audio_s"],
             "peak_rss_mb": max(r for _, r in soak["samples"]) / MB,
             "growth_mb_per_audio_hour": growth_mb_per_hour(soak["samples"]),
             "idle_cpu_percent": idle["cpu_percent"],
-            "wer_final": wer(reference, final_text), "wer_live": wer(reference, live_text),
-            "wer_offline_same_model": wer(reference, offline[model]), "offline_model": model,
-            "counters": {k: soak["stats"][k] for k in ("live_commits", "dropped_samples", "overflows",
-                                                        "partials_skipped", "backpressure_waits", "cleanups",
-                                                        "degradations", "queue_refine_high_water")},
+            "wer_final": wer(reference, final_text),
+            "wer_live": wer(reference, live_text),
+            "wer_offline_same_model": wer(reference, offline[model]),
+            "offline_model": model,
+            "counters": {
+                k: soak["stats"][k]
+                for k in (
+                    "live_commits",
+                    "dropped_samples",
+                    "overflows",
+                    "partials_skipped",
+                    "backpressure_waits",
+                    "cleanups",
+                    "degradations",
+                    "queue_refine_high_water",
+                )
+            },
             "rss_samples": soak["samples"],
         }
-    baseline = run_child({"scenario": "baseline", "corpus": str(corpus), "hours": min(args.hours, 0.5),
-                          "sample_every_s": sample_every}, work, reuse)
+    baseline = run_child(
+        {"scenario": "baseline", "corpus": str(corpus), "hours": min(args.hours, 0.5), "sample_every_s": sample_every},
+        work,
+        reuse,
+    )
     results["baseline_old_design"] = {
         "audio_hours": baseline["audio_s"] / 3600,
         "peak_rss_mb": max(r for _, r in baseline["samples"]) / MB,
@@ -402,11 +511,17 @@ def plot(results: dict, out_dir: Path) -> None:
     chart = Chart("RSS against audio time (as fast as possible)", "audio hours", "RSS (MiB)")
     for profile, r in results["profiles"].items():
         s = r["rss_samples"]
-        chart.series.append(Series(f"listend {profile}", [a / 3600 for a, _ in s], [m / MB for _, m in s],
-                                   colors.get(profile, "#9467bd")))
+        chart.series.append(
+            Series(
+                f"listend {profile}", [a / 3600 for a, _ in s], [m / MB for _, m in s], colors.get(profile, "#9467bd")
+            )
+        )
     b = results["baseline_old_design"]["rss_samples"]
-    chart.series.append(Series("old design (concatenate + unbounded queue)", [a / 3600 for a, _ in b],
-                               [m / MB for _, m in b], "#d62728"))
+    chart.series.append(
+        Series(
+            "old design (concatenate + unbounded queue)", [a / 3600 for a, _ in b], [m / MB for _, m in b], "#d62728"
+        )
+    )
     from listend.config import build_settings
 
     for profile in results["profiles"]:
@@ -417,15 +532,19 @@ def plot(results: dict, out_dir: Path) -> None:
 
 def print_summary(results: dict) -> None:
     for profile, r in results["profiles"].items():
-        print(f"{profile}: partial p50/p95 {r['partial_lag_s']['p50']:.2f}/{r['partial_lag_s']['p95']:.2f} s, "
-              f"refined p50/p95 {r['refined_lag_s']['p50']:.2f}/{r['refined_lag_s']['p95']:.2f} s, "
-              f"{r['throughput_x_realtime']:.1f}x realtime, peak {r['peak_rss_mb']:.0f} MiB, "
-              f"growth {r['growth_mb_per_audio_hour'] if r['growth_mb_per_audio_hour'] is not None else float('nan'):.2f} MiB/h, "
-              f"idle {r['idle_cpu_percent']:.2f} %, WER final {r['wer_final']:.1f} live {r['wer_live']:.1f} "
-              f"offline {r['wer_offline_same_model']:.1f}")
+        print(
+            f"{profile}: partial p50/p95 {r['partial_lag_s']['p50']:.2f}/{r['partial_lag_s']['p95']:.2f} s, "
+            f"refined p50/p95 {r['refined_lag_s']['p50']:.2f}/{r['refined_lag_s']['p95']:.2f} s, "
+            f"{r['throughput_x_realtime']:.1f}x realtime, peak {r['peak_rss_mb']:.0f} MiB, "
+            f"growth {_or_nan(r['growth_mb_per_audio_hour']):.2f} MiB/h, "
+            f"idle {r['idle_cpu_percent']:.2f} %, WER final {r['wer_final']:.1f} live {r['wer_live']:.1f} "
+            f"offline {r['wer_offline_same_model']:.1f}"
+        )
     b = results["baseline_old_design"]
-    print(f"old design: peak {b['peak_rss_mb']:.0f} MiB after {b['audio_hours']:.2f} h, "
-          f"growth {b['growth_mb_per_audio_hour'] or float('nan'):.0f} MB/h")
+    print(
+        f"old design: peak {b['peak_rss_mb']:.0f} MiB after {b['audio_hours']:.2f} h, "
+        f"growth {b['growth_mb_per_audio_hour'] or float('nan'):.0f} MB/h"
+    )
 
 
 if __name__ == "__main__":

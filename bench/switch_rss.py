@@ -76,8 +76,13 @@ def main() -> int:
         results = {}
         for label, env in (("pinned", {}), ("glibc_defaults", {"LISTEND_MALLOC_DEFAULTS": "1"})):
             for n in (0, args.switches):
-                out = subprocess.run([sys.executable, __file__, "--child", str(n), str(wav)], check=True,
-                                     capture_output=True, text=True, env={**os.environ, **env, "HF_HUB_OFFLINE": "1"})
+                out = subprocess.run(
+                    [sys.executable, __file__, "--child", str(n), str(wav)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                    env={**os.environ, **env, "HF_HUB_OFFLINE": "1"},
+                )
                 rss = int(out.stdout.strip().splitlines()[-1])
                 results[f"{label}_{n}_switches_mib"] = round(rss / 2**20, 1)
                 print(f"{label:15s} {n:3d} switches: idle RSS {rss / 2**20:.0f} MiB", file=sys.stderr)

@@ -37,9 +37,20 @@ def _via_dbus_send(command: str) -> int | None:
         return None
     try:
         # The reply timeout covers D-Bus activation (models load in a few seconds).
-        result = subprocess.run(["dbus-send", f"--bus={address}", "--print-reply=literal", "--reply-timeout=60000",
-                                 f"--dest={BUS_NAME}", OBJECT_PATH, f"{INTERFACE}.{_FAST[command]}"],
-                                capture_output=True, text=True, timeout=70)
+        result = subprocess.run(
+            [
+                "dbus-send",
+                f"--bus={address}",
+                "--print-reply=literal",
+                "--reply-timeout=60000",
+                f"--dest={BUS_NAME}",
+                OBJECT_PATH,
+                f"{INTERFACE}.{_FAST[command]}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=70,
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     if result.returncode != 0:

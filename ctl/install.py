@@ -8,6 +8,7 @@ points actually installed (a venv or pipx). The copies in the repository's
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from listend.bus import BUS_NAME
+from listend.paths import config_home, data_home
 
 UNIT_NAME = "listend.service"
 ACTIVATION_NAME = f"{BUS_NAME}.service"
@@ -109,9 +111,7 @@ def render(bin_dir: str | None = None) -> dict[str, str]:
 
 
 def targets(bin_dir: str | None = None) -> list[InstallTarget]:
-    home = Path.home()
-    config = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config")
-    data = Path(os.environ.get("XDG_DATA_HOME") or home / ".local" / "share")
+    config, data = config_home(), data_home()
     texts = render(bin_dir)
     return [
         InstallTarget(config / "systemd" / "user" / UNIT_NAME, texts[UNIT_NAME]),
@@ -120,7 +120,7 @@ def targets(bin_dir: str | None = None) -> list[InstallTarget]:
     ]
 
 
-def _systemctl(*args: str) -> subprocess.CompletedProcess | None:
+def _systemctl(*args: str) -> subprocess.CompletedProcess[str] | None:
     exe = shutil.which("systemctl")
     if exe is None:
         return None
@@ -151,16 +151,21 @@ def install(now: bool = False) -> int:
         os.replace(tmp, t.path)
         print(f"wrote {t.path}")
     if not user_systemd_available():
-        print("no systemd user manager reachable: skipped daemon-reload" + (" and enable --now" if now else "")
-              + "; D-Bus activation still starts listend on first use")
+        print(
+            "no systemd user manager reachable: skipped daemon-reload"
+            + (" and enable --now" if now else "")
+            + "; D-Bus activation still starts listend on first use"
+        )
         return 1 if now else 0
     _systemctl("daemon-reload")
     print("ran systemctl --user daemon-reload")
     if now:
         result = _systemctl("enable", "--now", UNIT_NAME)
         if result is None or result.returncode != 0:
-            print(f"systemctl --user enable --now {UNIT_NAME} failed: {result.stderr.strip() if result else ''}",
-                  file=sys.stderr)
+            print(
+                f"systemctl --user enable --now {UNIT_NAME} failed: {result.stderr.strip() if result else ''}",
+                file=sys.stderr,
+            )
             return 1
         print(f"ran systemctl --user enable --now {UNIT_NAME}")
     return 0
@@ -185,7 +190,7 @@ def uninstall() -> int:
     return 0
 
 
-def run_install(args) -> int:
+def run_install(args: argparse.Namespace) -> int:
     try:
         return install(args.now) if args.command == "install" else uninstall()
     except OSError as e:

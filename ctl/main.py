@@ -11,14 +11,22 @@ import asyncio
 import datetime
 import json
 import sys
+from typing import Any
 
 from listend.bus import NoBusError, notification
+from listend.client import (
+    CallFailed,
+    ClientEvent,
+    DictationClient,
+    NotRunning,
+    PresenceEvent,
+    SeenIds,
+    SegmentEvent,
+    TranscriptEntry,
+)
 from listend.cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser
-from listend.client import (CallFailed, ClientEvent, DictationClient, NotRunning, PresenceEvent, SegmentEvent,
-                            TranscriptEntry)
 from listend.config import PROFILES
-
-MIB = 1024 * 1024
+from listend.units import MIB
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,18 +42,28 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("transcript", help="print refined segments")
     t.add_argument("--last", type=int, metavar="N", help="only the last N segments")
     t.add_argument("--since", type=int, metavar="ID", default=None, help="segments after id ID")
-    t.add_argument("--follow", "-f", action="store_true",
-                   help="keep printing segments as they are refined, from now on (add --last N or --since ID "
-                        "to print earlier ones first)")
+    t.add_argument(
+        "--follow",
+        "-f",
+        action="store_true",
+        help="keep printing segments as they are refined, from now on (add --last N or --since ID "
+        "to print earlier ones first)",
+    )
     t.add_argument("--json", action="store_true", help="one JSON object per line")
-    t.add_argument("--type", action="store_true",
-                   help="with --follow: also type each refined segment into the focused window (wtype on wlroots "
-                        "Wayland, xdotool on X11; where typing is refused, the clipboard)")
+    t.add_argument(
+        "--type",
+        action="store_true",
+        help="with --follow: also type each refined segment into the focused window (wtype on wlroots "
+        "Wayland, xdotool on X11; where typing is refused, the clipboard)",
+    )
     dv = sub.add_parser("devices", help="list audio input devices (works without the daemon)")
     dv.add_argument("--json", action="store_true")
-    cp = sub.add_parser("copy", help="copy the last refined segment (or this session's text) to the clipboard",
-                        description="Copy refined text to the clipboard (wl-copy on Wayland, xclip/xsel on X11, "
-                                    "a Tk clipboard owner where a helper cannot serve).")
+    cp = sub.add_parser(
+        "copy",
+        help="copy the last refined segment (or this session's text) to the clipboard",
+        description="Copy refined text to the clipboard (wl-copy on Wayland, xclip/xsel on X11, "
+        "a Tk clipboard owner where a helper cannot serve).",
+    )
     cp.add_argument("--session", action="store_true", help="all segments of the current (or last) listening session")
     m = sub.add_parser("memory", help="memory and queue figures")
     m.add_argument("--watch", action="store_true", help="print again every second")
@@ -73,7 +91,7 @@ def _format_entry(e: TranscriptEntry, as_json: bool) -> str:
     return f"{e.id}\t{stamp}\t{e.text}"
 
 
-def _print_memory(mem: dict, as_json: bool) -> None:
+def _print_memory(mem: dict[str, Any], as_json: bool) -> None:
     if as_json:
         print(json.dumps(mem, sort_keys=True), flush=True)
         return
@@ -85,13 +103,12 @@ def _print_memory(mem: dict, as_json: bool) -> None:
     print(flush=True)
 
 
-async def _transcript(client: DictationClient, args) -> int:
+async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
     if args.last is not None and args.last < 0 or args.since is not None and args.since < 0:
         raise ValueError("--last and --since take non-negative numbers")
     if args.type and not args.follow:
         raise ValueError("--type types new segments as they come: use it with --follow")
-    printed = 0 if args.since is None else args.since
-    queue: asyncio.Queue = asyncio.Queue()
+    queue: asyncio.Queue[TranscriptEntry | None] = asyncio.Queue()
     if args.follow:
         # Subscribe before reading what exists, so nothing falls in between.
         def on_event(event: ClientEvent) -> None:
@@ -101,28 +118,27 @@ async def _transcript(client: DictationClient, args) -> int:
                 queue.put_nowait(None)
 
         await client.subscribe(on_event)
+    seen = SeenIds(0 if args.since is None else args.since)
     if args.last is not None:
         entries = await client.recent(args.last)
-        entries = [e for e in entries if e.id > printed]
     elif args.follow and args.since is None:
         # Following starts now: what was said before needs --last N or --since ID.
-        printed = await client.get("LastSegmentId")
+        seen.floor = await client.get("LastSegmentId")
         entries = []
     else:
-        entries = await client.transcript(printed, 0)
+        entries = await client.transcript(seen.floor, 0)
     for e in entries:
-        print(_format_entry(e, args.json), flush=True)
-        printed = max(printed, e.id)
+        if seen.first_time(e.id):
+            print(_format_entry(e, args.json), flush=True)
     typist = None
     if args.type:
-        from .typist import Typist
+        from listend_desktop.typist import Typist, refusal_notice
 
         loop = asyncio.get_running_loop()
 
         def refused(reason: str) -> None:
             print(f"listenctl: typing refused ({reason}); refined text goes to the clipboard", file=sys.stderr)
-            asyncio.run_coroutine_threadsafe(client.bus.call(notification(
-                "listend: cannot type here", f"{reason}. Refined text goes to the clipboard instead.")), loop)
+            asyncio.run_coroutine_threadsafe(client.bus.call(notification(*refusal_notice(reason))), loop)
 
         typist = Typist(on_refused=refused)
     while args.follow:
@@ -130,9 +146,8 @@ async def _transcript(client: DictationClient, args) -> int:
         if entry is None:
             print("listenctl: listend stopped", file=sys.stderr)
             return EXIT_FAIL
-        if entry.id > printed:
+        if seen.first_time(entry.id):  # every segment once, whatever the order it comes in
             print(_format_entry(entry, args.json), flush=True)
-            printed = entry.id
             if typist is not None:
                 await asyncio.to_thread(typist.type_segment, entry.text)
     return EXIT_OK
@@ -147,21 +162,25 @@ def _devices(as_json: bool) -> int:
         print(f"listenctl: {e}", file=sys.stderr)
         return EXIT_FAIL
     if as_json:
-        print(json.dumps([{"index": d.index, "name": d.name, "channels": d.channels, "default": d.is_default}
-                          for d in devices]))
+        print(
+            json.dumps(
+                [{"index": d.index, "name": d.name, "channels": d.channels, "default": d.is_default} for d in devices]
+            )
+        )
     elif not devices:
-        print("listenctl: no input device found (no microphone connected, or no audio server running)",
-              file=sys.stderr)
+        print("listenctl: no input device found (no microphone connected, or no audio server running)", file=sys.stderr)
         return EXIT_FAIL
     else:
         for d in devices:
-            print(f"{'*' if d.is_default else ' '} {d.index:3d}  {d.name}  ({d.channels} ch, "
-                  f"{d.default_samplerate:.0f} Hz)")
+            print(
+                f"{'*' if d.is_default else ' '} {d.index:3d}  {d.name}  ({d.channels} ch, "
+                f"{d.default_samplerate:.0f} Hz)"
+            )
     return EXIT_OK
 
 
 async def _copy(client: DictationClient, session: bool) -> int:
-    from .clipboard import Clipboard
+    from listend_desktop.clipboard import Clipboard
 
     if session:
         first = await client.get("SessionFirstId")
@@ -172,14 +191,14 @@ async def _copy(client: DictationClient, session: bool) -> int:
     if not text:
         print("listenctl: nothing to copy yet", file=sys.stderr)
         return EXIT_FAIL
-    clipboard = Clipboard()
-    if not await asyncio.to_thread(clipboard.copy_and_wait, text):
-        print(f"listenctl: cannot copy: {clipboard.last_error}", file=sys.stderr)
+    copied = await asyncio.to_thread(Clipboard().copy_and_wait, text)
+    if not copied:
+        print(f"listenctl: cannot copy: {copied.detail}", file=sys.stderr)
         return EXIT_FAIL
     return EXIT_OK
 
 
-async def _run(args) -> int:
+async def _run(args: argparse.Namespace) -> int:
     client = await DictationClient.connect()
     try:
         c = args.command
@@ -188,8 +207,10 @@ async def _run(args) -> int:
             if args.json:
                 print(json.dumps(props, sort_keys=True))
             else:
-                print(f"state: {props['State']}\nprofile: {props['Profile']}\n"
-                      f"memory: {props['RssBytes'] / MIB:.0f} MiB\nlive: {props['LiveText']}")
+                print(
+                    f"state: {props['State']}\nprofile: {props['Profile']}\n"
+                    f"memory: {props['RssBytes'] / MIB:.0f} MiB\nlive: {props['LiveText']}"
+                )
                 if props.get("LastError"):
                     print(f"error: {props['LastError']}")
         elif c == "start":

@@ -9,6 +9,7 @@ user's listend, or another session's, is never picked up silently.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import os
 import sys
@@ -16,7 +17,7 @@ import time
 
 import psutil
 
-MIB = 1024 * 1024
+from listend.units import MIB
 
 
 class NotFound(RuntimeError):
@@ -76,7 +77,7 @@ def find_listend_processes(uid: int | None = None) -> list[psutil.Process]:
     return found
 
 
-def check_outputs(args) -> str | None:
+def check_outputs(args: argparse.Namespace) -> str | None:
     """Why ``--csv``/``--plot`` cannot be written, checked before any sampling (None if they can)."""
     if args.plot and not args.plot.lower().endswith(".png"):
         return f"--plot {args.plot}: the plot is a PNG; give a file name ending in .png"
@@ -93,7 +94,7 @@ def check_outputs(args) -> str | None:
     return None
 
 
-def run_monitor(args) -> int:
+def run_monitor(args: argparse.Namespace) -> int:
     if args.interval <= 0 or args.count < 0:
         print("listenctl: --interval must be positive and --count non-negative", file=sys.stderr)
         return 2
@@ -138,7 +139,7 @@ def run_monitor(args) -> int:
                     continue
                 samples[p.pid].append((elapsed, rss / MIB))
                 print(f"{elapsed:8.1f} {p.pid:>7} {rss / MIB:9.1f} {cpu:6.1f}", flush=True)
-                if writer:
+                if writer and csv_file:
                     writer.writerow([f"{time.time():.3f}", f"{elapsed:.3f}", p.pid, rss, f"{cpu:.1f}"])
                     csv_file.flush()
             if not processes or (args.count and n >= args.count):
@@ -152,9 +153,15 @@ def run_monitor(args) -> int:
         from .plot import Chart, Series
 
         colors = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
-        chart = Chart("listend RSS", "seconds", "RSS (MiB)", [
-            Series(f"pid {pid}", [t for t, _ in s], [m for _, m in s], colors[i % len(colors)])
-            for i, (pid, s) in enumerate(samples.items())])
+        chart = Chart(
+            "listend RSS",
+            "seconds",
+            "RSS (MiB)",
+            [
+                Series(f"pid {pid}", [t for t, _ in s], [m for _, m in s], colors[i % len(colors)])
+                for i, (pid, s) in enumerate(samples.items())
+            ],
+        )
         try:
             chart.save(args.plot)
         except OSError as e:  # the directory went away while sampling

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -38,8 +38,10 @@ class Chart:
         y1 = y1 if y1 > y0 else y0 + 1
 
         def px(x: float, y: float) -> tuple[float, float]:
-            return (left + (x - x0) / (x1 - x0) * (w - left - right),
-                    h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom))
+            return (
+                left + (x - x0) / (x1 - x0) * (w - left - right),
+                h - bottom - (y - y0) / (y1 - y0) * (h - top - bottom),
+            )
 
         d.rectangle([left, top, w - right, h - bottom], outline="black")
         for i in range(6):
@@ -56,7 +58,7 @@ class Chart:
             d.line([left, yp, w - right, yp], fill=color, width=1)
             d.text((w - right - 6 * len(label) - 4, yp - 12), label, fill=color, font=font)
         for s in self.series:
-            points = [px(x, y) for x, y in zip(s.xs, s.ys)]
+            points = [px(x, y) for x, y in zip(s.xs, s.ys, strict=True)]
             if len(points) > 1:
                 d.line(points, fill=s.color, width=2)
             elif points:

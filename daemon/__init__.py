@@ -6,4 +6,4 @@ The public API is the :class:`~daemon.engine.Engine` with its settings
 clients of it.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -5,6 +5,12 @@ Order: ``$DBUS_SESSION_BUS_ADDRESS``; the systemd user bus socket
 recorded in the runtime directory. ``listend`` alone may start a private bus
 (``dbus-daemon --session --fork``) and records its address so that
 ``listenctl`` and the tray find it without any environment set up.
+
+Only what this user owns is trusted: the runtime directory must be the
+user's own 0700 directory (see :func:`listend.paths.trusted_runtime_home`),
+and a socket or recorded address found there must belong to the user.
+Another local user's socket in a shared ``/tmp``-like runtime directory is
+never connected to.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
+
+from .files import UnsafeFile, read_regular, write_private
+from .paths import owned_by_me, owned_private_dir, runtime_dir, trusted_runtime_home
 
 BUS_NAME = "io.github.listend"
 OBJECT_PATH = "/io/github/listend"
@@ -20,16 +30,23 @@ INTERFACE = "io.github.listend.Dictation1"
 ERROR_PREFIX = "io.github.listend.Error."
 
 
-async def call_bus_daemon(bus, member: str, signature: str = "", body: list | None = None):
+async def call_bus_daemon(bus: Any, member: str, signature: str = "", body: list[Any] | None = None) -> Any:
     """Call a method of the bus daemon itself (``org.freedesktop.DBus``); returns the reply message."""
     from dbus_next import Message
 
-    return await bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                  interface="org.freedesktop.DBus", member=member, signature=signature,
-                                  body=body or []))
+    return await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member=member,
+            signature=signature,
+            body=body or [],
+        )
+    )
 
 
-async def bus_owner_pid(bus) -> int:
+async def bus_owner_pid(bus: Any) -> int:
     """The pid owning listend's bus name (0 if nobody does)."""
     from dbus_next import MessageType
 
@@ -37,24 +54,22 @@ async def bus_owner_pid(bus) -> int:
     return reply.body[0] if reply.message_type == MessageType.METHOD_RETURN else 0
 
 
-def notification(summary: str, body: str, timeout_ms: int = 10_000):
+def notification(summary: str, body: str, timeout_ms: int = 10_000) -> Any:
     """An ``org.freedesktop.Notifications.Notify`` call (daemon and clients send the same)."""
     from dbus_next import Message
 
-    return Message(destination="org.freedesktop.Notifications", path="/org/freedesktop/Notifications",
-                   interface="org.freedesktop.Notifications", member="Notify", signature="susssasa{sv}i",
-                   body=["listend", 0, "audio-input-microphone", summary, body[:500], [], {}, timeout_ms])
+    return Message(
+        destination="org.freedesktop.Notifications",
+        path="/org/freedesktop/Notifications",
+        interface="org.freedesktop.Notifications",
+        member="Notify",
+        signature="susssasa{sv}i",
+        body=["listend", 0, "audio-input-microphone", summary, body[:500], [], {}, timeout_ms],
+    )
 
 
 class NoBusError(RuntimeError):
     """No session bus can be found or started."""
-
-
-def runtime_dir() -> Path:
-    base = os.environ.get("XDG_RUNTIME_DIR")
-    if base and os.path.isdir(base):
-        return Path(base) / "listend"
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "listend" / "run"
 
 
 def private_bus_file() -> Path:
@@ -68,22 +83,32 @@ def _socket_of(address: str) -> str | None:
     return None
 
 
+def _recorded_private_bus() -> str | None:
+    """The address a previous ``listend`` recorded, if the record and its socket are this user's."""
+    path = private_bus_file()
+    if not owned_private_dir(path.parent) or not owned_by_me(path):
+        return None
+    try:
+        recorded = read_regular(path, 4096, follow_symlinks=False).decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError, UnsafeFile):
+        return None
+    socket = _socket_of(recorded)
+    if not recorded or "\n" in recorded:
+        return None
+    if socket is not None and not owned_by_me(socket):
+        return None  # gone, or another user's
+    return recorded
+
+
 def find_session_bus() -> str | None:
     """Return the address of a session bus that should be reachable, or None."""
     address = os.environ.get("DBUS_SESSION_BUS_ADDRESS")
     if address:
         return address
-    xdg = os.environ.get("XDG_RUNTIME_DIR")
-    if xdg and os.path.exists(os.path.join(xdg, "bus")):
-        return f"unix:path={os.path.join(xdg, 'bus')}"
-    try:
-        recorded = private_bus_file().read_text().strip()
-    except OSError:
-        return None
-    socket = _socket_of(recorded)
-    if recorded and (socket is None or os.path.exists(socket)):
-        return recorded
-    return None
+    runtime = trusted_runtime_home()
+    if runtime is not None and owned_by_me(runtime / "bus"):
+        return f"unix:path={runtime / 'bus'}"
+    return _recorded_private_bus()
 
 
 def start_private_bus() -> tuple[str, int]:
@@ -92,23 +117,26 @@ def start_private_bus() -> tuple[str, int]:
     if exe is None:
         raise NoBusError("no D-Bus session bus found and dbus-daemon is not installed (apt install dbus-daemon)")
     try:
-        out = subprocess.run([exe, "--session", "--fork", "--print-address=1", "--print-pid=1"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout.split()
+        out = subprocess.run(
+            [exe, "--session", "--fork", "--print-address=1", "--print-pid=1"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.split()
     except (subprocess.SubprocessError, OSError) as e:
         raise NoBusError(f"cannot start a private D-Bus session bus: {e}") from None
     address, pid = out[0], int(out[1])
-    path = private_bus_file()
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(address + "\n")
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    try:
+        write_private(private_bus_file(), (address + "\n").encode())
+    except OSError as e:
+        raise NoBusError(f"cannot record the private bus address in {private_bus_file()}: {e.strerror}") from None
     return address, pid
 
 
 def forget_private_bus(address: str) -> None:
-    try:
-        if private_bus_file().read_text().strip() == address:
+    if _recorded_private_bus() == address:
+        try:
             private_bus_file().unlink()
-    except OSError:
-        pass
+        except OSError:
+            pass

@@ -3,8 +3,7 @@
 The segmenter thread reads the ring, runs the VAD, closes utterances (and
 hands the router each pause that may end one, for a speculative refine), stamps
 each with the wall time of its first sample (from the session it was heard
-in, so a later reconnect cannot move it), registers it with the commit stage
-and routes it. It also closes an utterance when a live source goes quiet
+in, so a later reconnect cannot move it) and routes it. It also closes an utterance when a live source goes quiet
 mid-word (a suspend, a stalled device), reopens a failed microphone, and beats
 the heartbeat that the systemd watchdog follows.
 """
@@ -14,17 +13,19 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 
-from .commit import Commit
 from .config import VadOptions
+from .events import State
 from .ringbuffer import RingBuffer
 from .router import Router
-from .segmenter import SAMPLE_RATE, Pause, Segmenter, Utterance
+from .segmenter import Pause, Segmenter, Utterance
 from .sources import AudioSource, SourceError
+from .supervision import Supervisor
+from .units import SAMPLE_RATE
 from .vad import CHUNK
 
 log = logging.getLogger("listend.capture")
@@ -37,7 +38,7 @@ _GAP_CLOSE_S = 1.0
 _REOPEN_EVERY_S = 1.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class CaptureStats:
     audio_seconds: float = 0.0
     ring_waiting_samples: int = 0
@@ -59,23 +60,35 @@ class Capture:
 
     Parameters
     ----------
-    ring, segmenter, router, commit
+    ring, segmenter, router
         The stages it feeds.
     hop_ms : callable
         How often the VAD runs (read every step: profiles change it).
     on_state : callable
         ``on_state(state, reason)`` for ``listening`` / ``idle`` / ``error``;
         called with the capture lock held, so it must only record and queue.
+    supervisor : Supervisor
+        Told if the segmenter thread dies.
+
+    Capture is also the router's :class:`~listend.router.Backpressure` for
+    what it routes: a source that can wait is held up, a live one never.
     """
 
-    def __init__(self, ring: RingBuffer, segmenter: Segmenter, router: Router, commit: Commit,
-                 hop_ms: Callable[[], int], on_state: Callable[[str, str], None]):
+    def __init__(
+        self,
+        ring: RingBuffer,
+        segmenter: Segmenter,
+        router: Router,
+        hop_ms: Callable[[], int],
+        on_state: Callable[[State, str], None],
+        supervisor: Supervisor,
+    ):
         self._ring = ring
         self._segmenter = segmenter
         self._router = router
-        self._commit = commit
         self._hop_ms = hop_ms
         self._on_state = on_state
+        self._supervisor = supervisor
         self._lock = threading.Lock()  # guards source, reopen factory and session origins
         self._source: AudioSource | None = None
         self._reopen: Callable[[], AudioSource] | None = None
@@ -96,7 +109,6 @@ class Capture:
         self.reopens = 0
         self.gap_closes = 0
         self._thread = threading.Thread(target=self._run, name="listend-segmenter", daemon=True)
-        self.on_death: Callable[[str], None] = lambda message: None
 
     # -- control (any thread) -----------------------------------------------------
 
@@ -143,8 +155,12 @@ class Capture:
         return self._done.wait(timeout)
 
     def configure_vad(self, options: VadOptions) -> None:
-        """Apply new VAD options from the segmenter thread (it closes the open utterance first)."""
-        self._pending_vad = options
+        """Apply new VAD options from the segmenter thread (it closes the open utterance first).
+
+        The same options change nothing: a profile switch mid-sentence does not cut the sentence.
+        """
+        if options != self._segmenter.options:
+            self._pending_vad = options
 
     def close(self, timeout: float) -> None:
         self._closed.set()
@@ -155,21 +171,29 @@ class Capture:
         source, seg, ring = self._source, self._segmenter, self._ring
         lost = self._lost + (source.lost_samples if source is not None else 0)
         return CaptureStats(
-            audio_seconds=seg.clock / SAMPLE_RATE, ring_waiting_samples=ring.available,
-            ring_high_water_samples=ring.high_water, ring_capacity_samples=ring.capacity,
-            dropped_samples=ring.dropped, lost_samples=lost,
+            audio_seconds=seg.clock / SAMPLE_RATE,
+            ring_waiting_samples=ring.available,
+            ring_high_water_samples=ring.high_water,
+            ring_capacity_samples=ring.capacity,
+            dropped_samples=ring.dropped,
+            lost_samples=lost,
             overflows=self._overflows + (source.overflows if source is not None else 0),
-            reopens=self.reopens, gap_closes=self.gap_closes, vad_rejected=seg.rejected, splits=seg.splits,
-            segmenter_bytes=seg.nbytes, ring_bytes=ring.nbytes)
+            reopens=self.reopens,
+            gap_closes=self.gap_closes,
+            vad_rejected=seg.rejected,
+            splits=seg.splits,
+            segmenter_bytes=seg.nbytes,
+            ring_bytes=ring.nbytes,
+        )
 
     # -- the segmenter thread -------------------------------------------------------
 
     def _run(self) -> None:
         try:
             self._loop()
-        except BaseException as e:  # noqa: BLE001 - a dead capture thread is an error state
+        except BaseException as e:
             log.exception("segmenter thread died")
-            self.on_death(f"segmenter thread died: {type(e).__name__}: {e}")
+            self._supervisor.died("segmenter", f"segmenter thread died: {type(e).__name__}: {e}")
 
     def _loop(self) -> None:
         work = np.zeros(int(_MAX_STEP_S * SAMPLE_RATE) // CHUNK * CHUNK, dtype=np.float32)
@@ -203,7 +227,7 @@ class Capture:
                     if isinstance(event, Utterance):
                         self._route(event)
                     elif isinstance(event, Pause):
-                        self._router.speculate(event, self._may_wait())
+                        self._router.speculate(event, self.may_wait())
                     else:
                         self._router.resume(event.id)
             elif ending:
@@ -221,15 +245,16 @@ class Capture:
     def _route(self, utt: Utterance) -> None:
         utt.start_sample -= self.clock_origin
         utt.wall_start = self._wall_origin + utt.start
-        self._commit.register(utt.id)
-        self._router.route(utt, self._may_wait, self._beat)
+        self._router.route(utt, self)
 
-    def _beat(self) -> None:
-        self.heartbeat = time.monotonic()
+    # -- Backpressure (the segmenter thread, inside route) --------------------------
 
-    def _may_wait(self) -> bool:
+    def may_wait(self) -> bool:
         source = self._source
         return source is not None and source.can_wait and not self._closed.is_set()
+
+    def waiting(self) -> None:
+        self.heartbeat = time.monotonic()  # waiting on purpose is not being stuck
 
     def _close_after_gap(self, source: AudioSource) -> None:
         """A live source went quiet mid-utterance (suspend, stalled device): close it.
@@ -246,6 +271,8 @@ class Capture:
 
     def _apply_vad_options(self) -> None:
         options, self._pending_vad = self._pending_vad, None
+        if options is None:
+            return
         utt = self._segmenter.flush()
         if utt is not None:
             self._route(utt)
@@ -253,6 +280,8 @@ class Capture:
 
     def _try_reopen(self) -> None:
         factory = self._reopen
+        if factory is None:
+            return
         self._reopen_failures += 1
         # Every second at first, then every 3 s: still within the 5 s users
         # expect after plugging a device back in, at a third of the cost.
@@ -287,7 +316,7 @@ class Capture:
         # A partial sample block left in the ring (< 512) is below one VAD
         # decision; it is the tail of the input and carries no speech.
         self._ring.read_into(np.zeros(CHUNK, dtype=np.float32))
-        error = source.error
+        error = source.error or ""
         with self._lock:
             self._overflows += source.overflows
             self._lost += source.lost_samples

@@ -14,15 +14,19 @@ from pathlib import Path
 from . import __version__
 from .cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser, setup_logging
 from .config import ConfigError, load_settings
-from .events import Refined
+from .events import EngineEvent, Refined
 from .models import ModelUnavailable
 from .sources import FileSource, SourceError
 
+
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-l", "--lightweight", action="store_true",
-                   help="one tiny.en model, no refine pass, short windows (low memory and CPU)")
-    p.add_argument("--config", metavar="PATH",
-                   help="config file (default: $XDG_CONFIG_HOME/listend/config.toml)")
+    p.add_argument(
+        "-l",
+        "--lightweight",
+        action="store_true",
+        help="one tiny.en model, no refine pass, short windows (low memory and CPU)",
+    )
+    p.add_argument("--config", metavar="PATH", help="config file (default: $XDG_CONFIG_HOME/listend/config.toml)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
 
 
@@ -34,8 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the daemon on the D-Bus session bus (the default)")
     add_run_arguments(run)
 
-    tr = sub.add_parser("transcribe", help="transcribe audio files in-process (no bus, no microphone)",
-                        description="Run the live+refine pipeline over files and print the final text.")
+    tr = sub.add_parser(
+        "transcribe",
+        help="transcribe audio files in-process (no bus, no microphone)",
+        description="Run the live+refine pipeline over files and print the final text.",
+    )
     tr.add_argument("files", nargs="+", metavar="FILE", help="audio files (any format FFmpeg reads)")
     tr.add_argument("--json", action="store_true", help="one JSON object per segment and line")
     tr.add_argument("--realtime", action="store_true", help="pace input like a live microphone")
@@ -80,12 +87,18 @@ def transcribe(args: argparse.Namespace) -> int:
     engine = Engine(settings, overrides, unfinished=UnfinishedAudio(Path(kept_dir.name)))
     current = {"file": ""}
 
-    def on_event(event) -> None:
+    def on_event(event: EngineEvent) -> None:
         if not isinstance(event, Refined):
             return
         if args.json:
-            record = {"id": event.id, "start": round(event.start, 3), "end": round(event.end, 3),
-                      "text": event.text, "live_text": event.live_text, "source": event.source}
+            record = {
+                "id": event.id,
+                "start": round(event.start, 3),
+                "end": round(event.end, 3),
+                "text": event.text,
+                "live_text": event.live_text,
+                "source": event.source,
+            }
             if len(sources) > 1:
                 record["file"] = current["file"]
             print(json.dumps(record, ensure_ascii=False), flush=True)

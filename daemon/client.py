@@ -1,19 +1,36 @@
-"""A small asyncio client of ``io.github.listend.Dictation1`` (used by listenctl and the tray).
+"""A small asyncio client of ``io.github.listend.Dictation1`` (used by listenctl, the tray and the input method).
 
 Plain method calls to the well-known name, so the first call also D-Bus
 activates the daemon where an activation file is installed. Signals reach
 subscribers as typed events (:data:`ClientEvent`), never as raw messages.
+
+Any peer on the session bus can send a signal with listend's path and
+interface. A signal counts only if its sender is the connection that owns
+``io.github.listend`` right now (followed through ``NameOwnerChanged``, which
+itself counts only from the bus daemon): a stranger's "SegmentRefined" is
+never printed, copied or typed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Union
+from typing import Any
 
 from dbus_next import BusType, Message, MessageType, Variant
-from .dbusio import MessageBus
 
-from .bus import BUS_NAME, INTERFACE, OBJECT_PATH, NoBusError, call_bus_daemon, find_session_bus
+from .bus import (
+    BUS_NAME,
+    INTERFACE,
+    OBJECT_PATH,
+    NoBusError,
+    call_bus_daemon,
+    find_session_bus,
+)
+from .dbusio import MessageBus
+from .units import MAX_SEGMENT_ID
+
+BUS_DAEMON = "org.freedesktop.DBus"
 
 _NOT_RUNNING = {
     "org.freedesktop.DBus.Error.ServiceUnknown",
@@ -82,22 +99,30 @@ class PresenceEvent:
     running: bool
 
 
-ClientEvent = Union[SegmentEvent, PartialEvent, StateEvent, PressureEvent, PropertiesEvent, PresenceEvent]
+ClientEvent = SegmentEvent | PartialEvent | StateEvent | PressureEvent | PropertiesEvent | PresenceEvent
 
 
 def event_of(msg: Message) -> ClientEvent | None:
-    """The typed event a signal from (or about) the daemon carries; None for anything else."""
+    """The typed event a signal from (or about) the daemon carries; None for anything else.
+
+    This reads the message only; whether its sender may speak for listend is
+    :class:`SignalGate`'s to decide.
+    """
     if msg.message_type != MessageType.SIGNAL:
         return None
     body = msg.body
-    if msg.member == "NameOwnerChanged" and body and body[0] == BUS_NAME:
+    if msg.member == "NameOwnerChanged" and msg.interface == BUS_DAEMON and body and body[0] == BUS_NAME:
         return PresenceEvent(bool(body[2]))
     if msg.path != OBJECT_PATH:
         return None
     if msg.interface == INTERFACE:
         if msg.member == "SegmentRefined":
+            if msg.signature != "tdds" or not 1 <= body[0] <= MAX_SEGMENT_ID:
+                return None
             return SegmentEvent(TranscriptEntry(*body))
         if msg.member == "PartialText":
+            if msg.signature != "ts":
+                return None
             return PartialEvent(*body)
         if msg.member == "StateChanged":
             return StateEvent(body[0])
@@ -112,14 +137,36 @@ def _unwrap(value: Any) -> Any:
     return value.value if isinstance(value, Variant) else value
 
 
+class SignalGate:
+    """Which sender may speak for listend: the current owner of its name, and the bus daemon about that name."""
+
+    def __init__(self) -> None:
+        self.owner = ""  # unique name of io.github.listend's owner ('' while nobody owns it)
+
+    def admit(self, msg: Message) -> ClientEvent | None:
+        """The event ``msg`` carries, if its sender may send it; keeps track of the owner."""
+        event = event_of(msg)
+        if event is None:
+            return None
+        if isinstance(event, PresenceEvent):
+            if msg.sender != BUS_DAEMON:
+                return None  # only the bus daemon says who owns a name
+            self.owner = msg.body[2]
+            return event
+        if not self.owner or msg.sender != self.owner:
+            return None
+        return event
+
+
 class DictationClient:
     """Connects to the session bus and calls the daemon."""
 
     def __init__(self, bus: MessageBus):
         self.bus = bus
+        self.gate = SignalGate()
 
     @classmethod
-    async def connect(cls) -> "DictationClient":
+    async def connect(cls) -> DictationClient:
         address = find_session_bus()
         if address is None:
             raise NoBusError("no D-Bus session bus found (is a desktop session or listend running?)")
@@ -129,10 +176,21 @@ class DictationClient:
             raise NoBusError(f"cannot connect to the session bus at {address}: {e}") from None
         return cls(bus)
 
-    async def call(self, member: str, signature: str = "", body: list | None = None,
-                   interface: str = INTERFACE) -> list:
-        reply = await self.bus.call(Message(destination=BUS_NAME, path=OBJECT_PATH, interface=interface,
-                                            member=member, signature=signature, body=body or []))
+    async def call(
+        self, member: str, signature: str = "", body: list[Any] | None = None, interface: str = INTERFACE
+    ) -> list[Any]:
+        reply = await self.bus.call(
+            Message(
+                destination=BUS_NAME,
+                path=OBJECT_PATH,
+                interface=interface,
+                member=member,
+                signature=signature,
+                body=body or [],
+            )
+        )
+        if reply is None:
+            raise NotRunning("listend is not running (no reply)")
         if reply.message_type == MessageType.ERROR:
             message = reply.body[0] if reply.body else reply.error_name
             if reply.error_name in _NOT_RUNNING:
@@ -158,14 +216,25 @@ class DictationClient:
         return [TranscriptEntry(*row) for row in (await self.call("GetRecent", "u", [count]))[0]]
 
     async def subscribe(self, handler: Callable[[ClientEvent], None]) -> None:
-        """Call ``handler(event)`` for every signal of the daemon, its property changes and its presence."""
-        for rule in (f"type='signal',interface='{INTERFACE}',path='{OBJECT_PATH}'",
-                     f"type='signal',interface='org.freedesktop.DBus.Properties',path='{OBJECT_PATH}'",
-                     f"type='signal',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{BUS_NAME}'"):
+        """Call ``handler(event)`` for every signal of the daemon, its property changes and its presence.
+
+        Only signals sent by listend itself (the name's current owner) are
+        handed on; the match rules ask the bus for those alone, and each
+        message's sender is checked again here.
+        """
+        gate = self.gate
+        for rule in (
+            f"type='signal',sender='{BUS_NAME}',interface='{INTERFACE}',path='{OBJECT_PATH}'",
+            f"type='signal',sender='{BUS_NAME}',interface='org.freedesktop.DBus.Properties',path='{OBJECT_PATH}'",
+            f"type='signal',sender='{BUS_DAEMON}',interface='{BUS_DAEMON}',member='NameOwnerChanged',arg0='{BUS_NAME}'",
+        ):
             await call_bus_daemon(self.bus, "AddMatch", "s", [rule])
+        reply = await call_bus_daemon(self.bus, "GetNameOwner", "s", [BUS_NAME])
+        if reply.message_type == MessageType.METHOD_RETURN and not gate.owner:
+            gate.owner = reply.body[0]
 
         def filter_(msg: Message) -> None:
-            event = event_of(msg)
+            event = gate.admit(msg)
             if event is not None:
                 handler(event)
 
@@ -173,3 +242,29 @@ class DictationClient:
 
     def close(self) -> None:
         self.bus.disconnect()
+
+
+class SeenIds:
+    """Which segment ids a client has already handled: every id above ``floor`` once, in whatever order.
+
+    Bounded: the newest ``keep`` ids are remembered; older ones count as seen.
+    """
+
+    def __init__(self, floor: int = 0, keep: int = 10_000):
+        self.floor = floor
+        self._ids: set[int] = set()
+        self._order: list[int] = []
+        self._keep = keep
+
+    def first_time(self, seg_id: int) -> bool:
+        """True the first time ``seg_id`` (above the floor) is seen; it is remembered."""
+        if seg_id <= self.floor or seg_id in self._ids:
+            return False
+        self._ids.add(seg_id)
+        self._order.append(seg_id)
+        if len(self._order) > self._keep:
+            oldest = self._order[: len(self._order) - self._keep]
+            del self._order[: len(oldest)]
+            self._ids.difference_update(oldest)
+            self.floor = max(self.floor, max(oldest))
+        return True

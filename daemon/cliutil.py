@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from typing import NoReturn
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -12,7 +13,7 @@ EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 class UsageParser(argparse.ArgumentParser):
     """argparse, but usage errors are one line and exit 2."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         self.exit(EXIT_USAGE, f"{self.prog}: {message} (see --help)\n")
 
 

@@ -1,34 +1,39 @@
 """Commit: the only place events leave the pipeline.
 
 Workers finish utterances out of order (an evicted utterance is committed
-before older ones are refined); clients are promised increasing ids and never
-a partial after its own final. :class:`Commit` holds each final until its
-predecessors are done, keeps the newest partial of each utterance (the text
-an overloaded pipeline falls back on), and hands events to subscribers on
-one publisher thread, so that a subscriber that writes to disk (the history's
-fsync) never holds up capture or decoding.
+before older ones are refined); clients are promised strictly increasing ids
+and never a partial after its own final. Every id is registered here the
+moment it is allocated -- when an utterance opens, or when kept audio is
+recovered -- so the order is the order of the ids, whoever finishes first.
+:class:`Commit` holds each final until every lower id is final, keeps the
+newest partial of each utterance (the text an overloaded pipeline falls back
+on), and hands events to subscribers on one publisher thread, so that a
+subscriber that writes to disk (the history's fsync) never holds up capture
+or decoding.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
-from .events import EngineEvent, Partial, Refined, Retracted
+from .events import EngineEvent, Partial, Refined, Retracted, Source
 from .segmenter import Utterance
+from .supervision import Supervisor
 
 log = logging.getLogger("listend.commit")
 
 Subscriber = Callable[[EngineEvent], None]
 
 
-@dataclass
+@dataclass(frozen=True)
 class CommitStats:
-    """What the commit stage has published."""
+    """What the commit stage has published (a snapshot)."""
 
     partials: int = 0
     refined: int = 0
@@ -43,14 +48,15 @@ class Commit:
 
     Parameters
     ----------
-    on_publisher_death : callable
-        Called with the exception if the publisher thread dies (it should not:
-        a failing subscriber is counted and skipped).
+    supervisor : Supervisor
+        Told if the publisher thread dies (it should not: a failing
+        subscriber is counted and skipped).
     """
 
-    def __init__(self, on_publisher_death: Callable[[BaseException], None] = lambda e: None):
-        self._lock = threading.Lock()  # guards _pending, _partials, _outbox
+    def __init__(self, supervisor: Supervisor):
+        self._lock = threading.Lock()  # guards _pending, _partials, _outbox, _stats
         self._changed = threading.Condition(self._lock)
+        # Registered ids in allocation order (= id order); None until final.
         self._pending: collections.OrderedDict[int, EngineEvent | None] = collections.OrderedDict()
         self._partials: dict[int, str] = {}
         # Bounded by what is in flight: one final per pending id, partials
@@ -59,9 +65,9 @@ class Commit:
         self._publishing = False
         self._subscribers: list[Subscriber] = []
         self._subscribers_lock = threading.Lock()
-        self.stats = CommitStats()
+        self._stats = CommitStats()
         self._closed = False
-        self._on_death = on_publisher_death
+        self._supervisor = supervisor
         self._thread = threading.Thread(target=self._run, name="listend-publish", daemon=True)
         self._thread.start()
 
@@ -81,13 +87,30 @@ class Commit:
     # -- from the pipeline ------------------------------------------------------
 
     def register(self, seg_id: int) -> None:
-        """An utterance got its final place in the order (it was closed)."""
+        """``seg_id`` was allocated: its final is published after every lower id's, before any higher.
+
+        Call in allocation order (ids increase).
+        """
         with self._lock:
             self._pending[seg_id] = None
 
     def is_pending(self, seg_id: int) -> bool:
+        """``seg_id`` is registered and has no final yet."""
         with self._lock:
             return self._pending.get(seg_id, 0) is None
+
+    def pending_ids(self) -> list[int]:
+        """Registered ids without a final, oldest first."""
+        with self._lock:
+            return [i for i, event in self._pending.items() if event is None]
+
+    def stats(self) -> CommitStats:
+        with self._lock:
+            return self._stats
+
+    def _count(self, **deltas: int) -> None:
+        """Add to the counters (lock held)."""
+        self._stats = dataclasses.replace(self._stats, **{k: getattr(self._stats, k) + v for k, v in deltas.items()})
 
     def live_text(self, seg_id: int) -> str:
         """The newest partial of ``seg_id`` ('' if none)."""
@@ -100,7 +123,7 @@ class Commit:
             if not is_open and self._pending.get(seg_id, 0) is not None:
                 return False
             self._partials[seg_id] = text
-            self.stats.partials += 1
+            self._count(partials=1)
             last = self._outbox[-1] if self._outbox else None
             if isinstance(last, Partial) and last.id == seg_id:
                 self._outbox[-1] = Partial(seg_id, text, audio_end)  # newer text wins
@@ -109,20 +132,43 @@ class Commit:
             self._changed.notify_all()
             return True
 
-    def finish(self, utt: Utterance, text: str, source: str) -> None:
+    def finish(self, utt: Utterance, text: str, source: Source) -> None:
         """Final text of ``utt`` (``source`` "refined" or "live"); '' means no speech."""
         if not text:
             event: EngineEvent = Retracted(utt.id, "no speech")
         else:
-            event = Refined(utt.id, utt.start, utt.end, text, self.live_text(utt.id), source,  # type: ignore[arg-type]
-                            utt.wall_start, utt.wall_start + utt.duration)
+            event = Refined(
+                utt.id,
+                utt.start,
+                utt.end,
+                text,
+                self.live_text(utt.id),
+                source,
+                utt.wall_start,
+                utt.wall_start + utt.duration,
+            )
         self._resolve(utt.id, event)
 
     def keep_as_audio(self, utt: Utterance, where: str) -> None:
-        """``utt`` could not be decoded in time; its audio was saved at ``where``."""
+        """``utt`` could not be decoded in time; what happened to its audio is ``where``."""
         with self._lock:
-            self.stats.kept_as_audio += 1
-        self._resolve(utt.id, Retracted(utt.id, f"kept as audio: {where}"))
+            self._count(kept_as_audio=1)
+        self._resolve(utt.id, Retracted(utt.id, f"kept as audio: {where}", "kept-as-audio"))
+
+    def retract(self, seg_id: int, reason: str) -> None:
+        """``seg_id`` will have no text (its audio was lost with a dead thread): release the ids after it."""
+        self._resolve(seg_id, Retracted(seg_id, reason, "lost"))
+
+    def wait_final(self, seg_id: int, timeout: float | None) -> bool:
+        """Wait until ``seg_id`` has its final (or was never registered)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while self._pending.get(seg_id, 0) is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._changed.wait(0.1 if remaining is None else min(0.1, remaining))
+        return True
 
     def publish(self, event: EngineEvent) -> None:
         """Publish an event outside the segment order (state, memory, profile)."""
@@ -142,12 +188,9 @@ class Commit:
                 del self._pending[first_id]
                 self._partials.pop(first_id, None)
                 if isinstance(first, Refined):
-                    if first.source == "refined":
-                        self.stats.refined += 1
-                    else:
-                        self.stats.live_commits += 1
+                    self._count(**{"refined" if first.source == "refined" else "live_commits": 1})
                 else:
-                    self.stats.retracted += 1
+                    self._count(retracted=1)
                 self._outbox.append(first)
             self._changed.notify_all()
 
@@ -188,9 +231,9 @@ class Commit:
                     with self._lock:
                         self._publishing = False
                         self._changed.notify_all()
-        except BaseException as e:  # noqa: BLE001 - reported, then the engine is in error
+        except BaseException as e:
             log.exception("publisher thread died")
-            self._on_death(e)
+            self._supervisor.died("publisher", f"publisher died: {type(e).__name__}: {e}")
 
     def _deliver(self, event: EngineEvent) -> None:
         with self._subscribers_lock:
@@ -199,5 +242,6 @@ class Commit:
             try:
                 callback(event)
             except Exception:  # a broken subscriber must not stop the pipeline
-                self.stats.subscriber_failures += 1
+                with self._lock:
+                    self._count(subscriber_failures=1)
                 log.exception("event subscriber failed on %s", type(event).__name__)

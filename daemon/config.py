@@ -23,20 +23,147 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import reprlib
 import tomllib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
+
+from .files import UnsafeFile, read_regular
+from .paths import config_dir
 
 PROFILES = ("full", "lightweight")
+# Whisper's languages (faster_whisper.tokenizer._LANGUAGE_CODES, listed here so that checking a
+# config does not import the model runtime).
+LANGUAGES = tuple(
+    [
+        "af",
+        "am",
+        "ar",
+        "as",
+        "az",
+        "ba",
+        "be",
+        "bg",
+        "bn",
+        "bo",
+        "br",
+        "bs",
+        "ca",
+        "cs",
+        "cy",
+        "da",
+        "de",
+        "el",
+        "en",
+        "es",
+        "et",
+        "eu",
+        "fa",
+        "fi",
+        "fo",
+        "fr",
+        "gl",
+        "gu",
+        "ha",
+        "haw",
+        "he",
+        "hi",
+        "hr",
+        "ht",
+        "hu",
+        "hy",
+        "id",
+        "is",
+        "it",
+        "ja",
+        "jw",
+        "ka",
+        "kk",
+        "km",
+        "kn",
+        "ko",
+        "la",
+        "lb",
+        "ln",
+        "lo",
+        "lt",
+        "lv",
+        "mg",
+        "mi",
+        "mk",
+        "ml",
+        "mn",
+        "mr",
+        "ms",
+        "mt",
+        "my",
+        "ne",
+        "nl",
+        "nn",
+        "no",
+        "oc",
+        "pa",
+        "pl",
+        "ps",
+        "pt",
+        "ro",
+        "ru",
+        "sa",
+        "sd",
+        "si",
+        "sk",
+        "sl",
+        "sn",
+        "so",
+        "sq",
+        "sr",
+        "su",
+        "sv",
+        "sw",
+        "ta",
+        "te",
+        "tg",
+        "th",
+        "tk",
+        "tl",
+        "tr",
+        "tt",
+        "uk",
+        "ur",
+        "uz",
+        "vi",
+        "yi",
+        "yo",
+        "zh",
+        "yue",
+    ]
+)
+MAX_DEVICE_INDEX = 9999  # PortAudio numbers devices from 0; a machine has a few dozen at most
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class ConfigError(ValueError):
     """A configuration value is missing, unknown, of the wrong type or out of range."""
 
 
-def _num(lo: float | None = None, hi: float | None = None, doc: str = "") -> dict:
+def _num(lo: float | None = None, hi: float | None = None, doc: str = "") -> dict[str, Any]:
     return {"min": lo, "max": hi, "doc": doc}
+
+
+def _short(value: Any) -> str:
+    """A value as the user wrote it, short and safe to print (nested or huge values are elided)."""
+    return reprlib.repr(value)
+
+
+def check_device(value: str) -> str | None:
+    """Why ``value`` cannot name an input device (None if it can): an index must be a real one."""
+    if value.strip().isdigit() and int(value) > MAX_DEVICE_INDEX:
+        return f"device index {value[:20]} is out of range [0, {MAX_DEVICE_INDEX}] (`listenctl devices` lists them)"
+    if "\0" in value:
+        return "a device name cannot contain NUL"
+    return None
 
 
 @dataclass(frozen=True)
@@ -53,14 +180,16 @@ class ModelOptions:
     refine: str = field(default="base", metadata={"doc": "accurate model, '' to disable"})
     device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
     compute_type: str = field(default="int8", metadata={"doc": "CTranslate2 compute type"})
-    cpu_threads: int = field(default=0, metadata=_num(0, 64, "threads per model, 0 = auto (refine: all cores, live: half)"))
+    cpu_threads: int = field(
+        default=0, metadata=_num(0, 64, "threads per model, 0 = auto (refine: all cores, live: half)")
+    )
 
 
 @dataclass(frozen=True)
 class AudioOptions:
     """Capture settings. The pipeline always runs at 16 kHz mono float32."""
 
-    device: str = field(default="", metadata={"doc": "input device name or index, '' = default"})
+    device: str = field(default="", metadata={"doc": "input device name or index, '' = default", "check": check_device})
     ring_seconds: float = field(default=30.0, metadata=_num(2, 600, "capture ring buffer"))
     block_ms: int = field(default=32, metadata=_num(8, 500, "capture block length"))
 
@@ -82,7 +211,7 @@ class VadOptions:
 class DecodeOptions:
     """How the live and refine passes decode."""
 
-    language: str = field(default="en", metadata={"doc": "language code, '' = detect"})
+    language: str = field(default="en", metadata={"doc": "language code, '' = detect", "choices": ("", *LANGUAGES)})
     partial_interval_s: float = field(default=0.5, metadata=_num(0.1, 10))
     partial_window_s: float = field(default=8.0, metadata=_num(2, 30, "most audio one partial re-decodes"))
     live_beam_size: int = field(default=1, metadata=_num(1, 10))
@@ -156,25 +285,32 @@ def _section_class(name: str) -> type:
     return type(getattr(Settings(), name))
 
 
-def _check_value(where: str, f: dataclasses.Field, value: Any) -> Any:
-    expected = f.type if isinstance(f.type, type) else {"int": int, "float": float, "str": str, "bool": bool}[f.type]
+def _check_value(where: str, f: dataclasses.Field[Any], value: Any) -> Any:
+    types: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
+    expected = f.type if isinstance(f.type, type) else types[str(f.type)]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if expected is str and isinstance(value, int) and not isinstance(value, bool) and f.name == "device":
         value = str(value)  # an input device may be given by index
     if not isinstance(value, expected) or (expected is not bool and isinstance(value, bool)):
-        raise ConfigError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
+        raise ConfigError(f"{where}: expected {expected.__name__}, got {type(value).__name__} {_short(value)}")
     meta = f.metadata
     lo, hi = meta.get("min"), meta.get("max")
     if expected in (int, float):
         if value != value:  # NaN
             raise ConfigError(f"{where}: must be a number, got nan")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
-            raise ConfigError(f"{where}: {value!r} is out of range [{lo}, {hi}]")
-    if "choices" in meta and value not in meta["choices"]:
-        raise ConfigError(f"{where}: {value!r} is not one of {', '.join(meta['choices'])}")
-    if expected is str and len(value) > 4096:
+            raise ConfigError(f"{where}: {_short(value)} is out of range [{lo}, {hi}]")
+    if isinstance(value, str) and len(value) > 4096:
         raise ConfigError(f"{where}: value is too long")
+    if "choices" in meta and value not in meta["choices"]:
+        choices = [c for c in meta["choices"] if c]
+        shown = ", ".join(choices) if len(choices) <= 10 else f"a language code such as {', '.join(choices[:8])}"
+        raise ConfigError(
+            f"{where}: {str(value)[:60]!r} is not one of {shown}" + (" or ''" if "" in meta["choices"] else "")
+        )
+    if "check" in meta and (problem := meta["check"](value)):
+        raise ConfigError(f"{where}: {problem}")
     return value
 
 
@@ -189,7 +325,7 @@ def validate_overrides(data: Mapping[str, Any], origin: str = "config") -> dict[
     for key, value in data.items():
         if key == "profile":
             if value not in PROFILES:
-                raise ConfigError(f"{origin}: profile: {value!r} is not one of {', '.join(PROFILES)}")
+                raise ConfigError(f"{origin}: profile: {_short(value)} is not one of {', '.join(PROFILES)}")
             out.setdefault("", {})["profile"] = value
             continue
         if key in PROFILES:  # [lightweight.memory]: that profile only
@@ -210,8 +346,10 @@ def _profile_key(profile: str, section: str) -> str:
 
 def _validate_section(origin: str, key: str, value: Any, prefix: str = "") -> dict[str, Any]:
     if key not in _SECTION_TYPES or key == "profile":
-        raise ConfigError(f"{origin}: unknown key {prefix}{key!r} (sections: {', '.join(Settings().sections)}; "
-                          f"per profile: {', '.join(p + '.SECTION' for p in PROFILES)})")
+        raise ConfigError(
+            f"{origin}: unknown key {prefix}{key!r} (sections: {', '.join(Settings().sections)}; "
+            f"per profile: {', '.join(p + '.SECTION' for p in PROFILES)})"
+        )
     if not isinstance(value, Mapping):
         raise ConfigError(f"{origin}: [{prefix}{key}] must be a table")
     fields = {f.name: f for f in dataclasses.fields(_section_class(key))}
@@ -237,11 +375,14 @@ def build_settings(profile: str | None, overrides: Mapping[str, Mapping[str, Any
         raise ConfigError(f"unknown profile {str(profile)[:60]!r} (use {' or '.join(PROFILES)})")
     preset = PROFILE_PRESETS[profile]
     file = overrides.get("", {}).get("origin", "config")
-    sections = {}
+    sections: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for name, default in Settings().sections.items():
-        layers = ((f"the {profile} preset", preset.get(name, {})), (f"[{name}] in {file}", overrides.get(name, {})),
-                  (f"[{profile}.{name}] in {file}", overrides.get(_profile_key(profile, name), {})))
+        layers = (
+            (f"the {profile} preset", preset.get(name, {})),
+            (f"[{name}] in {file}", overrides.get(name, {})),
+            (f"[{profile}.{name}] in {file}", overrides.get(_profile_key(profile, name), {})),
+        )
         values: dict[str, Any] = {}
         for where, layer in layers:
             for key, value in layer.items():
@@ -253,18 +394,19 @@ def build_settings(profile: str | None, overrides: Mapping[str, Mapping[str, Any
     return settings
 
 
-def _check_consistency(s: Settings, origin_of) -> None:
+def _check_consistency(s: Settings, origin_of: Callable[[str], str]) -> None:
     def fail(message: str, *keys: str) -> None:
         where = "; ".join(f"{k} = {_get(s, k)!r} from {origin_of(k)}" for k in keys)
-        raise ConfigError(f"profile {s.profile}: {message} ({where}); "
-                          f"set values for this profile alone in [{s.profile}.{keys[0].split('.')[0]}]")
+        raise ConfigError(
+            f"profile {s.profile}: {message} ({where}); "
+            f"set values for this profile alone in [{s.profile}.{keys[0].split('.')[0]}]"
+        )
 
     if s.vad.neg_threshold >= s.vad.threshold:
         fail("vad.neg_threshold must be below vad.threshold", "vad.neg_threshold", "vad.threshold")
     m = s.memory
     if not m.warn_mb <= m.cleanup_mb <= m.limit_mb:
-        fail("need memory warn_mb <= cleanup_mb <= limit_mb", "memory.warn_mb", "memory.cleanup_mb",
-             "memory.limit_mb")
+        fail("need memory warn_mb <= cleanup_mb <= limit_mb", "memory.warn_mb", "memory.cleanup_mb", "memory.limit_mb")
     if s.audio.ring_seconds < 2 * s.vad.hop_ms / 1000:
         fail("audio.ring_seconds is too small for vad.hop_ms", "audio.ring_seconds", "vad.hop_ms")
 
@@ -275,24 +417,25 @@ def _get(s: Settings, dotted: str) -> Any:
 
 
 def default_config_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "listend" / "config.toml"
+    return config_dir() / "config.toml"
 
 
-def load_overrides(path: str | os.PathLike | None = None) -> dict[str, dict[str, Any]]:
+def load_overrides(path: str | os.PathLike[str] | None = None) -> dict[str, dict[str, Any]]:
     """Read and validate the user's TOML file.
 
     With ``path=None`` the default location is used and a missing file means
     "all defaults"; an explicitly named file must exist.
     """
     explicit = path is not None
-    p = Path(path) if explicit else default_config_path()
+    p = Path(path) if path is not None else default_config_path()
     try:
-        raw = p.read_bytes()
+        raw = read_regular(p, MAX_CONFIG_BYTES)
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{p}: no such config file") from None
         return {}
+    except UnsafeFile as e:
+        raise ConfigError(f"{p}: {e.strerror}") from None
     except OSError as e:
         raise ConfigError(f"{p}: cannot read: {e.strerror}") from None
     try:
@@ -300,11 +443,16 @@ def load_overrides(path: str | os.PathLike | None = None) -> dict[str, dict[str,
     except UnicodeDecodeError:
         raise ConfigError(f"{p}: not UTF-8 text") from None
     except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{p}: invalid TOML: {e}") from None
+        raise ConfigError(f"{p}: invalid TOML: {str(e)[:200]}") from None
+    except RecursionError:
+        raise ConfigError(f"{p}: invalid TOML: nested too deeply") from None
     return validate_overrides(data, origin=str(p))
 
 
-def load_settings(path: str | os.PathLike | None = None, profile: str | None = None) -> tuple[Settings, dict]:
+Overrides = dict[str, dict[str, Any]]
+
+
+def load_settings(path: str | os.PathLike[str] | None = None, profile: str | None = None) -> tuple[Settings, Overrides]:
     """Load the config file and build settings; returns ``(settings, overrides)``.
 
     Keep the overrides to rebuild settings for another profile at run time.

@@ -1,27 +1,51 @@
-"""One decoder class for both passes; the pass is a set of options.
+"""Decoders: one small interface, one implementation per model family.
 
-The live pass decodes greedily with no timestamps and no fallback; the
-refine pass uses beam search, the previous refined text as prompt and
-temperature fallback. Both drop segments that Whisper itself scores as
-non-speech or as degenerate (repetition loops), so silence never turns into
-text such as "Thanks for watching".
+A pass (live, refine, final) is a model plus a set of options. Whisper
+passes differ only in options: the live pass decodes greedily with no
+timestamps and no fallback; the refine pass uses beam search, the previous
+refined text as prompt and temperature fallback; the final pass (what the
+live model commits when there is no refine model) decodes exactly as an
+offline ``transcribe`` does. Every Whisper pass drops segments that Whisper
+itself scores as non-speech or as degenerate (repetition loops), so silence
+never turns into text such as "Thanks for watching". Moonshine
+(:mod:`moonshine`) implements the same interface.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Any, Protocol
 
 from .config import DecodeOptions
+from .segmenter import Audio
 
 # Phrases Whisper is known to invent on near-silence (WhisperLive #185 and
 # others). Dropped only when Whisper is itself unsure the segment is speech.
 _HALLUCINATIONS = re.compile(
-    r"^\W*(thanks? (you )?for watching|please subscribe|subtitles? by|transcribed by|you)\W*$", re.I
+    r"^\W*(thanks? (you )?for watching|please subscribe|subtitles? by|transcribed by|you)\W*$", re.IGNORECASE
 )
 _HALLUCINATION_NO_SPEECH = 0.2
+# faster-whisper's own defaults for transcribe(): what "offline" means here.
+_OFFLINE_TEMPERATURES = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+
+
+@dataclass(frozen=True)
+class Decoded:
+    text: str
+    kept_segments: int
+    dropped_segments: int
+
+
+class Decoder(Protocol):
+    """What a worker needs from a model. Each decoder is used from one thread only."""
+
+    @property
+    def model_name(self) -> str: ...
+
+    def decode(self, audio: Audio, prompt: str = "") -> Decoded:
+        """Text of ``audio`` (16 kHz mono); ``prompt`` is preceding text, where the model takes one."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -37,32 +61,60 @@ class PassOptions:
     compression_ratio_threshold: float
 
     @classmethod
-    def live(cls, d: DecodeOptions) -> "PassOptions":
-        return cls(d.live_beam_size, d.language or None, (0.0,), False,
-                   d.no_speech_threshold, d.logprob_threshold, d.compression_ratio_threshold)
+    def live(cls, d: DecodeOptions) -> PassOptions:
+        return cls(
+            d.live_beam_size,
+            d.language or None,
+            (0.0,),
+            False,
+            d.no_speech_threshold,
+            d.logprob_threshold,
+            d.compression_ratio_threshold,
+        )
 
     @classmethod
-    def refine(cls, d: DecodeOptions) -> "PassOptions":
-        return cls(d.refine_beam_size, d.language or None, (0.0, 0.2, 0.4, 0.6), False,
-                   d.no_speech_threshold, d.logprob_threshold, d.compression_ratio_threshold)
+    def refine(cls, d: DecodeOptions) -> PassOptions:
+        return cls(
+            d.refine_beam_size,
+            d.language or None,
+            (0.0, 0.2, 0.4, 0.6),
+            False,
+            d.no_speech_threshold,
+            d.logprob_threshold,
+            d.compression_ratio_threshold,
+        )
+
+    @classmethod
+    def final(cls, d: DecodeOptions) -> PassOptions:
+        """An offline transcription's options (faster-whisper's defaults): beam search, full fallback."""
+        return cls(
+            d.refine_beam_size,
+            d.language or None,
+            _OFFLINE_TEMPERATURES,
+            True,
+            d.no_speech_threshold,
+            d.logprob_threshold,
+            d.compression_ratio_threshold,
+        )
 
 
-@dataclass(frozen=True)
-class Decoded:
-    text: str
-    kept_segments: int
-    dropped_segments: int
+class WhisperDecoder:
+    """Runs one faster-whisper model with one pass's options."""
 
-
-class Decoder:
-    """Runs one Whisper model with one pass's options. Use from one thread only."""
-
-    def __init__(self, model, model_name: str, options: PassOptions):
-        self.model = model
-        self.model_name = model_name
+    def __init__(self, model: Any, model_name: str, options: PassOptions):
+        self.model = model  # a faster_whisper.WhisperModel (or a stand-in with its transcribe())
+        self._name = model_name
         self.options = options
 
-    def decode(self, audio: np.ndarray, prompt: str = "") -> Decoded:
+    @property
+    def model_name(self) -> str:
+        return self._name
+
+    def with_options(self, options: PassOptions) -> WhisperDecoder:
+        """The same model with another pass's options (shares the loaded model)."""
+        return WhisperDecoder(self.model, self._name, options)
+
+    def decode(self, audio: Audio, prompt: str = "") -> Decoded:
         o = self.options
         segments, _info = self.model.transcribe(
             audio,
@@ -88,7 +140,7 @@ class Decoder:
                 kept.append(text)
         return Decoded(" ".join(kept).strip(), len(kept), dropped)
 
-    def _is_non_speech(self, seg) -> bool:
+    def _is_non_speech(self, seg: Any) -> bool:
         o = self.options
         if seg.no_speech_prob > o.no_speech_threshold and seg.avg_logprob < o.logprob_threshold:
             return True

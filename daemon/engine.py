@@ -6,39 +6,46 @@ overload policy) -> :mod:`workers` (live and refine passes) -> :mod:`commit`
 
 The engine builds the stages, hands each what it needs, and owns what spans
 them: the state (``loading`` -> ``idle`` <-> ``listening``, ``error`` on a
-capture failure or a dead worker), the stop budget, profile switches, and the
-heartbeat the systemd watchdog follows. Threads and locks are described in
-``docs/architecture.md``.
+capture failure or a dead stage), segment ids, the stop budget, and the
+heartbeat the systemd watchdog follows. Profile switches are
+:mod:`profiles`'s. Threads and locks are described in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import threading
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Any
 
 from .capture import Capture, CaptureStats
 from .commit import Commit, CommitStats
-from .config import ConfigError, MemoryOptions, Settings, build_settings
-from .decoders import Decoder, PassOptions
-from .events import EngineEvent, ErrorReported, ProfileChanged, State, StateChanged
+from .config import Settings
+from .events import (
+    EngineEvent,
+    ErrorReported,
+    ProfileChanged,
+    Retracted,
+    State,
+    StateChanged,
+)
 from .memory import MemoryStats, MemoryWatchdog
-from .models import ModelSpec, load_whisper
+from .models import load_whisper
+from .outcome import Outcome
+from .profiles import DecoderSet, ModelLoader, ProfileSwitcher
 from .ringbuffer import RingBuffer
 from .router import QueueStats, Router
-from .segmenter import SAMPLE_RATE, Segmenter, Utterance
+from .segmenter import Segmenter, Utterance
 from .sources import AudioSource, SourceError
 from .unfinished import UnfinishedAudio
+from .units import MIB, SAMPLE_RATE
 from .vad import StreamingVad
 from .workers import LiveWorker, RefineWorker, SupervisedWorker, WorkerStats
 
 log = logging.getLogger("listend.engine")
-
-MB = 1024 * 1024
 
 
 class EngineError(RuntimeError):
@@ -60,7 +67,10 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class EngineStats:
-    """A snapshot of every stage's counters and bounds (the D-Bus layer flattens it)."""
+    """A snapshot of every stage's counters and bounds (the D-Bus layer flattens it).
+
+    Each part is a frozen copy taken under its stage's own lock.
+    """
 
     state: str
     profile: str
@@ -78,7 +88,7 @@ class EngineStats:
         return flatten(self)
 
 
-def flatten(value, prefix: str = "") -> dict[str, object]:
+def flatten(value: object, prefix: str = "") -> dict[str, object]:
     """Nested stats dataclasses as one flat dict of their leaves."""
     out: dict[str, object] = {}
     if dataclasses.is_dataclass(value):
@@ -94,6 +104,19 @@ def flatten(value, prefix: str = "") -> dict[str, object]:
     return out
 
 
+class _UntilClosing:
+    """Backpressure for recovery: wait for the pipeline, but not past the engine's close."""
+
+    def __init__(self, closing: threading.Event):
+        self._closing = closing
+
+    def may_wait(self) -> bool:
+        return not self._closing.is_set()
+
+    def waiting(self) -> None:
+        pass
+
+
 class Engine:
     """Live dictation engine.
 
@@ -107,7 +130,7 @@ class Engine:
     first_segment_id : int
         Ids continue from here (above the history's highest id).
     model_loader : callable, optional
-        Loads a model for a :class:`ModelSpec` (tests inject failing or slow ones).
+        Loads a model for a :class:`~listend.models.ModelSpec` (tests inject failing or slow ones).
     unfinished : UnfinishedAudio, optional
         Where audio that cannot be decoded in time is kept (default: the
         state directory).
@@ -115,15 +138,17 @@ class Engine:
     Use :meth:`load` once, then :meth:`start`/:meth:`stop` any number of
     times, and :meth:`close` at the end. Subscribe to events with
     :meth:`subscribe`; callbacks run on the engine's publisher thread, one
-    event at a time, in order.
+    event at a time, in order of their segment ids.
     """
 
-    def __init__(self, settings: Settings, overrides: Mapping | None = None, first_segment_id: int = 1,
-                 model_loader: Callable[[ModelSpec], object] = load_whisper,
-                 unfinished: UnfinishedAudio | None = None):
-        self.settings = settings
-        self._overrides = dict(overrides or {})
-        self._load_model = model_loader
+    def __init__(
+        self,
+        settings: Settings,
+        overrides: Mapping[str, Any] | None = None,
+        first_segment_id: int = 1,
+        model_loader: ModelLoader = load_whisper,
+        unfinished: UnfinishedAudio | None = None,
+    ):
         self._unfinished = unfinished or UnfinishedAudio()
         self._state_lock = threading.Lock()  # guards state, reason, fatal, reported error
         self._state: State = "loading"
@@ -131,27 +156,33 @@ class Engine:
         self._fatal = ""
         self._fatal_at = 0.0
         self._reported = ""
-        self._id_lock = threading.Lock()
+        self._id_lock = threading.Lock()  # allocation and registration with the commit stage, together
         self._next_id = first_segment_id
-        self._profile_lock = threading.Lock()  # one profile switch at a time
         self._stop_lock = threading.Lock()  # one stop at a time
-        self._giving_up = threading.Event()  # a stop deadline passed or a worker died
+        self._giving_up = threading.Event()  # a stop deadline passed or a stage died
         self._closing = threading.Event()
         self._ring = RingBuffer(int(settings.audio.ring_seconds * SAMPLE_RATE))
-        self._commit = Commit(on_publisher_death=lambda e: self._worker_died("publisher", f"publisher died: {e}"))
-        self._router = Router(settings.queues, self._commit, bool(settings.models.refine), self._keep_audio,
-                              self._giving_up.is_set)
+        self._commit = Commit(_Supervision(self))
+        self._commit.subscribe(self._settle_retracted)
+        self._router = Router(
+            settings.queues, self._commit, bool(settings.models.refine), self._keep_audio, self._giving_up.is_set
+        )
         self._capture: Capture | None = None
         self._segmenter: Segmenter | None = None
         self._live: LiveWorker | None = None
         self._refine: RefineWorker | None = None
         self.memory = MemoryWatchdog(settings.memory, self._commit.publish, self._degrade)
+        self._profiles = ProfileSwitcher(settings, dict(overrides or {}), model_loader, self.memory)
 
     # -- public API -------------------------------------------------------------
 
     def subscribe(self, callback: Callable[[EngineEvent], None]) -> Callable[[], None]:
         """Call ``callback(event)`` for every event; returns an unsubscribe function."""
         return self._commit.subscribe(callback)
+
+    @property
+    def settings(self) -> Settings:
+        return self._profiles.settings
 
     @property
     def state(self) -> State:
@@ -164,6 +195,10 @@ class Engine:
     @property
     def next_segment_id(self) -> int:
         return self._next_id
+
+    @property
+    def refine_queue_length(self) -> int:
+        return self._router.refine_queue_length
 
     @property
     def last_error(self) -> str:
@@ -179,7 +214,7 @@ class Engine:
     def heartbeat(self) -> float:
         """Monotonic time of the pipeline's last sign of progress (the watchdog follows it).
 
-        It stops when a worker died, and falls behind when a decode hangs.
+        It stops when a stage died, and falls behind when a decode hangs.
         """
         if self._fatal:
             return self._fatal_at
@@ -193,19 +228,26 @@ class Engine:
     def load(self) -> None:
         """Load models and start the threads (state ``loading`` -> ``idle``)."""
         self._set_state("loading")
-        live, refine = self._load_decoders(self.settings, reuse=None)
+        decoders = self._profiles.load()
         s = self.settings
+        supervision = _Supervision(self)
         self._segmenter = Segmenter(s.vad, StreamingVad(), self._allocate_id)
-        self._capture = Capture(self._ring, self._segmenter, self._router, self._commit,
-                                lambda: self.settings.vad.hop_ms, self._set_state)
-        self._capture.on_death = lambda message: self._worker_died("segmenter", message)
-        self._live = LiveWorker(self._router, self._commit, self._segmenter, live,
-                                lambda: self.settings.decode, lambda: self._capture.clock_origin,
-                                self._worker_failed, self._worker_died)
-        self._refine = RefineWorker(self._router, self._commit, refine, s.decode.prompt_chars,
-                                    self._worker_failed, self._worker_died)
-        self._router.configure(s.queues, refine is not None)
-        self._capture.start_thread()
+        capture = self._capture = Capture(
+            self._ring, self._segmenter, self._router, lambda: self.settings.vad.hop_ms, self._set_state, supervision
+        )
+        self._live = LiveWorker(
+            self._router,
+            self._commit,
+            self._segmenter,
+            decoders.live,
+            decoders.final,
+            lambda: self.settings.decode,
+            lambda: capture.clock_origin,
+            supervision,
+        )
+        self._refine = RefineWorker(self._router, self._commit, decoders.refine, s.decode.prompt_chars, supervision)
+        self._router.configure(s.queues, decoders.refine is not None)
+        capture.start_thread()
         self._live.start()
         self._refine.start()
         self.memory.start()
@@ -219,7 +261,7 @@ class Engine:
         that succeeds, retried every 1-3 s, without any call from outside.
         Each session starts without a prompt from earlier text.
         """
-        if self._capture is None:
+        if self._capture is None or self._refine is None:
             raise EngineError("the engine is not loaded")
         if self._fatal:
             raise EngineError(self._fatal)
@@ -271,72 +313,66 @@ class Engine:
         return self._capture.wait_done(timeout) if self._capture else True
 
     def wait_drained(self, timeout: float | None) -> bool:
-        """Wait until every closed utterance is final and its event delivered."""
+        """Wait until every allocated id is final and its event delivered."""
         return self._commit.wait_drained(timeout)
 
     def set_profile(self, profile: str, reason: str = "") -> None:
         """Switch profile at run time, loading or unloading models as needed.
 
-        Raises :class:`ConfigError` if the user's settings do not fit the profile.
+        Raises :class:`~listend.config.ConfigError` if the user's settings do not fit the profile.
         """
-        with self._profile_lock:
-            new = build_settings(profile, self._overrides)
-            old = self.settings
-            if new.profile == old.profile and self._live is not None:
-                return
-            # Loading a model raises RSS: judge it by the more generous limits until the switch is done.
-            self.memory.configure(_generous(old.memory, new.memory))
-            live, refine = self._load_decoders(new, reuse=(self._live.decoder, self._refine.decoder))
-            old_decoders = (self._live.decoder, self._refine.decoder)
-            self._live.decoder, self._refine.decoder = live, refine
-            self._refine.prompt_chars = new.decode.prompt_chars
-            self.settings = new
-            self._router.configure(new.queues, refine is not None)
-            self._capture.configure_vad(new.vad)
-            # The workers may be mid-decode with the old models: free them only after.
-            self._live.wait_current_item()
-            self._refine.wait_current_item()
-            del old_decoders
-            self.memory.configure(new.memory)
-            self.memory.release()
-        log.info("profile %s%s", profile, f" ({reason})" if reason else "")
-        self._commit.publish(ProfileChanged(profile, reason))
+        self._profiles.switch(_Running(self), profile, reason)
 
     def recover_unfinished(self) -> int:
-        """Queue audio kept by an earlier stop for decoding, as new segments; returns how many."""
+        """Queue audio kept by an earlier stop for decoding, as new segments; returns how many were decoded.
+
+        Each file is deleted once :meth:`settle` is called with its segment's
+        id (the daemon does when the history has written the text), or at
+        once when it holds no speech; until then it stays, and a process that
+        ends first decodes it again at its next start.
+        """
         count = 0
+        backpressure = _UntilClosing(self._closing)
         for path in self._unfinished.files():
             if self._closing.is_set():
                 break
             kept = self._unfinished.load(path)
             if kept is None:
                 continue
-            utt = Utterance(self._allocate_id(), 0, kept.audio, kept.wall_start)
-            self._commit.register(utt.id)
-            self._router.route(utt, lambda: not self._closing.is_set(), lambda: None)
-            while not self._commit.wait_drained(0.5):
+            seg_id = self._allocate_id()
+            self._unfinished.decoding(seg_id, path)
+            self._router.route(Utterance(seg_id, 0, kept.audio, kept.wall_start), backpressure)
+            while not self._commit.wait_final(seg_id, 0.5):
                 if self._closing.is_set():
-                    return count  # the file stays: decoded at the next start
-            self._unfinished.remove(path)
+                    return count  # what is queued is finished (or kept again) by the close
             count += 1
         if count:
             log.info("decoded %d utterance(s) kept from an earlier stop", count)
         return count
+
+    def settle(self, seg_id: int) -> None:
+        """The final text of ``seg_id`` is durable: audio kept for it can go."""
+        self._unfinished.settle(seg_id)
 
     def stats(self) -> EngineStats:
         s = self.settings
         capture = self._capture.stats() if self._capture else CaptureStats()
         queues = self._router.stats()
         max_utterance = int(s.vad.max_utterance_s * SAMPLE_RATE) * 4
-        m = self.memory.stats
+        m = s.memory
         return EngineStats(
-            state=self._state, profile=s.profile, capture=capture, queues=queues,
-            commits=self._commit.stats, memory=m,
-            thresholds=Thresholds(s.memory.warn_mb * MB, s.memory.cleanup_mb * MB, s.memory.limit_mb * MB),
+            state=self._state,
+            profile=s.profile,
+            capture=capture,
+            queues=queues,
+            commits=self._commit.stats(),
+            memory=self.memory.stats(),
+            thresholds=Thresholds(m.warn_mb * MIB, m.cleanup_mb * MIB, m.limit_mb * MIB),
             buffers=BufferStats(
                 capture.ring_bytes + capture.segmenter_bytes + queues.queued_bytes,
                 # open utterance + queues + one in each decoder + a live snapshot + the speculation
-                capture.ring_bytes + max_utterance * (1 + s.queues.refine + s.queues.live_final + 4)),
+                capture.ring_bytes + max_utterance * (1 + s.queues.refine + s.queues.live_final + 4),
+            ),
             workers=tuple(w.stats() for w in self._workers()),
             partials_skipped=self._live.partials_skipped if self._live else 0,
         )
@@ -361,69 +397,45 @@ class Engine:
         return [w for w in (self._live, self._refine) if w is not None]
 
     def _allocate_id(self) -> int:
+        """The next segment id, registered with the commit stage at once: ids are published in order."""
         with self._id_lock:
             seg_id = self._next_id
             self._next_id += 1
+            self._commit.register(seg_id)
             return seg_id
 
-    def _load_decoders(self, s: Settings, reuse) -> tuple[Decoder, Decoder | None]:
-        m = s.models
-
-        def get(name: str, options: PassOptions, current: Decoder | None, threads: int) -> Decoder:
-            if current is not None and current.model_name == name:
-                return Decoder(current.model, name, options)
-            spec = ModelSpec(name, m.device, m.compute_type, m.cpu_threads or threads)
-            return Decoder(self._load_model(spec), name, options)
-
-        # Automatic threads: the refine pass gets every core (the live pass
-        # pauses while an utterance ends, which is when refining runs); the
-        # live pass gets half of them beside a refine model, all without one.
-        cores = os.cpu_count() or 2
-        cur_live, cur_refine = reuse or (None, None)
-        live = get(m.live, PassOptions.live(s.decode), cur_live, max(1, cores // 2) if m.refine else cores)
-        refine = None
-        if m.refine:
-            # Never share one model between the two threads (faster-whisper #1055).
-            refine = get(m.refine, PassOptions.refine(s.decode), cur_refine if m.refine != m.live else None, cores)
-        return live, refine
-
     def _keep_audio(self, utt: Utterance) -> None:
-        self._commit.keep_as_audio(utt, self._unfinished.keep(utt))
+        kept = self._unfinished.keep(utt)
+        if kept:
+            self._unfinished.settle(utt.id)  # recovered audio kept again: the new file replaces the old
+        self._commit.keep_as_audio(utt, kept.detail)
+
+    def _settle_retracted(self, event: EngineEvent) -> None:
+        if isinstance(event, Retracted) and event.kind == "no-speech":
+            self._unfinished.settle(event.id)  # nothing to keep: the audio held no speech
 
     def _keep_unfinished(self) -> None:
-        """Keep as audio every utterance still queued or being decoded that has no final text."""
+        """Keep as audio every utterance still queued or being decoded that has no final text.
+
+        With the segmenter thread dead, the utterance it had open is kept too.
+        """
         for utt in self._router.take_unfinished():
             if self._commit.is_pending(utt.id):
                 self._keep_audio(utt)
+        if self._capture is not None and self._segmenter is not None and not self._capture.alive:
+            open_utterance = self._segmenter.flush()
+            if open_utterance is not None:
+                self._keep_audio(open_utterance)
 
-    def _degrade(self) -> tuple[bool, str]:
-        """Memory over limit: shed the refine model by switching to lightweight."""
-        if self.settings.profile == "lightweight":
-            return False, "already lightweight; cleaned up"
-        if self._profile_lock.locked():
-            return False, "a profile switch is under way; cleaned up"
-        try:
-            build_settings("lightweight", self._overrides)
-        except ConfigError as e:
-            self._report(f"memory limit: cannot switch to lightweight: {e}")
-            return False, f"cannot switch to lightweight: {e}"
-
-        def switch() -> None:
-            try:
-                self.set_profile("lightweight", "memory limit")
-            except Exception as e:  # reported, never a silent thread death
-                log.exception("switching to lightweight failed")
-                self._report(f"memory limit: switching to lightweight failed: {e}")
-
-        threading.Thread(target=switch, name="listend-degrade", daemon=True).start()
-        return True, "switching to the lightweight profile (refine model unloaded)"
+    def _degrade(self) -> Outcome:
+        return self._profiles.degrade(_Running(self))
 
     # -- state ------------------------------------------------------------------
 
     def _set_state(self, state: State, reason: str = "") -> None:
         with self._state_lock:
             if self._fatal and state != "error":
-                return  # a dead worker is final until restart
+                return  # a dead stage is final until restart
             if state == self._state and reason == self._reason:
                 return
             self._state, self._reason = state, reason
@@ -437,10 +449,7 @@ class Engine:
             self._reported = message
         self._commit.publish(ErrorReported(message))
 
-    def _worker_failed(self, worker: str, message: str) -> None:
-        self._report(message)
-
-    def _worker_died(self, worker: str, message: str) -> None:
+    def _stage_died(self, stage: str, message: str) -> None:
         with self._state_lock:
             if not self._fatal:
                 self._fatal, self._fatal_at = message, time.monotonic()
@@ -449,7 +458,7 @@ class Engine:
 
         def wind_down() -> None:
             # Nothing will decode what waits: keep it as audio now, so no wait for it can hang.
-            if self._capture is not None and worker != "segmenter":
+            if self._capture is not None and stage != "segmenter":
                 self._capture.request_stop()
                 self._capture.wait_done(5)
             self._keep_unfinished()
@@ -457,13 +466,51 @@ class Engine:
         threading.Thread(target=wind_down, name="listend-wind-down", daemon=True).start()
 
 
+class _Supervision:
+    """The engine as its stages' :class:`~listend.supervision.Supervisor`."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def failed(self, stage: str, message: str) -> None:
+        self._engine._report(message)
+
+    def died(self, stage: str, message: str) -> None:
+        self._engine._stage_died(stage, message)
+
+
+class _Running:
+    """The running engine as a profile switch's :class:`~listend.profiles.Pipeline`."""
+
+    def __init__(self, engine: Engine):
+        self._engine = engine
+
+    def decoders(self) -> DecoderSet | None:
+        e = self._engine
+        if e._live is None or e._refine is None:
+            return None
+        return DecoderSet(e._live.decoder, e._live.final_decoder, e._refine.decoder)
+
+    def apply(self, settings: Settings, decoders: DecoderSet) -> None:
+        e = self._engine
+        assert e._live is not None and e._refine is not None and e._capture is not None
+        e._live.decoder, e._live.final_decoder, e._refine.decoder = decoders.live, decoders.final, decoders.refine
+        e._refine.prompt_chars = settings.decode.prompt_chars
+        e._router.configure(settings.queues, decoders.refine is not None)
+        e._capture.configure_vad(settings.vad)
+        # The workers may be mid-decode with the old models: the caller frees them only after.
+        e._live.wait_current_item()
+        e._refine.wait_current_item()
+
+    def publish(self, event: ProfileChanged) -> None:
+        self._engine._commit.publish(event)
+
+    def report(self, message: str) -> None:
+        self._engine._report(message)
+
+
 def _left(deadline: float | None, reserve: float) -> float | None:
     """Seconds until ``deadline`` less ``reserve`` (None: no deadline)."""
     if deadline is None:
         return None
     return max(0.0, deadline - reserve - time.monotonic())
-
-
-def _generous(a: MemoryOptions, b: MemoryOptions) -> MemoryOptions:
-    return MemoryOptions(max(a.warn_mb, b.warn_mb), max(a.cleanup_mb, b.cleanup_mb), max(a.limit_mb, b.limit_mb),
-                         min(a.sample_interval_s, b.sample_interval_s), min(a.trim_interval_s, b.trim_interval_s))

@@ -7,10 +7,12 @@ layer hands them to its event loop, the CLI prints them.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Union
+from typing import Literal
 
 State = Literal["loading", "idle", "listening", "error"]
 PressureLevel = Literal["normal", "warn", "cleanup", "limit"]
+Source = Literal["refined", "live"]
+RetractKind = Literal["no-speech", "kept-as-audio", "lost"]
 
 
 @dataclass(frozen=True)
@@ -38,17 +40,23 @@ class Refined:
     end: float
     text: str
     live_text: str
-    source: Literal["refined", "live"]
+    source: Source
     wall_start: float
     wall_end: float
 
 
 @dataclass(frozen=True)
 class Retracted:
-    """Utterance ``id`` produced no text (judged non-speech); drop its partial."""
+    """Utterance ``id`` has no text: drop its partial.
+
+    ``kind`` says why: ``no-speech`` (the model heard none), ``kept-as-audio``
+    (it could not be decoded in time; ``reason`` says where its audio went),
+    ``lost`` (its audio went with a thread that died).
+    """
 
     id: int
     reason: str
+    kind: RetractKind = "no-speech"
 
 
 @dataclass(frozen=True)
@@ -80,4 +88,4 @@ class ErrorReported:
     message: str
 
 
-EngineEvent = Union[Partial, Refined, Retracted, StateChanged, MemoryPressure, ProfileChanged, ErrorReported]
+EngineEvent = Partial | Refined | Retracted | StateChanged | MemoryPressure | ProfileChanged | ErrorReported

@@ -11,21 +11,23 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import dataclasses
 import gc
 import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import psutil
 
 from .config import MemoryOptions
 from .events import MemoryPressure, PressureLevel
+from .outcome import Outcome
+from .units import MIB
 
 log = logging.getLogger("listend.memory")
-MB = 1024 * 1024
 
 
 def _load_malloc_trim() -> Callable[[int], int] | None:
@@ -71,7 +73,7 @@ def pin_mmap_threshold() -> bool:
     return _allocator_pinned
 
 
-@dataclass
+@dataclass(frozen=True)
 class MemoryStats:
     rss_bytes: int = 0
     peak_rss_bytes: int = 0
@@ -91,19 +93,21 @@ class MemoryWatchdog:
     publish : callable
         Receives a :class:`MemoryPressure` event on every level change and action.
     degrade : callable
-        Called once per ``limit`` episode; returns ``(done, description)``:
-        whether it shed something, and what (or why it could not).
+        Called once per ``limit`` episode; its outcome says whether it shed
+        something, and what (or why it could not).
     """
 
-    def __init__(self, options: MemoryOptions, publish: Callable[[MemoryPressure], None],
-                 degrade: Callable[[], tuple[bool, str]]):
+    def __init__(
+        self, options: MemoryOptions, publish: Callable[[MemoryPressure], None], degrade: Callable[[], Outcome]
+    ):
         self.options = options
         self._publish = publish
         self._degrade = degrade
         pin_mmap_threshold()
         self._process = psutil.Process()
         self._trim = _load_malloc_trim()
-        self.stats = MemoryStats()
+        self._stats_lock = threading.Lock()
+        self._stats = MemoryStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_trim = time.monotonic()
@@ -126,18 +130,25 @@ class MemoryWatchdog:
         while not self._stop.wait(self.options.sample_interval_s):
             self.check()
 
+    def stats(self) -> MemoryStats:
+        with self._stats_lock:
+            return self._stats
+
+    def _update(self, **changes: object) -> None:
+        with self._stats_lock:
+            self._stats = dataclasses.replace(self._stats, **changes)  # type: ignore[arg-type]
+
     def release(self) -> None:
         """Give freed memory back: collect cycles, then trim the C heap."""
         gc.collect()
         if self._trim is not None:
             self._trim(0)
-            self.stats.trims += 1
+            self._update(trims=self._stats.trims + 1)
         self._last_trim = time.monotonic()
 
     def sample(self) -> int:
         rss = self._process.memory_info().rss
-        self.stats.rss_bytes = rss
-        self.stats.peak_rss_bytes = max(self.stats.peak_rss_bytes, rss)
+        self._update(rss_bytes=rss, peak_rss_bytes=max(self._stats.peak_rss_bytes, rss))
         return rss
 
     def check(self) -> PressureLevel:
@@ -146,12 +157,12 @@ class MemoryWatchdog:
         rss = self.sample()
         if time.monotonic() - self._last_trim >= o.trim_interval_s:
             self.release()
-        previous = self.stats.level
+        previous = self._stats.level
         level = pressure_level(rss, o, previous)
-        self.stats.level = level
+        self._update(level=level)
         if level == "normal":
             if previous != "normal":
-                log.info("memory back to normal: %d MiB", rss // MB)
+                log.info("memory back to normal: %d MiB", rss // MIB)
                 self._publish(MemoryPressure("normal", rss))
             return level
         action = ""
@@ -161,17 +172,24 @@ class MemoryWatchdog:
             level != previous or time.monotonic() - self._last_cleanup >= 10 * o.sample_interval_s
         ):
             self.release()
-            self.stats.cleanups += 1
+            self._update(cleanups=self._stats.cleanups + 1)
             self._last_cleanup = time.monotonic()
             rss = self.sample()
             action = "cleanup"
         if level == "limit" and previous != "limit":
-            done, action = self._degrade()
-            self.stats.degradations += done
-            log.warning("memory over limit (%d MiB >= %d MiB): %s", rss // MB, o.limit_mb, action)
+            outcome = self._degrade()
+            action = outcome.detail
+            self._update(degradations=self._stats.degradations + outcome.ok)
+            log.warning("memory over limit (%d MiB >= %d MiB): %s", rss // MIB, o.limit_mb, action)
         elif level != previous:
-            log.warning("memory %s: %d MiB (warn %d, cleanup %d, limit %d MiB)",
-                        level, rss // MB, o.warn_mb, o.cleanup_mb, o.limit_mb)
+            log.warning(
+                "memory %s: %d MiB (warn %d, cleanup %d, limit %d MiB)",
+                level,
+                rss // MIB,
+                o.warn_mb,
+                o.cleanup_mb,
+                o.limit_mb,
+            )
         if level != previous:
             self._publish(MemoryPressure(level, rss, action))
         return level
@@ -182,16 +200,16 @@ _ORDER: tuple[PressureLevel, ...] = ("normal", "warn", "cleanup", "limit")
 
 def hysteresis_bytes(threshold_mb: int) -> int:
     """How far below a threshold RSS must fall to leave its level: 3 %, at least 16 MiB."""
-    return max(16 * MB, threshold_mb * MB * 3 // 100)
+    return max(16 * MIB, threshold_mb * MIB * 3 // 100)
 
 
 def pressure_level(rss: int, o: MemoryOptions, previous: PressureLevel = "normal") -> PressureLevel:
     """The level for ``rss``: up at a threshold, down only once below it by the hysteresis margin."""
-    thresholds = {"warn": o.warn_mb, "cleanup": o.cleanup_mb, "limit": o.limit_mb}
+    thresholds: dict[PressureLevel, int] = {"warn": o.warn_mb, "cleanup": o.cleanup_mb, "limit": o.limit_mb}
     level: PressureLevel = "normal"
-    for name in ("warn", "cleanup", "limit"):
+    for name in _ORDER[1:]:
         mb = thresholds[name]
         held = _ORDER.index(previous) >= _ORDER.index(name)  # already at or above this level
-        if rss >= mb * MB or (held and rss >= mb * MB - hysteresis_bytes(mb)):
-            level = name  # type: ignore[assignment]
+        if rss >= mb * MIB or (held and rss >= mb * MIB - hysteresis_bytes(mb)):
+            level = name
     return level

@@ -23,6 +23,9 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from . import paths
 
 BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 BASE_MODEL_SIZE = 145_217_532
@@ -46,8 +49,8 @@ class ModelSpec:
 
 
 def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "listend" / "models"
+    """Where embedded models are joined or converted: ``$XDG_CACHE_HOME/listend/models``."""
+    return paths.cache_dir() / "models"
 
 
 def _package_dir(package: str) -> Path | None:
@@ -76,8 +79,10 @@ def embedded_base(target: Path | None = None) -> Path:
     """Return the joined base model directory, joining the two parts if needed."""
     target = target or cache_dir() / "base"
     model_bin = target / "model.bin"
-    if model_bin.is_file() and model_bin.stat().st_size == BASE_MODEL_SIZE and all(
-        (target / f).is_file() for f in _BASE_SIDE_FILES
+    if (
+        model_bin.is_file()
+        and model_bin.stat().st_size == BASE_MODEL_SIZE
+        and all((target / f).is_file() for f in _BASE_SIDE_FILES)
     ):
         # A completed join was verified before it was renamed into place.
         return target
@@ -155,7 +160,7 @@ def _resolve_hub(name: str) -> str:
         pass  # not cached; try the hub below
     hint = (
         f"model {name!r} is not in the local Hugging Face cache and the hub could not be reached. "
-        f"Download it once while online (python -c \"from faster_whisper import download_model; "
+        f'Download it once while online (python -c "from faster_whisper import download_model; '
         f"download_model('{name}')\") or set the model to a local CTranslate2 directory"
     )
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
@@ -168,7 +173,7 @@ def _resolve_hub(name: str) -> str:
         raise ModelUnavailable(f"{hint} ({type(e).__name__})") from None
 
 
-def load_whisper(spec: ModelSpec):
+def load_whisper(spec: ModelSpec) -> Any:
     """Load a :class:`faster_whisper.WhisperModel` for ``spec``."""
     from faster_whisper import WhisperModel
 

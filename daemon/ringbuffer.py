@@ -65,8 +65,7 @@ class RingBuffer:
             self._buf[: n - first] = samples[first:n]
         self._written += n
         waiting = self._written - self._read
-        if waiting > self.high_water:
-            self.high_water = waiting
+        self.high_water = max(self.high_water, waiting)
         return n
 
     def read_into(self, out: np.ndarray) -> int:

@@ -29,15 +29,47 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import Literal, Protocol
 
 from .commit import Commit
 from .config import QueueOptions
 from .segmenter import Pause, Utterance
 
 
-@dataclass
+class Backpressure(Protocol):
+    """What whoever routes an utterance does when a queue is full."""
+
+    def may_wait(self) -> bool:
+        """True while the caller can be held up (a file read as fast as possible can; a microphone cannot)."""
+        ...
+
+    def waiting(self) -> None:
+        """Called on every wait (the segmenter beats its heartbeat: waiting on purpose is not being stuck)."""
+        ...
+
+
+class _NeverWait:
+    def may_wait(self) -> bool:
+        return False
+
+    def waiting(self) -> None:
+        pass
+
+
+class _MayWait(_NeverWait):
+    def may_wait(self) -> bool:
+        return True
+
+
+NEVER_WAIT: Backpressure = _NeverWait()
+"""Never hold the caller up: degrade instead (commit live text, keep audio)."""
+MAY_WAIT: Backpressure = _MayWait()
+"""The caller can always wait (a worker handing back an utterance)."""
+
+
+@dataclass(frozen=True)
 class QueueStats:
     queue_live: int = 0
     queue_live_max: int = 0
@@ -50,6 +82,44 @@ class QueueStats:
     speculations: int = 0  # pauses handed to the refine pass before their utterance closed
     speculations_used: int = 0  # ... whose text became the refined text
     speculations_discarded: int = 0  # ... voided: speech resumed, or the utterance closed elsewhere
+
+
+@dataclass
+class _Counters:
+    queue_live_high_water: int = 0
+    queue_refine_high_water: int = 0
+    backpressure_waits: int = 0
+    speculations: int = 0
+    speculations_used: int = 0
+    speculations_discarded: int = 0
+
+
+SpeculationPhase = Literal["waiting", "decoding", "decoded"]
+
+
+@dataclass
+class Speculation:
+    """The one speculative refine: a pause's audio on its way through the refine pass.
+
+    ``waiting`` for the refine worker, ``decoding`` by it, or ``decoded``
+    (``text`` is set) while the utterance is still open. ``void`` once speech
+    resumed during the decode; ``closed`` is the utterance that closed with
+    exactly this audio while it was being decoded, waiting for its text.
+    """
+
+    utt: Utterance
+    phase: SpeculationPhase = "waiting"
+    void: bool = False
+    text: str = ""
+    closed: Utterance | None = None
+
+    @property
+    def id(self) -> int:
+        return self.utt.id
+
+    def covers(self, utt: Utterance) -> bool:
+        """``utt`` closed with the very audio speculated on (same id, same length)."""
+        return self.utt.id == utt.id and len(self.utt.audio) == len(utt.audio)
 
 
 @dataclass
@@ -85,8 +155,14 @@ class Router:
         kept as audio.
     """
 
-    def __init__(self, queues: QueueOptions, commit: Commit, refine_enabled: bool,
-                 keep_audio: Callable[[Utterance], None], giving_up: Callable[[], bool]):
+    def __init__(
+        self,
+        queues: QueueOptions,
+        commit: Commit,
+        refine_enabled: bool,
+        keep_audio: Callable[[Utterance], None],
+        giving_up: Callable[[], bool],
+    ):
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._commit = commit
@@ -96,16 +172,12 @@ class Router:
         self._final_q: collections.deque[Utterance] = collections.deque()
         self._refining: dict[int, Utterance] = {}  # taken by the refine worker, not done
         self._finalising: dict[int, Utterance] = {}  # taken by the live worker, not done
-        # Speculative refine (at most one of these is set, all for the same open utterance):
-        self._pause: Utterance | None = None  # a pause's audio waiting for the refine worker
-        self._speculating: Utterance | None = None  # ... being decoded
-        self._speculated: tuple[Utterance, str] | None = None  # ... decoded, the utterance still open
-        self._speculation_void = False  # speech resumed while it was being decoded
-        # Closed utterances whose speculative text arrives (awaiting) or has arrived (ready).
-        self._awaiting: dict[int, Utterance] = {}
+        self._spec: Speculation | None = None  # at most one, for the open utterance
+        # Closed utterances whose speculative text has arrived, to be committed by the refine worker.
         self._ready: collections.deque[tuple[Utterance, str]] = collections.deque()
-        self._stats = QueueStats()
-        self.configure(queues, refine_enabled)
+        self._counts = _Counters()
+        self._bounds = queues
+        self._refine_enabled = refine_enabled
 
     def configure(self, queues: QueueOptions, refine_enabled: bool) -> None:
         with self._cond:
@@ -118,114 +190,110 @@ class Router:
     def speculate(self, pause: Pause, can_wait: bool) -> None:
         """The open utterance paused: let an idle refine pass start on it."""
         with self._cond:
-            idle = not (self._refine_q or self._refining or self._ready or self._speculating)
+            decoding = self._spec is not None and self._spec.phase == "decoding"
+            idle = not (self._refine_q or self._refining or self._ready or decoding)
             if not self._refine_enabled or can_wait or not idle:
                 return  # a busy refine pass gains nothing; a fast file replay closes it at once
             self._drop_speculation()
-            self._pause = Utterance(pause.id, pause.start_sample, pause.audio)
-            self._stats.speculations += 1
+            self._spec = Speculation(Utterance(pause.id, pause.start_sample, pause.audio))
+            self._counts.speculations += 1
             self._cond.notify_all()
 
     def speculating_on(self, utt_id: int) -> bool:
         """The refine pass has (or is about to start) a speculation on open utterance ``utt_id``."""
         with self._lock:
-            spec = self._speculation()
-            return spec is not None and spec.id == utt_id
-
-    def _speculation(self) -> Utterance | None:
-        """The pause being speculated on, at whichever step it is."""
-        return self._speculated[0] if self._speculated is not None else self._pause or self._speculating
+            return self._spec is not None and self._spec.id == utt_id
 
     def resume(self, utt_id: int) -> None:
         """Speech came back in utterance ``utt_id``: its speculation is void."""
         with self._cond:
-            if self._speculating is not None and self._speculating.id == utt_id:
-                self._speculation_void = True
-            elif ((self._pause is not None and self._pause.id == utt_id)
-                  or (self._speculated is not None and self._speculated[0].id == utt_id)):
-                self._drop_speculation()
+            if self._spec is not None and self._spec.id == utt_id:
+                self._void_speculation()
+
+    def _void_speculation(self) -> None:
+        """Discard the speculation; one being decoded is discarded when its decode returns."""
+        if self._spec is not None and self._spec.phase == "decoding":
+            self._spec.void = True
+        else:
+            self._drop_speculation()
 
     def _drop_speculation(self) -> None:
-        if self._pause is not None or self._speculated is not None:
-            self._stats.speculations_discarded += 1
-        self._pause = None
-        self._speculated = None
+        if self._spec is not None and self._spec.phase != "decoding":
+            self._counts.speculations_discarded += 1
+            self._spec = None
 
     def _use_speculation(self, utt: Utterance) -> bool:
         """``utt`` just closed: True if a speculation on exactly its audio covers it."""
-        def same(spec: Utterance | None) -> bool:  # same id and length: the very same audio
-            return spec is not None and spec.id == utt.id and len(spec.audio) == len(utt.audio)
-
-        if same(self._pause):  # not taken yet: an ordinary refine of the same audio
-            self._pause = None
-            self._stats.speculations_discarded += 1
+        spec = self._spec
+        if spec is None:
             return False
-        if same(self._speculating) and not self._speculation_void:
-            self._awaiting[utt.id] = utt
-        elif self._speculated is not None and same(self._speculated[0]):
-            self._ready.append((utt, self._speculated[1]))
-            self._speculated = None
-            self._stats.speculations_used += 1
+        if not spec.covers(utt) or spec.void or spec.phase == "waiting":
+            # Not taken yet (an ordinary refine of the same audio), or closed elsewhere.
+            self._void_speculation()
+            return False
+        if spec.phase == "decoding":
+            spec.closed = utt  # its text is on its way
         else:
-            self._drop_speculation()
-            return False
+            self._ready.append((utt, spec.text))
+            self._spec = None
+            self._counts.speculations_used += 1
         self._refining[utt.id] = utt
         return True
 
-    def route(self, utt: Utterance, can_wait: Callable[[], bool], beat: Callable[[], None]) -> None:
+    def route(self, utt: Utterance, backpressure: Backpressure) -> None:
         """Queue a closed utterance (already registered with the commit stage)."""
         with self._cond:
             if not self._refine_enabled:
-                self._drop_speculation()  # left from before the refine model was shed
-                self._enqueue_final(utt, can_wait, beat)
+                self._void_speculation()  # left from before the refine model was shed
+                self._enqueue_final(utt, backpressure)
                 return
             if self._use_speculation(utt):
                 self._cond.notify_all()
                 return
             while len(self._refine_q) >= self._bounds.refine:
-                if can_wait() and not self._giving_up():
-                    self._stats.backpressure_waits += 1
-                    beat()  # waiting on purpose is not being stuck
+                if backpressure.may_wait() and not self._giving_up():
+                    self._counts.backpressure_waits += 1
+                    backpressure.waiting()
                     self._cond.wait(0.1)
                     continue
                 # Overload with a live source: never drop, commit live text instead.
-                self._to_live(self._refine_q.popleft(), can_wait, beat)
+                self._to_live(self._refine_q.popleft(), backpressure)
             self._refine_q.append(utt)
-            self._stats.queue_refine_high_water = max(self._stats.queue_refine_high_water, len(self._refine_q))
+            self._counts.queue_refine_high_water = max(self._counts.queue_refine_high_water, len(self._refine_q))
             self._cond.notify_all()
 
-    def _enqueue_final(self, utt: Utterance, can_wait, beat) -> None:
+    def _enqueue_final(self, utt: Utterance, backpressure: Backpressure) -> None:
         while len(self._final_q) >= self._bounds.live_final:
             oldest = self._final_q[0]
             text = self._commit.live_text(oldest.id)
-            if text and not can_wait():
+            if text and not backpressure.may_wait():
                 self._final_q.popleft()
                 self._commit.finish(oldest, text, "live")
                 continue
             if self._giving_up():
                 self._keep_audio(utt)
                 return
-            self._stats.backpressure_waits += 1
-            beat()
+            self._counts.backpressure_waits += 1
+            backpressure.waiting()
             self._cond.wait(0.1)
         self._final_q.append(utt)
-        self._stats.queue_live_high_water = max(self._stats.queue_live_high_water, len(self._final_q))
+        self._counts.queue_live_high_water = max(self._counts.queue_live_high_water, len(self._final_q))
         self._cond.notify_all()
 
-    def _to_live(self, utt: Utterance, can_wait, beat) -> None:
+    def _to_live(self, utt: Utterance, backpressure: Backpressure) -> None:
         """Commit with the newest partial if there is one, else queue a final decode by the live model."""
         text = self._commit.live_text(utt.id)
         if text:
             self._commit.finish(utt, text, "live")
         else:
-            self._enqueue_final(utt, can_wait, beat)
+            self._enqueue_final(utt, backpressure)
 
     # -- from the workers -------------------------------------------------------
 
     def take_refine(self, timeout: float) -> RefineJob | None:
         """The next job: a speculative text to commit, a closed utterance, or a pause to decode."""
         with self._cond:
-            if not (self._ready or self._refine_q or self._pause):
+            if not (self._ready or self._refine_q or self._speculation_waiting()):
                 self._cond.wait(timeout)
             if self._ready:
                 utt, text = self._ready.popleft()
@@ -235,30 +303,35 @@ class Router:
                 self._refining[utt.id] = utt
                 self._cond.notify_all()
                 return RefineJob(utt)
-            if self._pause is not None:
-                self._speculating, self._pause = self._pause, None
-                self._speculation_void = False
-                return RefineJob(self._speculating, speculative=True)
+            spec = self._spec
+            if spec is not None and spec.phase == "waiting":
+                spec.phase = "decoding"
+                return RefineJob(spec.utt, speculative=True)
             return None
 
-    def speculation_done(self, spec: Utterance, text: str | None) -> None:
-        """The refine worker decoded a pause (``text`` None: the decode failed)."""
+    def _speculation_waiting(self) -> bool:
+        return self._spec is not None and self._spec.phase == "waiting"
+
+    def speculation_done(self, utt: Utterance, text: str | None) -> None:
+        """The refine worker decoded a pause's audio ``utt`` (``text`` None: the decode failed)."""
         with self._cond:
-            self._speculating = None
-            waiting = self._awaiting.pop(spec.id, None)
-            if waiting is not None:
+            spec = self._spec
+            if spec is None or spec.utt is not utt:
+                return  # abandoned meanwhile (a stop deadline took what was queued)
+            if spec.closed is not None:
+                closed, self._spec = spec.closed, None
                 if text is None:  # refine the closed utterance the ordinary way
-                    self._refining.pop(spec.id, None)
-                    self._refine_q.appendleft(waiting)
-                    self._stats.speculations_discarded += 1
+                    self._refining.pop(closed.id, None)
+                    self._refine_q.appendleft(closed)
+                    self._counts.speculations_discarded += 1
                 else:
-                    self._ready.append((waiting, text))
-                    self._stats.speculations_used += 1
-            elif self._speculation_void or text is None:
-                self._stats.speculations_discarded += 1
+                    self._ready.append((closed, text))
+                    self._counts.speculations_used += 1
+            elif spec.void or text is None:
+                self._spec = None
+                self._counts.speculations_discarded += 1
             else:
-                self._speculated = (spec, text)
-            self._speculation_void = False
+                spec.phase, spec.text = "decoded", text
             self._cond.notify_all()
 
     def take_final(self) -> Utterance | None:
@@ -286,7 +359,7 @@ class Router:
         """The refine pass could not decode ``utt`` (or its model was shed): fall back to live text."""
         with self._cond:
             self._refining.pop(utt.id, None)
-            self._to_live(utt, lambda: True, lambda: None)
+            self._to_live(utt, MAY_WAIT)
 
     def wait_for_final(self, timeout: float) -> None:
         with self._cond:
@@ -301,6 +374,11 @@ class Router:
         """Half the refine queue is full: partials should leave the CPU to refining."""
         with self._lock:
             return self._refine_enabled and len(self._refine_q) * 2 >= self._bounds.refine
+
+    @property
+    def refine_queue_length(self) -> int:
+        with self._lock:
+            return len(self._refine_q)
 
     # -- stopping ---------------------------------------------------------------
 
@@ -317,34 +395,53 @@ class Router:
             has_text = {u.id for u, _ in self._ready}
             for utt in list(self._refining.values()):
                 if utt.id not in self._finalising and utt.id not in queued_final and utt.id not in has_text:
-                    self._to_live(utt, lambda: False, lambda: None)
+                    self._to_live(utt, NEVER_WAIT)
             while self._refine_q:
-                self._to_live(self._refine_q.popleft(), lambda: False, lambda: None)
+                self._to_live(self._refine_q.popleft(), NEVER_WAIT)
             self._cond.notify_all()
 
     def take_unfinished(self) -> list[Utterance]:
         """Empty the queues and return them with what is being decoded (the stop deadline passed)."""
         with self._cond:
-            by_id = {u.id: u for u in [*self._refine_q, *self._final_q, *self._refining.values(),
-                                        *self._finalising.values()]}
+            by_id = {
+                u.id: u for u in [*self._refine_q, *self._final_q, *self._refining.values(), *self._finalising.values()]
+            }
             self._refine_q.clear()
             self._final_q.clear()
             self._ready.clear()
-            self._awaiting.clear()
-            self._pause = self._speculated = None
+            self._spec = None
             self._cond.notify_all()
             return [by_id[i] for i in sorted(by_id)]
 
+    def holds(self, seg_id: int) -> bool:
+        """``seg_id`` is queued here or being decoded."""
+        with self._lock:
+            return any(
+                u.id == seg_id
+                for u in [*self._refine_q, *self._final_q, *self._refining.values(), *self._finalising.values()]
+            )
+
     def stats(self) -> QueueStats:
         with self._lock:
-            s = self._stats
-            queued = list({u.id: u for u in [*self._refine_q, *self._final_q, *self._refining.values(),
-                                             *self._finalising.values()]}.values())
-            speculation = self._speculation()
-            if speculation is not None:
-                queued.append(speculation)
-            return QueueStats(len(self._final_q), self._bounds.live_final, s.queue_live_high_water,
-                              len(self._refine_q), self._bounds.refine, s.queue_refine_high_water,
-                              s.backpressure_waits, sum(u.nbytes for u in queued),
-                              s.speculations, s.speculations_used, s.speculations_discarded)
-
+            c = self._counts
+            queued = list(
+                {
+                    u.id: u
+                    for u in [*self._refine_q, *self._final_q, *self._refining.values(), *self._finalising.values()]
+                }.values()
+            )
+            if self._spec is not None:
+                queued.append(self._spec.utt)
+            return QueueStats(
+                len(self._final_q),
+                self._bounds.live_final,
+                c.queue_live_high_water,
+                len(self._refine_q),
+                self._bounds.refine,
+                c.queue_refine_high_water,
+                c.backpressure_waits,
+                sum(u.nbytes for u in queued),
+                c.speculations,
+                c.speculations_used,
+                c.speculations_discarded,
+            )

@@ -36,7 +36,7 @@ class Notifier:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
 
     @classmethod
-    def from_environment(cls) -> "Notifier":
+    def from_environment(cls) -> Notifier:
         usec = 0
         if os.environ.get("WATCHDOG_USEC", "").isdigit():
             pid = os.environ.get("WATCHDOG_PID", "")
@@ -49,7 +49,7 @@ class Notifier:
         return self._sock is not None
 
     def send(self, *lines: str) -> bool:
-        if self._sock is None:
+        if self._sock is None or self.address is None:
             return False
         address = self.address
         if address.startswith("@"):

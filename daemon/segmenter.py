@@ -18,15 +18,18 @@ decode is discarded.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
+import numpy.typing as npt
 
 from .config import VadOptions
+from .units import SAMPLE_RATE
 from .vad import CHUNK
 
-SAMPLE_RATE = 16_000
+Audio = npt.NDArray[np.float32]
+"""16 kHz mono float32 samples."""
 
 
 @dataclass
@@ -35,7 +38,7 @@ class Utterance:
 
     id: int
     start_sample: int  # on the audio clock; capture rebases it to its session
-    audio: np.ndarray  # float32, 16 kHz mono, owned by this object
+    audio: Audio  # owned by this object
     #: Unix time of the first sample, stamped by capture when the utterance
     #: closes (a reconnect later must not move it).
     wall_start: float = 0.0
@@ -67,7 +70,7 @@ class Pause:
 
     id: int
     start_sample: int
-    audio: np.ndarray
+    audio: Audio
 
 
 @dataclass(frozen=True)
@@ -82,8 +85,11 @@ class OpenSnapshot:
     """A copy of the open utterance's audio, taken for a live decode."""
 
     id: int
-    audio: np.ndarray
+    audio: Audio
     end_sample: int
+
+
+SegmenterEvent = Utterance | Pause | Resume
 
 
 class Segmenter:
@@ -96,10 +102,14 @@ class Segmenter:
     vad : callable
         Maps audio (a multiple of 512 samples) to one speech probability per chunk.
     next_id : callable
-        Returns the next segment id (ids increase across restarts).
+        Allocates the next segment id (ids increase across restarts). An id
+        is allocated once an utterance holds ``min_speech_ms`` of speech, and
+        every allocated id ends in exactly one :class:`Utterance`.
     """
 
-    def __init__(self, options: VadOptions, vad: Callable[[np.ndarray], np.ndarray], next_id: Callable[[], int]):
+    def __init__(
+        self, options: VadOptions, vad: Callable[[Audio], npt.NDArray[np.float32]], next_id: Callable[[], int]
+    ):
         self._vad = vad
         self._next_id = next_id
         self._lock = threading.Lock()  # guards the open-utterance buffer against live snapshots
@@ -171,13 +181,13 @@ class Segmenter:
             latest_minimum = len(region) - 1 - int(np.argmin(region[::-1]))
             return (a + latest_minimum) * CHUNK + CHUNK // 2
 
-    def feed(self, audio: np.ndarray) -> list[Utterance | Pause | Resume]:
+    def feed(self, audio: Audio) -> list[SegmenterEvent]:
         """Consume ``audio`` (a multiple of 512 samples).
 
         Returns, in order, the utterances it closed and the pauses and resumes
         it saw; :meth:`utterances` keeps only the first.
         """
-        events: list[Utterance | Pause | Resume] = []
+        events: list[SegmenterEvent] = []
         probs = self._vad(audio)
         for i, p in enumerate(probs):
             chunk = audio[i * CHUNK : (i + 1) * CHUNK]
@@ -187,7 +197,7 @@ class Segmenter:
         return events
 
     @staticmethod
-    def utterances(events: list[Utterance | Pause | Resume]) -> list[Utterance]:
+    def utterances(events: list[SegmenterEvent]) -> list[Utterance]:
         return [e for e in events if isinstance(e, Utterance)]
 
     def flush(self) -> Utterance | None:
@@ -199,7 +209,7 @@ class Segmenter:
 
     # -- internals (called with the lock held) -------------------------------
 
-    def _step(self, chunk: np.ndarray, p: float, events: list) -> None:
+    def _step(self, chunk: Audio, p: float, events: list[SegmenterEvent]) -> None:
         o = self.options
         if self._n == 0:
             if p >= o.threshold:
@@ -235,18 +245,18 @@ class Segmenter:
             events.append(Pause(self._id, self._start, self._buf[:keep].copy()))
 
     @staticmethod
-    def _add(events: list, utt: Utterance | None) -> None:
+    def _add(events: list[SegmenterEvent], utt: Utterance | None) -> None:
         if utt is not None:
             events.append(utt)
 
-    def _remember(self, chunk: np.ndarray) -> None:
+    def _remember(self, chunk: Audio) -> None:
         """Keep the last ``speech_pad_ms`` of non-speech as the next utterance's lead-in."""
         size = len(self._preroll)
         self._preroll[:-CHUNK] = self._preroll[CHUNK:]
         self._preroll[-CHUNK:] = chunk
         self._preroll_len = min(size, self._preroll_len + CHUNK)
 
-    def _open(self, chunk: np.ndarray) -> None:
+    def _open(self, chunk: Audio) -> None:
         lead = min(self._pad, self._preroll_len)
         if lead:
             self._buf[:lead] = self._preroll[-lead:]
@@ -276,6 +286,8 @@ class Segmenter:
     def _emit(self, keep: int, keep_rest: bool) -> Utterance | None:
         utt = None
         keep = max(0, min(keep, self._n))
+        if self._id is not None and keep == 0:
+            keep = self._n  # an allocated id always ends in an utterance (the commit stage waits for it)
         if self._id is not None and keep > 0:
             utt = Utterance(self._id, self._start, self._buf[:keep].copy())
         elif self._id is None:

@@ -4,37 +4,65 @@
   single instance (a name on the bus means ready), models, signals.
 * Glue (:class:`Daemon`): engine events are stored (fsynced on the engine's
   publisher thread, durable before announced) and handed to the asyncio loop
-  with ``call_soon_threadsafe``, where :mod:`service` turns them into signals.
-  Blocking engine calls run in worker threads so the bus keeps answering.
+  with ``call_soon_threadsafe``, where :meth:`Daemon.announce` turns them into
+  signals. Blocking engine calls run in worker threads so the bus keeps
+  answering.
 * Shutdown: SIGTERM/SIGINT stop within :data:`STOP_BUDGET_S` (below the
   unit's ``TimeoutStopSec``); a lost bus connection is logged and exits 1, so
-  ``Restart=on-failure`` brings the daemon back.
+  ``Restart=on-failure`` brings the daemon back. Segments the history could
+  not take are saved elsewhere (:meth:`~listend.history.TranscriptStore.save_unwritten`)
+  and the exit status is :data:`EXIT_HISTORY_UNSAVED` to say so.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import functools
 import logging
 import os
 import signal
 import sys
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from dbus_next import BusType, MessageType
 from dbus_next.constants import NameFlag, RequestNameReply
-from dbus_next.errors import DBusError
 
 from . import sdnotify
-from .bus import (BUS_NAME, OBJECT_PATH, NoBusError, bus_owner_pid, call_bus_daemon, find_session_bus,
-                  forget_private_bus, notification, start_private_bus)
-from .config import ConfigError, load_settings
-from .dbusio import MessageBus
+from .bus import (
+    BUS_NAME,
+    OBJECT_PATH,
+    NoBusError,
+    bus_owner_pid,
+    call_bus_daemon,
+    find_session_bus,
+    forget_private_bus,
+    notification,
+    start_private_bus,
+)
+from .cliutil import EXIT_FAIL, EXIT_USAGE
+from .config import ConfigError, Settings, load_settings
+from .dbusio import MessageBus, QuietPeerErrors
 from .engine import Engine
-from .events import ErrorReported, MemoryPressure, Partial, ProfileChanged, Refined, Retracted, StateChanged
-from .history import Segment, TranscriptStore
+from .events import (
+    EngineEvent,
+    ErrorReported,
+    MemoryPressure,
+    Partial,
+    ProfileChanged,
+    Refined,
+    Retracted,
+    StateChanged,
+)
+from .history import HistoryUnusable, Segment, TranscriptStore
 from .models import ModelUnavailable
 from .service import DictationInterface, LargeReplies
-from .sources import FileSource, MicrophoneSource, SourceError
+from .sources import AudioSource, FileSource, MicrophoneSource, SourceError
+from .unfinished import UnfinishedAudio
+from .units import MIB
 
 log = logging.getLogger("listend.server")
 
@@ -42,18 +70,25 @@ log = logging.getLogger("listend.server")
 # left as audio, the last history writes -- fits in this, and the unit's
 # TimeoutStopSec (25 s) leaves room above it.
 STOP_BUDGET_S = 15.0
-EXIT_BUS_LOST = 1
+EXIT_BUS_LOST = EXIT_FAIL
+EXIT_HISTORY_UNSAVED = 3  # segments the history refused were saved elsewhere (or, if nowhere took them, lost)
 
 
 class Daemon:
-    """Glue between the engine, the history and the bus. Lives on the asyncio loop."""
+    """Glue between the engine, the history and the bus. Lives on the asyncio loop.
 
-    def __init__(self, args, settings, overrides):
+    It is the :class:`~listend.service.DaemonControl` the D-Bus interface translates to.
+    """
+
+    def __init__(
+        self, args: argparse.Namespace, settings: Settings, overrides: Mapping[str, Any], history: TranscriptStore
+    ):
         self.args = args
         self.settings = settings
-        self.history = TranscriptStore(
-            settings.history.directory or None, retention_days=settings.history.retention_days)
-        self.engine = Engine(settings, overrides, first_segment_id=self.history.next_id())
+        self.history = history
+        unfinished = UnfinishedAudio()
+        unfinished.prune_set_aside(settings.history.retention_days)
+        self.engine = Engine(settings, overrides, first_segment_id=history.next_id(), unfinished=unfinished)
         self.interface = DictationInterface(self)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bus: MessageBus | None = None
@@ -62,59 +97,97 @@ class Daemon:
         self.rss_bytes = 0
         self.session_first_id = 0  # first segment id of the current (or last) listening session
         self._last_state = "loading"
-        self._notifications: set = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._busy = asyncio.Lock()
+        self._tick_failure = ""
         self.notifier = sdnotify.Notifier.from_environment()
+
+    # -- what the D-Bus interface reads (DaemonControl) ----------------------------
+
+    @property
+    def state(self) -> str:
+        return self.engine.state
+
+    @property
+    def profile(self) -> str:
+        return self.engine.profile
 
     @property
     def last_error(self) -> str:
         return self.engine.last_error or self.history.last_error
 
+    @property
+    def last_segment_id(self) -> int:
+        return self.history.last_id()
+
+    @property
+    def queue_refine(self) -> int:
+        return self.engine.refine_queue_length
+
     # -- engine events (the engine's publisher thread) ---------------------------
 
-    def on_engine_event(self, event) -> None:
+    def on_engine_event(self, event: EngineEvent) -> None:
         if isinstance(event, Refined):
-            # Durable before announced.
-            self.history.append(Segment(event.id, event.wall_start, event.wall_end, event.text,
-                                        event.live_text, event.source))
-        self.loop.call_soon_threadsafe(self._announce, event)
+            # Durable before announced; announced even when the disk refuses (the text is not
+            # withheld: LastError says the history is failing, and it is saved at exit).
+            try:
+                written = self.history.append(
+                    Segment(event.id, event.wall_start, event.wall_end, event.text, event.live_text, event.source)
+                )
+            except Exception:  # a record that cannot be stored must not stop the announcement
+                log.exception("storing segment %d failed", event.id)
+                written = []
+            self._settle(written)
+        assert self.loop is not None
+        self.loop.call_soon_threadsafe(self.announce, event)
 
-    def _announce(self, event) -> None:
+    def _settle(self, ids: list[int]) -> None:
+        for seg_id in ids:
+            self.engine.settle(seg_id)
+
+    def announce(self, event: EngineEvent) -> None:
+        """Turn an engine event into signals and property changes (loop thread)."""
         i = self.interface
-        if isinstance(event, Partial):
-            self._set_live(event.id, event.text)
-            i.PartialText(event.id, event.text)
-        elif isinstance(event, Refined):
-            log.info("segment %d: %.1f s, %d chars (%s)", event.id, event.end - event.start, len(event.text),
-                     event.source)
-            if event.id >= self._live_id:
-                self._set_live(event.id, "")
-            i.SegmentRefined(event.id, event.wall_start, event.wall_end, event.text)
-            i.emit_properties_changed({"LastSegmentId": event.id})
-        elif isinstance(event, Retracted):
-            if event.id >= self._live_id:
-                self._set_live(event.id, "")
-        elif isinstance(event, StateChanged):
-            i.StateChanged(event.state)
-            i.emit_properties_changed({"State": event.state, "LastError": self.last_error})
-            self.notifier.status(f"{event.state}, profile {self.engine.profile}")
-            if event.state == "error":
-                self.desktop_notify("listend: cannot listen", event.reason)
-            elif event.state == "listening" and self._last_state == "error":
-                self.desktop_notify("listend: listening again", event.reason)
-            self._last_state = event.state
-        elif isinstance(event, ErrorReported):
-            i.emit_properties_changed({"LastError": self.last_error})
-        elif isinstance(event, MemoryPressure):
-            if event.level != "normal":
-                i.MemoryPressure(event.level, event.rss_bytes)
-                self.notifier.status(f"memory {event.level}: {event.rss_bytes // 2**20} MiB")
-        elif isinstance(event, ProfileChanged):
-            i.emit_properties_changed({"Profile": event.profile})
-            self.notifier.status(f"{self.engine.state}, profile {event.profile}")
-            if event.reason == "memory limit":
-                self.desktop_notify("listend: memory limit reached",
-                                    f"switched to the {event.profile} profile (accurate model unloaded)")
+        match event:
+            case Partial(id=seg_id, text=text):
+                self._set_live(seg_id, text)
+                i.PartialText(seg_id, text)
+            case Refined():
+                log.info(
+                    "segment %d: %.1f s, %d chars (%s)",
+                    event.id,
+                    event.end - event.start,
+                    len(event.text),
+                    event.source,
+                )
+                if event.id >= self._live_id:
+                    self._set_live(event.id, "")
+                i.SegmentRefined(event.id, event.wall_start, event.wall_end, event.text)
+                i.emit_properties_changed({"LastSegmentId": event.id})
+            case Retracted(id=seg_id):
+                if seg_id >= self._live_id:
+                    self._set_live(seg_id, "")
+            case StateChanged(state=state, reason=reason):
+                i.StateChanged(state)
+                i.emit_properties_changed({"State": state, "LastError": self.last_error})
+                self.notifier.status(f"{state}, profile {self.engine.profile}")
+                if state == "error":
+                    self.desktop_notify("listend: cannot listen", reason)
+                elif state == "listening" and self._last_state == "error":
+                    self.desktop_notify("listend: listening again", reason)
+                self._last_state = state
+            case ErrorReported():
+                i.emit_properties_changed({"LastError": self.last_error})
+            case MemoryPressure(level=level, rss_bytes=rss) if level != "normal":
+                i.MemoryPressure(level, rss)
+                self.notifier.status(f"memory {level}: {rss // MIB} MiB")
+            case ProfileChanged(profile=profile, reason=reason):
+                i.emit_properties_changed({"Profile": profile})
+                self.notifier.status(f"{self.engine.state}, profile {profile}")
+                if reason == "memory limit":
+                    self.desktop_notify(
+                        "listend: memory limit reached", f"switched to the {profile} profile (accurate model unloaded)"
+                    )
 
     def desktop_notify(self, summary: str, body: str) -> None:
         """A desktop notification, for what a user without a visible tray must know.
@@ -122,17 +195,22 @@ class Daemon:
         A D-Bus call to ``org.freedesktop.Notifications`` (the daemon draws
         nothing itself); without a notification server it is only logged.
         """
-        if self.bus is None:
+        bus = self.bus
+        if bus is None or self.loop is None:
             return
 
         async def send() -> None:
-            reply = await self.bus.call(notification(summary, body))
-            if reply.message_type == MessageType.ERROR:
+            reply = await bus.call(notification(summary, body))
+            if reply is not None and reply.message_type == MessageType.ERROR:
                 log.debug("no desktop notification (%s): %s: %s", reply.error_name, summary, body)
 
-        task = self.loop.create_task(send())
-        self._notifications.add(task)
-        task.add_done_callback(self._notifications.discard)
+        self._spawn(send())
+
+    def _spawn(self, coro: Any) -> None:
+        assert self.loop is not None
+        task = self.loop.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _set_live(self, seg_id: int, text: str) -> None:
         self._live_id = seg_id
@@ -142,11 +220,12 @@ class Daemon:
 
     # -- actions (loop thread) ----------------------------------------------------
 
-    def make_source(self, rescan: bool = False):
+    def make_source(self, rescan: bool = False) -> AudioSource:
         if self.args.source:
             return FileSource(self.args.source, realtime=True)
-        return MicrophoneSource(self.args.device or self.settings.audio.device, self.settings.audio.block_ms,
-                                rescan=rescan)
+        return MicrophoneSource(
+            self.args.device or self.settings.audio.device, self.settings.audio.block_ms, rescan=rescan
+        )
 
     async def start(self) -> None:
         async with self._busy:
@@ -163,44 +242,97 @@ class Daemon:
         async with self._busy:
             await asyncio.to_thread(self.engine.stop, STOP_BUDGET_S)
 
+    async def toggle(self) -> bool:
+        if self.engine.state == "listening":
+            await self.stop()
+            return False
+        await self.start()
+        return True
+
     async def set_profile(self, profile: str) -> None:
         async with self._busy:
             await asyncio.to_thread(self.engine.set_profile, profile, "requested over D-Bus")
 
-    def memory_report(self) -> dict:
+    def memory_report(self) -> dict[str, object]:
         """The engine's stats plus what only the daemon knows (history, bus writer)."""
         report = self.engine.stats().flat()
-        report.update(history_unwritten=self.history.unwritten, history_dropped=self.history.dropped,
-                      history_skipped_lines=self.history.skipped_lines)
+        report.update(
+            history_unwritten=self.history.unwritten,
+            history_dropped=self.history.dropped,
+            history_skipped_lines=self.history.skipped_lines,
+        )
         report["rss_bytes"] = report["rss_bytes"] or self.rss_bytes
         if self.bus is not None:
             report.update(self.bus.writer_stats)
         return report
 
     async def tick(self) -> None:
-        """Once a second: RSS property, history retries, and the systemd watchdog (only while the pipeline beats)."""
+        """Once a second: RSS property, history retries, and the systemd watchdog (only while the pipeline beats).
+
+        Nothing that goes wrong here ends the tick: it is what feeds the watchdog.
+        """
         import psutil
 
         process = psutil.Process()
         while True:
-            rss = process.memory_info().rss
-            if abs(rss - self.rss_bytes) >= 1 << 20:  # announce changes of 1 MiB or more
-                self.rss_bytes = rss
-                self.interface.emit_properties_changed({"RssBytes": rss})
-            self.notifier.watchdog_if_alive(self.engine.heartbeat)
-            if self.history.unwritten:
-                await asyncio.to_thread(self.history.flush)
+            try:
+                await self._tick_once(process)
+            except Exception as e:
+                message = f"{type(e).__name__}: {e}"
+                if message != self._tick_failure:  # once per new reason, not every second
+                    self._tick_failure = message
+                    log.exception("the once-a-second tick failed (it goes on)")
             await asyncio.sleep(min(1.0, self.notifier.watchdog_interval or 1.0))
 
+    async def _tick_once(self, process: Any) -> None:
+        rss = process.memory_info().rss
+        if abs(rss - self.rss_bytes) >= MIB:  # announce changes of 1 MiB or more
+            self.rss_bytes = rss
+            self.interface.emit_properties_changed({"RssBytes": rss})
+        self.notifier.watchdog_if_alive(self.engine.heartbeat)
+        if self.history.unwritten:
+            before = self.history.last_error
+            self._settle(await asyncio.to_thread(self.history.flush))
+            if self.history.last_error != before:
+                self.interface.emit_properties_changed({"LastError": self.last_error})
 
-async def serve(args) -> int:
+    def save_history(self) -> int:
+        """At exit: write what waits; what the history still refuses is saved elsewhere. Returns the exit status."""
+        self._settle(self.history.flush())
+        if not self.history.unwritten:
+            return 0
+        ids, where = self.history.save_unwritten()
+        if ids:
+            self._settle(ids)
+            log.error(
+                "%d segment(s) the history refused (%s) were saved to %s; they are written to the "
+                "history at the next start",
+                len(ids),
+                self.history.last_error,
+                where,
+            )
+        else:
+            log.error(
+                "%d segment(s) could not be written to the history (%s) nor saved anywhere (%s): lost",
+                self.history.unwritten,
+                self.history.last_error,
+                where,
+            )
+        return EXIT_HISTORY_UNSAVED
+
+
+async def serve(args: argparse.Namespace) -> int:
     try:
         settings, overrides = load_settings(args.config, "lightweight" if args.lightweight else None)
         if args.source:
             FileSource(args.source)  # check the file now: a bad file is a usage error
-    except (ConfigError, SourceError) as e:
+        if args.device:
+            MicrophoneSource.check_device_argument(args.device)
+        directory = Path(settings.history.directory) if settings.history.directory else None
+        history = TranscriptStore(directory, retention_days=settings.history.retention_days)
+    except (ConfigError, SourceError, HistoryUnusable) as e:
         print(f"listend: {e}", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
 
     private_bus = None
     address = find_session_bus()
@@ -209,13 +341,15 @@ async def serve(args) -> int:
             address, pid = start_private_bus()
         except NoBusError as e:
             print(f"listend: {e}", file=sys.stderr)
-            return 1
+            return EXIT_FAIL
         private_bus = (address, pid)
         os.environ["DBUS_SESSION_BUS_ADDRESS"] = address
-        log.warning("no session bus found; started a private one (listenctl finds it): "
-                    "export DBUS_SESSION_BUS_ADDRESS='%s'", address)
+        log.warning(
+            "no session bus found; started a private one (listenctl finds it): export DBUS_SESSION_BUS_ADDRESS='%s'",
+            address,
+        )
     try:
-        return await _serve_on(args, settings, overrides, address)
+        return await _serve_on(args, settings, overrides, history, address)
     finally:
         if private_bus:
             forget_private_bus(private_bus[0])
@@ -225,21 +359,23 @@ async def serve(args) -> int:
                 pass
 
 
-async def _serve_on(args, settings, overrides, address: str) -> int:
-    daemon = Daemon(args, settings, overrides)
-    daemon.loop = asyncio.get_running_loop()
+async def _serve_on(
+    args: argparse.Namespace, settings: Settings, overrides: Mapping[str, Any], history: TranscriptStore, address: str
+) -> int:
+    daemon = Daemon(args, settings, overrides, history)
+    loop = daemon.loop = asyncio.get_running_loop()
     try:
         bus = await MessageBus(bus_address=address, bus_type=BusType.SESSION).connect()
     except Exception as e:
         print(f"listend: cannot connect to the D-Bus session bus at {address}: {e}", file=sys.stderr)
-        return 1
+        return EXIT_FAIL
     daemon.bus = bus
     # A quick check before loading models for seconds: is another listend there?
     reply = await call_bus_daemon(bus, "NameHasOwner", "s", [BUS_NAME])
     if reply.body and reply.body[0]:
         print(f"listend: listend is already running (pid {await bus_owner_pid(bus)})", file=sys.stderr)
         bus.disconnect()
-        return 1
+        return EXIT_FAIL
 
     daemon.engine.subscribe(daemon.on_engine_event)
     log.info("loading models (profile %s)", settings.profile)
@@ -248,7 +384,7 @@ async def _serve_on(args, settings, overrides, address: str) -> int:
     except ModelUnavailable as e:
         print(f"listend: {e}", file=sys.stderr)
         bus.disconnect()
-        return 1
+        return EXIT_FAIL
     bus.add_message_handler(LargeReplies(bus, daemon.history))
     bus.export(OBJECT_PATH, daemon.interface)
     # Models are loaded before the name is taken: a name on the bus means ready.
@@ -256,16 +392,18 @@ async def _serve_on(args, settings, overrides, address: str) -> int:
         print(f"listend: listend is already running (pid {await bus_owner_pid(bus)})", file=sys.stderr)
         daemon.engine.close(0)
         bus.disconnect()
-        return 1
+        return EXIT_FAIL
     log.info("ready on %s as %s (pid %d)", address, BUS_NAME, os.getpid())
     daemon.notifier.ready(f"idle, profile {settings.profile}")
 
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        daemon.loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)
     ticker = asyncio.create_task(daemon.tick())
     disconnected = asyncio.create_task(bus.wait_for_disconnect())
-    recovered = asyncio.create_task(asyncio.to_thread(daemon.engine.recover_unfinished))
+    # A thread of its own, not the loop's executor: a kept file on a hung filesystem must not
+    # hold up the exit (the executor's threads are joined when the loop closes).
+    threading.Thread(target=daemon.engine.recover_unfinished, name="listend-recover", daemon=True).start()
     if args.start:
         try:
             await daemon.start()
@@ -277,15 +415,16 @@ async def _serve_on(args, settings, overrides, address: str) -> int:
     status = 0
     if disconnected.done():
         error = disconnected.exception() if not disconnected.cancelled() else None
-        log.error("lost the D-Bus connection (%s); stopping so that the service manager restarts listend",
-                  f"{type(error).__name__}: {error}" if error else "closed by the bus")
+        log.error(
+            "lost the D-Bus connection (%s); stopping so that the service manager restarts listend",
+            f"{type(error).__name__}: {error}" if error else "closed by the bus",
+        )
         status = EXIT_BUS_LOST
     log.info("shutting down: finishing what was heard (at most %.0f s)", STOP_BUDGET_S)
     daemon.notifier.stopping()
     ticker.cancel()
-    recovered.cancel()
     await asyncio.to_thread(daemon.engine.close, STOP_BUDGET_S)
-    daemon.history.flush()
+    status = status or daemon.save_history()
     await asyncio.sleep(0)  # let the last signals go out
     if not disconnected.done():
         try:
@@ -297,28 +436,33 @@ async def _serve_on(args, settings, overrides, address: str) -> int:
     return status
 
 
-class _QuietClientErrors(logging.Filter):
-    """dbus-next logs a traceback for every bad call it already answered with an error.
+def run_daemon(args: argparse.Namespace) -> int:
+    import concurrent.futures
+    import time
 
-    Those are the client's mistakes, answered properly; logging them (with the
-    caller's arbitrarily long strings) would let any client flood the journal.
-    """
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if record.exc_info and isinstance(record.exc_info[1], DBusError):
-            return False
-        if isinstance(record.msg, str) and record.msg.startswith("got unexpected error processing a message") \
-                and "dbus_next.errors.DBusError" in record.msg:
-            return False
-        if isinstance(record.msg, str) and len(record.msg) > 2000:
-            record.msg = record.msg[:2000] + "…"
-        return True
-
-
-def run_daemon(args) -> int:
     from .cliutil import setup_logging
 
     setup_logging(args.verbose, default=logging.INFO)
     for handler in logging.getLogger().handlers:
-        handler.addFilter(_QuietClientErrors())
-    return asyncio.run(serve(args))
+        handler.addFilter(QuietPeerErrors())
+    loop = asyncio.new_event_loop()
+    executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="listend-call")
+    loop.set_default_executor(executor)
+    try:
+        status = loop.run_until_complete(serve(args))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        executor.shutdown(wait=False, cancel_futures=True)
+        loop.close()
+    deadline = time.monotonic() + 3
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join(max(0.0, deadline - time.monotonic()))
+    stuck = [t.name for t in threading.enumerate() if t is not threading.current_thread() and not t.daemon]
+    if stuck:
+        # A thread blocked in the kernel (a file on a hung filesystem) would hold the interpreter's
+        # exit forever; everything listend owns is finished and written by now.
+        log.error("exiting with thread(s) still blocked: %s", ", ".join(stuck))
+        logging.shutdown()
+        os._exit(status)
+    return status

@@ -1,26 +1,32 @@
 """The D-Bus face of the engine: ``io.github.listend.Dictation1`` on the session bus.
 
-This module only translates: method calls into calls on the daemon (see
-:mod:`server`), exceptions into typed D-Bus errors, the engine's stats into
-``a{sv}``. It holds no transcription logic and no process start-up.
+This module only translates: method calls into calls on the daemon (what it
+needs of the daemon is :class:`DaemonControl`), exceptions into typed D-Bus
+errors, the engine's stats into ``a{sv}``. It holds no transcription logic
+and no process start-up.
 
 No ``from __future__ import annotations`` here: dbus-next reads the D-Bus
-signatures from the annotations at run time.
+signatures from the annotations at run time (so mypy and ruff are told that
+``"s"``, ``"t"``, ... are D-Bus signatures, not Python names).
 """
 
 import asyncio
 import functools
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 from dbus_next import Message, MessageType, Variant
 from dbus_next.constants import PropertyAccess
 from dbus_next.errors import DBusError
-from dbus_next.service import ServiceInterface, dbus_property, method, signal as dbus_signal
+from dbus_next.service import ServiceInterface, dbus_property, method
+from dbus_next.service import signal as dbus_signal
 
 from .bus import ERROR_PREFIX, INTERFACE, OBJECT_PATH
 from .config import ConfigError
+from .dbusio import MessageBus
 from .engine import EngineError
-from .history import MAX_LIMIT
+from .history import MAX_LIMIT, Segment
 from .models import ModelUnavailable
 from .sources import SourceError
 
@@ -29,6 +35,59 @@ log = logging.getLogger("listend.service")
 MAX_RECENT = 10_000
 # Error texts echo what the caller sent (a profile name, a limit): keep them short.
 _MAX_ERROR_TEXT = 300
+# Large replies built and marshalled at once: each of 100 000 rows costs tens of MiB on the way out.
+_LARGE_REPLIES_AT_ONCE = 2
+
+Row = list[Any]  # (t id, d start, d end, s text)
+
+
+class SegmentHistory(Protocol):
+    """What the replies read of the history."""
+
+    def since(self, since_id: int, limit: int = 0) -> list[Segment]: ...
+
+    def recent(self, count: int) -> list[Segment]: ...
+
+
+class DaemonControl(Protocol):
+    """Exactly what the D-Bus interface reads of, and asks of, the daemon."""
+
+    @property
+    def state(self) -> str: ...
+
+    @property
+    def profile(self) -> str: ...
+
+    @property
+    def live_text(self) -> str: ...
+
+    @property
+    def last_error(self) -> str: ...
+
+    @property
+    def rss_bytes(self) -> int: ...
+
+    @property
+    def last_segment_id(self) -> int: ...
+
+    @property
+    def session_first_id(self) -> int: ...
+
+    @property
+    def queue_refine(self) -> int: ...
+
+    @property
+    def history(self) -> SegmentHistory: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def toggle(self) -> bool: ...
+
+    async def set_profile(self, profile: str) -> None: ...
+
+    def memory_report(self) -> dict[str, object]: ...
 
 
 def _error(kind: str, message: str) -> DBusError:
@@ -37,11 +96,11 @@ def _error(kind: str, message: str) -> DBusError:
     return DBusError(ERROR_PREFIX + kind, message)
 
 
-def translate_errors(fn):
+def translate_errors(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
     """Turn every exception into a typed D-Bus error: never leak a traceback."""
 
     @functools.wraps(fn)
-    async def wrapper(self, *args):
+    async def wrapper(self: Any, *args: Any) -> Any:
         try:
             return await fn(self, *args)
         except DBusError:
@@ -62,7 +121,7 @@ def translate_errors(fn):
 class DictationInterface(ServiceInterface):
     """``io.github.listend.Dictation1`` -- see ``docs/dbus.md``."""
 
-    def __init__(self, daemon):
+    def __init__(self, daemon: DaemonControl):
         super().__init__(INTERFACE)
         self._d = daemon
 
@@ -81,11 +140,7 @@ class DictationInterface(ServiceInterface):
     @method()
     @translate_errors
     async def Toggle(self) -> "b":
-        if self._d.engine.state == "listening":
-            await self._d.stop()
-            return False
-        await self._d.start()
-        return True
+        return await self._d.toggle()
 
     # GetTranscript and GetRecent are answered by LargeReplies (marshalled off
     # the loop); these definitions serve introspection and are the fallback.
@@ -106,18 +161,18 @@ class DictationInterface(ServiceInterface):
 
     @method()
     @translate_errors
-    async def SetProfile(self, profile: "s"):
+    async def SetProfile(self, profile: "s") -> None:
         await self._d.set_profile(profile)  # build_settings rejects unknown profiles: InvalidArgs
 
     # -- properties -------------------------------------------------------------
 
     @dbus_property(access=PropertyAccess.READ)
     def State(self) -> "s":
-        return self._d.engine.state
+        return self._d.state
 
     @dbus_property(access=PropertyAccess.READ)
     def Profile(self) -> "s":
-        return self._d.engine.profile
+        return self._d.profile
 
     @dbus_property(access=PropertyAccess.READ)
     def LiveText(self) -> "s":
@@ -133,7 +188,7 @@ class DictationInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def LastSegmentId(self) -> "t":
-        return self._d.history.last_id()
+        return self._d.last_segment_id
 
     @dbus_property(access=PropertyAccess.READ)
     def SessionFirstId(self) -> "t":
@@ -141,36 +196,34 @@ class DictationInterface(ServiceInterface):
 
     @dbus_property(access=PropertyAccess.READ)
     def QueueRefine(self) -> "u":
-        return self._d.engine.stats().queues.queue_refine
+        return self._d.queue_refine
 
     # -- signals ----------------------------------------------------------------
 
     @dbus_signal()
-    def PartialText(self, seg_id, text) -> "ts":
+    def PartialText(self, seg_id: int, text: str) -> "ts":
         return [seg_id, text]
 
     @dbus_signal()
-    def SegmentRefined(self, seg_id, start, end, text) -> "tdds":
+    def SegmentRefined(self, seg_id: int, start: float, end: float, text: str) -> "tdds":
         return [seg_id, start, end, text]
 
     @dbus_signal()
-    def StateChanged(self, state) -> "s":
+    def StateChanged(self, state: str) -> "s":
         return state
 
     @dbus_signal()
-    def MemoryPressure(self, level, rss_bytes) -> "st":
+    def MemoryPressure(self, level: str, rss_bytes: int) -> "st":
         return [level, rss_bytes]
 
 
-
-
-def transcript_rows(history, since_id: int, limit: int) -> list:
+def transcript_rows(history: SegmentHistory, since_id: int, limit: int) -> list[Row]:
     if limit > MAX_LIMIT:
         raise ValueError(f"limit {limit} is too large (at most {MAX_LIMIT}; 0 = default)")
     return [[s.id, s.start, s.end, s.text] for s in history.since(since_id, limit)]
 
 
-def recent_rows(history, count: int) -> list:
+def recent_rows(history: SegmentHistory, count: int) -> list[Row]:
     if count > MAX_RECENT:
         raise ValueError(f"count {count} is too large (at most {MAX_RECENT})")
     return [[s.id, s.start, s.end, s.text] for s in history.recent(count)]
@@ -181,17 +234,24 @@ class LargeReplies:
 
     Installed as a message handler in front of the exported interface: it
     claims ``GetTranscript``/``GetRecent`` calls with the right signature and
-    replies from a task; anything else goes on to dbus-next's dispatch.
+    replies from a task; anything else goes on to dbus-next's dispatch. At
+    most :data:`_LARGE_REPLIES_AT_ONCE` are built at a time; the others wait
+    their turn (holding only their call), so twenty clients fetching the
+    whole history cannot take the daemon over its memory limit.
     """
 
-    _CALLS = {"GetTranscript": ("tu", transcript_rows), "GetRecent": ("u", recent_rows)}
+    _CALLS: dict[str, tuple[str, Callable[..., list[Row]]]] = {
+        "GetTranscript": ("tu", transcript_rows),
+        "GetRecent": ("u", recent_rows),
+    }
 
-    def __init__(self, bus, history):
+    def __init__(self, bus: MessageBus, history: SegmentHistory):
         self._bus = bus
         self._history = history
-        self._tasks: set[asyncio.Task] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._turns: asyncio.Semaphore | None = None  # made on the loop, at the first call
 
-    def __call__(self, msg: Message):
+    def __call__(self, msg: Message) -> bool:
         if msg.message_type != MessageType.METHOD_CALL or msg.path != OBJECT_PATH:
             return False
         if msg.interface not in (INTERFACE, None) or msg.member not in self._CALLS:
@@ -206,22 +266,29 @@ class LargeReplies:
 
     async def _answer(self, msg: Message) -> None:
         _, rows_of = self._CALLS[msg.member]
+        if self._turns is None:
+            self._turns = asyncio.Semaphore(_LARGE_REPLIES_AT_ONCE)
         try:
-            rows = await asyncio.to_thread(rows_of, self._history, *msg.body)
-            await self._bus.send_large_reply(Message.new_method_return(msg, "a(tdds)", [rows]))
+            async with self._turns:
+                rows = await asyncio.to_thread(rows_of, self._history, *msg.body)
+                await self._bus.send_large_reply(Message.new_method_return(msg, "a(tdds)", [rows]))
+                del rows
         except Exception as e:
-            error = _error("InvalidArgs", str(e)) if isinstance(e, ValueError) else _error(
-                "Failed", f"internal error: {type(e).__name__}")
+            error = (
+                _error("InvalidArgs", str(e))
+                if isinstance(e, ValueError)
+                else _error("Failed", f"internal error: {type(e).__name__}")
+            )
             if not isinstance(e, ValueError):
                 log.exception("answering %s failed", msg.member)
             if not msg.flags & 0x1:  # NO_REPLY_EXPECTED
                 self._bus.send(error._as_message(msg))
 
 
-def to_variants(report: dict) -> dict:
+def to_variants(report: dict[str, object]) -> dict[str, Variant]:
     """A flat report as ``a{sv}``: integers ``t`` (counters never go below 0), floats ``d``,
     strings ``s``, booleans ``b``."""
-    out: dict = {}
+    out: dict[str, Variant] = {}
     for key, value in report.items():
         if isinstance(value, bool):
             out[key] = Variant("b", value)

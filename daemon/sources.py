@@ -10,12 +10,10 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from typing import Protocol
-
+from typing import Any, Protocol
 
 from .ringbuffer import RingBuffer
-
-SAMPLE_RATE = 16_000
+from .units import SAMPLE_RATE
 
 
 class SourceError(RuntimeError):
@@ -44,17 +42,21 @@ def list_input_devices(fresh: bool = False) -> list[InputDevice]:
             sd._terminate()
             sd._initialize()
         default = sd.default.device[0]
-        return [InputDevice(d["index"], d["name"], d["max_input_channels"], d["default_samplerate"],
-                            d["index"] == default)
-                for d in sd.query_devices() if d["max_input_channels"] > 0]
+        return [
+            InputDevice(d["index"], d["name"], d["max_input_channels"], d["default_samplerate"], d["index"] == default)
+            for d in sd.query_devices()
+            if d["max_input_channels"] > 0
+        ]
 
 
 def describe_devices(devices: list[InputDevice]) -> str:
     return ", ".join(f"{d.index} {d.name!r}" + (" (default)" if d.is_default else "") for d in devices)
 
 
-_WHAT_TO_DO = ("choose one with --device NAME|INDEX or [audio] device in config.toml, or replay a file with "
-               "--source FILE; `listenctl devices` lists the inputs")
+_WHAT_TO_DO = (
+    "choose one with --device NAME|INDEX or [audio] device in config.toml, or replay a file with "
+    "--source FILE; `listenctl devices` lists the inputs"
+)
 
 
 class AudioSource(Protocol):
@@ -118,7 +120,7 @@ class MicrophoneSource:
         self._device_arg = device
         self._rescan = rescan
         self._block = int(SAMPLE_RATE * block_ms / 1000)
-        self._stream = None
+        self._stream: Any = None  # a sounddevice.InputStream while open
         self._ring: RingBuffer | None = None
         self._overflows = 0
         self._error: str | None = None
@@ -131,8 +133,16 @@ class MicrophoneSource:
         self._checked_at = 0.0  # when finished was last asked (by the segmenter thread)
         self.description = f"microphone {device or '(default)'}"
 
-    def _resolve_device(self):
+    @staticmethod
+    def check_device_argument(device: str) -> None:
+        """Raise :class:`SourceError` if ``device`` cannot name an input device (an index out of range)."""
+        from .config import check_device
 
+        problem = check_device(device)
+        if problem:
+            raise SourceError(f"--device: {problem}")
+
+    def _resolve_device(self) -> int | str | None:
         if self._device_arg == "":
             return None
         if self._device_arg.isdigit():
@@ -152,7 +162,7 @@ class MicrophoneSource:
             self._open(sd)
         self.description = f"microphone {self._stream.device!r}"
 
-    def _open(self, sd) -> None:
+    def _open(self, sd: Any) -> None:
         try:
             if self._rescan:
                 # A device plugged in (or an audio server restarted) since
@@ -169,34 +179,44 @@ class MicrophoneSource:
                 finished_callback=self._on_finished,
             )
             self._stream.start()
-        except (sd.PortAudioError, ValueError) as e:
+        except (sd.PortAudioError, ValueError, OverflowError) as e:
             self._stream = None
             raise SourceError(self._explain(sd, e)) from None
 
-    def _explain(self, sd, error: Exception) -> str:
+    def _explain(self, sd: Any, error: Exception) -> str:
         """What went wrong opening the device, and what the user can do (lock held)."""
         try:
             devices = [d for d in sd.query_devices() if d["max_input_channels"] > 0]
         except sd.PortAudioError:
             devices = []
         if not devices:
-            return ("no input device found: no microphone is connected, or the audio server (PipeWire/"
-                    f"PulseAudio) is not running; connect one, or {_WHAT_TO_DO}")
+            return (
+                "no input device found: no microphone is connected, or the audio server (PipeWire/"
+                f"PulseAudio) is not running; connect one, or {_WHAT_TO_DO}"
+            )
         default = sd.default.device[0]
-        listed = describe_devices([InputDevice(d["index"], d["name"], d["max_input_channels"],
-                                               d["default_samplerate"], d["index"] == default) for d in devices])
+        listed = describe_devices(
+            [
+                InputDevice(
+                    d["index"], d["name"], d["max_input_channels"], d["default_samplerate"], d["index"] == default
+                )
+                for d in devices
+            ]
+        )
         if self._device_arg:
             return f"cannot open input device {self._device_arg!r} ({_short(error)}); inputs: {listed}"
         return f"cannot open the default input device ({_short(error)}); inputs: {listed}; {_WHAT_TO_DO}"
 
-    def _callback(self, indata, frames, time_info, status) -> None:
+    def _callback(self, indata: Any, frames: int, time_info: Any, status: Any) -> None:
         if not self._blocks:
             self._first_block_at = time.monotonic()
         self._blocks += 1
         self._frames += frames
         if status.input_overflow:
             self._overflows += 1
-        self._ring.write(indata[:, 0])
+        ring = self._ring
+        if ring is not None:
+            ring.write(indata[:, 0])
 
     def _on_finished(self) -> None:
         if not self._stopping:
@@ -319,7 +339,7 @@ class FileSource:
         resampler = av.AudioResampler(format="flt", layout="mono", rate=SAMPLE_RATE)
         try:
             stream = container.streams.audio[0]
-            stream.thread_type = "AUTO"
+            stream.thread_type = "AUTO"  # type: ignore[attr-defined]
             try:
                 for frame in container.decode(stream):
                     for out in resampler.resample(frame):

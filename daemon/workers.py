@@ -1,11 +1,12 @@
 """Workers: one supervised thread per decoding pass, each owning its decoder.
 
 A failure on one item (a decode that raises) is caught, counted and reported
-through ``on_failure``, and the worker goes on with the next item. A worker
-whose loop itself dies reports through ``on_death``; the engine then goes to
-``error`` and stops feeding the watchdog. A worker busy on one item for longer
-than its stall limit is reported by :attr:`SupervisedWorker.stalled_since`, so
-a hung decode is not hidden by a live capture thread either.
+to the :class:`~listend.supervision.Supervisor` as a failure, and the worker
+goes on with the next item. A worker whose loop itself dies reports that it
+died; the engine then goes to ``error`` and stops feeding the watchdog. A
+worker busy on one item for longer than its stall limit is reported by
+:attr:`SupervisedWorker.stalled_since`, so a hung decode is not hidden by a
+live capture thread either.
 """
 
 from __future__ import annotations
@@ -13,14 +14,20 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
+from typing import TypeVar
 
 from .commit import Commit
-from .decoders import Decoder
-from .router import Router
 from .config import DecodeOptions
-from .segmenter import SAMPLE_RATE, OpenSnapshot, Segmenter
+from .decoders import Decoder
+from .router import RefineJob, Router
+from .segmenter import OpenSnapshot, Segmenter, Utterance
+from .supervision import Supervisor
+from .units import SAMPLE_RATE
+from .vad import CHUNK
+
+T = TypeVar("T")
 
 log = logging.getLogger("listend.workers")
 
@@ -29,7 +36,7 @@ log = logging.getLogger("listend.workers")
 STALL_LIMIT_S = 120.0
 
 
-@dataclass
+@dataclass(frozen=True)
 class WorkerStats:
     name: str
     alive: bool
@@ -45,16 +52,13 @@ class SupervisedWorker:
     ----------
     name : str
         Short name ("live", "refine") used in thread names, logs and errors.
-    on_failure : callable
-        ``on_failure(worker_name, message)`` after a failed item.
-    on_death : callable
-        ``on_death(worker_name, message)`` when the loop itself dies.
+    supervisor : Supervisor
+        Told of each failed item, and if the loop itself dies.
     """
 
-    def __init__(self, name: str, on_failure: Callable[[str, str], None], on_death: Callable[[str, str], None]):
+    def __init__(self, name: str, supervisor: Supervisor):
         self.name = name
-        self._on_failure = on_failure
-        self._on_death = on_death
+        self._supervisor = supervisor
         self._closed = threading.Event()
         self._decoder_in_use = threading.Lock()  # held while a decode runs: swapping waits on it
         self._busy_since = 0.0
@@ -93,27 +97,30 @@ class SupervisedWorker:
         try:
             while not self._closed.is_set():
                 self.step()
-        except BaseException as e:  # noqa: BLE001 - a dead worker is reported, never silent
+        except BaseException as e:
             log.exception("%s worker died", self.name)
             self.alive = False
-            self._on_death(self.name, f"{self.name} worker died: {type(e).__name__}: {e}")
+            self._supervisor.died(self.name, f"{self.name} worker died: {type(e).__name__}: {e}")
             return
         self.alive = False
 
-    def _item(self, what: str, work: Callable[[], None]) -> bool:
-        """Run one item's work; a failure is counted and reported. Returns True on success."""
+    def _item(self, what: str, work: Callable[[], T]) -> T | None:
+        """Run one item's work and return its result; None if it failed (counted and reported).
+
+        ``work`` never returns None itself.
+        """
         self._busy_since = time.monotonic()
         try:
             with self._decoder_in_use:
-                work()
+                result = work()
             self.items += 1
-            return True
+            return result
         except Exception as e:
             self.failures += 1
             self.last_failure = f"{self.name} pass failed on {what}: {type(e).__name__}: {e}"[:300]
             log.exception("%s pass failed on %s", self.name, what)
-            self._on_failure(self.name, self.last_failure)
-            return False
+            self._supervisor.failed(self.name, self.last_failure)
+            return None
         finally:
             self._busy_since = 0.0
 
@@ -136,9 +143,10 @@ class RefineWorker(SupervisedWorker):
     preceding context); :meth:`reset_context` forgets it at a session start.
     """
 
-    def __init__(self, router: Router, commit: Commit, decoder: Decoder | None, prompt_chars: int,
-                 on_failure, on_death):
-        super().__init__("refine", on_failure, on_death)
+    def __init__(
+        self, router: Router, commit: Commit, decoder: Decoder | None, prompt_chars: int, supervisor: Supervisor
+    ):
+        super().__init__("refine", supervisor)
         self._router = router
         self._commit = commit
         self.decoder = decoder
@@ -178,21 +186,21 @@ class RefineWorker(SupervisedWorker):
             self._give_up(job)
             return
         what = f"{'pause of ' if job.speculative else ''}segment {utt.id}"
-        result: list[str] = []
-        if not self._item(what, lambda: result.append(decoder.decode(utt.audio, self.prompt()).text)):
+        text = self._item(what, lambda: decoder.decode(utt.audio, self.prompt()).text)
+        if text is None:
             self._give_up(job)
         elif job.speculative:
-            self._router.speculation_done(utt, result[0])
+            self._router.speculation_done(utt, text)
         else:
-            self._finish(utt, result[0])
+            self._finish(utt, text)
 
-    def _give_up(self, job) -> None:
+    def _give_up(self, job: RefineJob) -> None:
         if job.speculative:
             self._router.speculation_done(job.utt, None)
         else:
             self._router.refine_failed(job.utt)
 
-    def _finish(self, utt, text: str) -> None:
+    def _finish(self, utt: Utterance, text: str) -> None:
         if text:
             self._context = (self._context + " " + text)[-1000:]
         self._commit.finish(utt, text, "refined")
@@ -211,6 +219,10 @@ class _Head:
 class LiveWorker(SupervisedWorker):
     """The fast model: final decodes when asked, otherwise partials of the open utterance.
 
+    Finals are decoded by ``final_decoder`` (the same model with the options
+    of an offline transcription: beam search and temperature fallback), so
+    an utterance the live pass finalises reads as it would offline.
+
     Partials are re-decoded every ``partial_interval_s`` while the open
     utterance grows, skipped (and counted) while the refine pass is backlogged
     or a decode took longer than the interval. Once the utterance pauses, none
@@ -219,24 +231,35 @@ class LiveWorker(SupervisedWorker):
     earlier speech, after one partial that heard all its speech only silence
     is being added.
 
-    A partial re-decodes at most ``partial_window_s`` of audio, so its cost
-    stays flat however long the utterance gets: when the part after the head
-    outgrows the window, the head is extended to the quietest moment of it
-    (a pause between words), decoded once, and its text kept.
+    No decode of a partial takes more than ``partial_window_s`` of audio,
+    so its cost stays flat however long the utterance gets: while the part
+    after the head is longer than the window, the head is extended to the
+    quietest moment within the next window (a pause between words), that
+    piece is decoded once, and its text kept.
     """
 
-    def __init__(self, router: Router, commit: Commit, segmenter: Segmenter, decoder: Decoder,
-                 options: Callable[[], DecodeOptions], clock_origin: Callable[[], int], on_failure, on_death):
-        super().__init__("live", on_failure, on_death)
+    def __init__(
+        self,
+        router: Router,
+        commit: Commit,
+        segmenter: Segmenter,
+        decoder: Decoder,
+        final_decoder: Decoder,
+        options: Callable[[], DecodeOptions],
+        clock_origin: Callable[[], int],
+        supervisor: Supervisor,
+    ):
+        super().__init__("live", supervisor)
         self._router = router
         self._commit = commit
         self._segmenter = segmenter
         self.decoder = decoder
+        self.final_decoder = final_decoder
         self._options = options
         self._clock_origin = clock_origin
         self._next_due = 0.0
         self._seen_version = -1
-        self._covered = (None, 0)  # (id, audio-clock end) of the newest partial's audio
+        self._covered: tuple[int | None, int] = (None, 0)  # (id, audio-clock end) of the newest partial's audio
         self._head = _Head(None, 0, "")
         self.partials_skipped = 0
 
@@ -250,8 +273,12 @@ class LiveWorker(SupervisedWorker):
             return
         seg, options, now = self._segmenter, self._options(), time.monotonic()
         interval = options.partial_interval_s
-        if seg.open_id is not None and seg.version != self._seen_version and now >= self._next_due \
-                and not self._paused_and_done(seg):
+        if (
+            seg.open_id is not None
+            and seg.version != self._seen_version
+            and now >= self._next_due
+            and not self._paused_and_done(seg)
+        ):
             self._next_due = now + interval
             if self._router.refine_backlogged():
                 self.partials_skipped += 1  # leave the CPU to the refine pass
@@ -261,11 +288,12 @@ class LiveWorker(SupervisedWorker):
                 return
             self._seen_version = seg.version
             self._covered = (snap.id, snap.end_sample)
-            result: list[str] = []
             window = int(options.partial_window_s * SAMPLE_RATE)
-            if self._item(f"partial of segment {snap.id}", lambda: result.append(self._partial_text(snap, window))):
-                self._commit.partial(snap.id, seg.open_id == snap.id, result[0],
-                                     (snap.end_sample - self._clock_origin()) / SAMPLE_RATE)
+            text = self._item(f"partial of segment {snap.id}", lambda: self._partial_text(snap, window))
+            if text is not None:
+                self._commit.partial(
+                    snap.id, seg.open_id == snap.id, text, (snap.end_sample - self._clock_origin()) / SAMPLE_RATE
+                )
             late = time.monotonic() - now
             if late > interval:  # decoding took longer than the interval: newer audio wins
                 self.partials_skipped += int(late // interval)
@@ -274,30 +302,33 @@ class LiveWorker(SupervisedWorker):
         self._router.wait_for_final(max(0.01, min(interval, wait)))
 
     def _partial_text(self, snap: OpenSnapshot, window: int) -> str:
-        """Decode the open utterance: its kept head's text, then the rest (at most ``window`` samples)."""
+        """Decode the open utterance: its kept head's text, then the rest; no decode exceeds ``window``."""
         decoder, head = self.decoder, self._head
         if head.id != snap.id:
             head = self._head = _Head(snap.id, 0, "")
-        if len(snap.audio) - head.offset > window:
-            # Keep at least 2 s after the cut for the re-decoded part: context for its first words.
-            cut = self._segmenter.quietest(snap.id, head.offset + window // 3, len(snap.audio) - 2 * SAMPLE_RATE)
-            if cut is not None:
-                text = decoder.decode(snap.audio[head.offset:cut]).text
-                head = self._head = _Head(snap.id, cut, f"{head.text} {text}".strip())
-        rest = decoder.decode(snap.audio[head.offset:]).text
+        while len(snap.audio) - head.offset > window:
+            # Cut within the next window, at least a third of it in, and where possible 2 s before the
+            # end: the re-decoded part keeps some context for its first words.
+            lo = head.offset + window // 3
+            hi = max(lo + CHUNK, min(head.offset + window, len(snap.audio) - 2 * SAMPLE_RATE))
+            hi = min(hi, head.offset + window)
+            cut = self._segmenter.quietest(snap.id, lo, hi) or hi  # None: closed meanwhile, cut anywhere
+            text = decoder.decode(snap.audio[head.offset : cut]).text
+            head = self._head = _Head(snap.id, cut, f"{head.text} {text}".strip())
+        rest = decoder.decode(snap.audio[head.offset :]).text
         return f"{head.text} {rest}".strip()
 
     def _paused_and_done(self, seg: Segmenter) -> bool:
         """The open utterance is paused, and its refine started or the newest partial heard all its speech."""
         paused_at, open_id = seg.paused_at, seg.open_id
-        if paused_at is None:
+        if paused_at is None or open_id is None:
             return False
         return (self._covered[0] == open_id and self._covered[1] >= paused_at) or self._router.speculating_on(open_id)
 
-    def _final(self, utt) -> None:
-        decoder = self.decoder
-        result: list[str] = []
-        if not self._item(f"segment {utt.id}", lambda: result.append(decoder.decode(utt.audio).text)):
-            result = [self._commit.live_text(utt.id)]  # what the user already saw, rather than nothing
-        self._commit.finish(utt, result[0], "live")
+    def _final(self, utt: Utterance) -> None:
+        decoder = self.final_decoder
+        text = self._item(f"segment {utt.id}", lambda: decoder.decode(utt.audio).text)
+        if text is None:
+            text = self._commit.live_text(utt.id)  # what the user already saw, rather than nothing
+        self._commit.finish(utt, text, "live")
         self._router.finalised(utt)

@@ -6,29 +6,15 @@ import threading
 import time
 
 import pytest
-from conftest import SENTENCES, concat, silence, speak, words
 
 from listend.config import build_settings
 from listend.engine import Engine
 from listend.events import MemoryPressure, Partial, ProfileChanged, Refined
 from listend.models import ModelSpec, load_whisper
 from listend.sources import FileSource
-
-
-class Recorder:
-    """Collects engine events in arrival order."""
-
-    def __init__(self):
-        self.events = []
-        self.lock = threading.Lock()
-
-    def __call__(self, event):
-        with self.lock:
-            self.events.append(event)
-
-    def of(self, kind):
-        with self.lock:
-            return [e for e in self.events if isinstance(e, kind)]
+from tests.support.audio import SENTENCES, concat, silence, speak, words
+from tests.support.pipeline import Recorder
+from tests.support.waiting import wait_until
 
 
 def run_file(engine: Engine, path, realtime=False, can_wait=None) -> None:
@@ -59,14 +45,14 @@ def test_refined_text_contains_spoken_words_and_follows_partials(full_engine, tw
     assert len(refined) == 2, refined
     assert [r.source for r in refined] == ["refined", "refined"]
     assert refined[0].id < refined[1].id
-    for r, sentence in zip(refined, SENTENCES[:2]):
+    for r, sentence in zip(refined, SENTENCES[:2], strict=True):
         expected = set(words(sentence)) - {"the", "a", "to", "by", "with", "from"}
         got = set(words(r.text))
         assert len(expected & got) >= len(expected) - 2, (sentence, r.text)
     # Partials of each id arrive before its final text, never after.
     for r in refined:
-        index_final = rec.events.index(r)
-        partials = [i for i, e in enumerate(rec.events) if isinstance(e, Partial) and e.id == r.id]
+        index_final = rec.index(r)
+        partials = [i for i, e in enumerate(rec) if isinstance(e, Partial) and e.id == r.id]
         assert partials, f"no partial for segment {r.id}"
         assert max(partials) < index_final
     # Timestamps are seconds in the file: the first sentence starts after the 0.5 s lead-in.
@@ -92,8 +78,11 @@ def test_long_replay_stays_within_every_bound(tmp_path, audio_dir):
     # ~3.5 minutes: the loop of four sentences, eight times, plus a long pause.
     long_pause = silence(tmp_path / "pause.wav", 30)
     looped = concat(tmp_path / "looped.wav", *([one] * 4), long_pause, *([one] * 4))
-    overrides = {"queues": {"refine": 1, "live_final": 1}, "audio": {"ring_seconds": 3.0},
-                 "vad": {"max_utterance_s": 6.0}}
+    overrides = {
+        "queues": {"refine": 1, "live_final": 1},
+        "audio": {"ring_seconds": 3.0},
+        "vad": {"max_utterance_s": 6.0},
+    }
     engine = Engine(build_settings("full", overrides), overrides)
     rec = Recorder()
     engine.subscribe(rec)
@@ -170,7 +159,7 @@ def test_refine_overflow_commits_live_text_instead_of_dropping(tmp_path, audio_d
     assert stats.commits.live_commits >= 1 and stats.commits.live_commits == sum(r.source == "live" for r in final)
     assert stats.commits.refined == sum(r.source == "refined" for r in final)
     assert stats.capture.dropped_samples == 0
-    for r, sentence in zip(final, SENTENCES):
+    for r, sentence in zip(final, SENTENCES, strict=True):
         expected = set(words(sentence)) - {"the", "a", "to", "by", "with", "from", "on", "at"}
         assert len(expected & set(words(r.text))) >= len(expected) // 2, (r.source, sentence, r.text)
 
@@ -186,8 +175,14 @@ def test_speculative_refine_is_discarded_when_speech_resumes_and_used_when_it_do
     """
     first = speak(audio_dir / "spec-a.wav", SENTENCES[0])
     second = speak(audio_dir / "spec-b.wav", SENTENCES[1])
-    audio = concat(audio_dir / "spec.wav", silence(audio_dir / "spec-lead.wav", 0.5), first,
-                   silence(audio_dir / "spec-pause.wav", 0.8), second, silence(audio_dir / "spec-tail.wav", 2.5))
+    audio = concat(
+        audio_dir / "spec.wav",
+        silence(audio_dir / "spec-lead.wav", 0.5),
+        first,
+        silence(audio_dir / "spec-pause.wav", 0.8),
+        second,
+        silence(audio_dir / "spec-tail.wav", 2.5),
+    )
     overrides = {"vad": {"silence_close_ms": 1600}}
     engine = Engine(build_settings("full", overrides), overrides)
     rec = Recorder()
@@ -197,7 +192,7 @@ def test_speculative_refine_is_discarded_when_speech_resumes_and_used_when_it_do
         run_file(engine, audio, realtime=True)
         live_like = engine.stats().queues
         speculated = rec.of(Refined)
-        rec.events.clear()
+        rec.clear()
         run_file(engine, audio)  # as fast as possible: no speculation
         fast = engine.stats().queues
         replayed = rec.of(Refined)
@@ -215,8 +210,12 @@ def test_speculative_refine_is_discarded_when_speech_resumes_and_used_when_it_do
 def test_partials_of_a_long_utterance_re_decode_a_bounded_window_and_keep_its_head(audio_dir):
     """A partial's cost stays flat: past ``partial_window_s`` the head's text is kept, the rest re-decoded."""
     sentence = speak(audio_dir / "long-window.wav", ", and ".join(s.rstrip(".") for s in SENTENCES[:3]), speed=150)
-    audio = concat(audio_dir / "long-window-padded.wav", silence(audio_dir / "lw-lead.wav", 0.5), sentence,
-                   silence(audio_dir / "lw-tail.wav", 1.5))
+    audio = concat(
+        audio_dir / "long-window-padded.wav",
+        silence(audio_dir / "lw-lead.wav", 0.5),
+        sentence,
+        silence(audio_dir / "lw-tail.wav", 1.5),
+    )
     decoded_seconds: list[float] = []
 
     class Measured:
@@ -226,14 +225,15 @@ def test_partials_of_a_long_utterance_re_decode_a_bounded_window_and_keep_its_he
             self._model = model
 
         def transcribe(self, audio, **kw):
-            decoded_seconds.append(len(audio) / 16000)
+            if kw["beam_size"] == 1:  # a partial (a final decode of the live model searches a beam)
+                decoded_seconds.append(len(audio) / 16000)
             return self._model.transcribe(audio, **kw)
 
     def loader(spec):
         model = load_whisper(spec)
         return Measured(model) if spec.name == "tiny.en" else model
 
-    overrides = {"decode": {"partial_window_s": 4.0}}
+    overrides = {"decode": {"partial_window_s": 4.0}, "models": {"live": "tiny.en", "refine": "base"}}
     engine = Engine(build_settings("full", overrides), overrides, model_loader=loader)
     rec = Recorder()
     engine.subscribe(rec)
@@ -245,12 +245,12 @@ def test_partials_of_a_long_utterance_re_decode_a_bounded_window_and_keep_its_he
         engine.close()
     final = rec.of(Refined)
     assert len(final) == 1 and final[0].end - final[0].start > 9.0, [(r.start, r.end, r.text) for r in final]
-    # Each call: at most the window plus what arrived during one decode and interval.
-    assert decoded_seconds and max(decoded_seconds) <= 4.0 + 1.5, decoded_seconds
+    # What the code guarantees, however far behind a busy CPU leaves the partials: no decode exceeds the window.
+    assert decoded_seconds and max(decoded_seconds) <= 4.0, decoded_seconds
     last = [p for p in rec.of(Partial) if p.id == final[0].id][-1]
-    heard = set(words(last.text))
+    shown = set(words(last.text))
     # The newest partial still holds the head (first sentence) and reaches the last words.
-    assert {"quarterly", "friday"} & heard and {"bread", "eggs", "home"} & heard, last.text
+    assert {"quarterly", "friday"} & shown and {"bread", "eggs", "home"} & shown, last.text
 
 
 def test_lightweight_profile_runs_one_model_and_keeps_whole_utterances(audio_dir):
@@ -259,9 +259,15 @@ def test_lightweight_profile_runs_one_model_and_keeps_whole_utterances(audio_dir
     The sentence is one utterance of about 8 s; cut in the middle, tiny.en
     loses the words at the cut (issue 13 measured 15 % WER that way).
     """
-    sentence = speak(audio_dir / "long-light.wav", SENTENCES[0].rstrip(".") + ", and " + SENTENCES[1].lower(), speed=130)
-    audio = concat(audio_dir / "long-light-padded.wav", silence(audio_dir / "lead-light.wav", 0.5), sentence,
-                   silence(audio_dir / "tail-light.wav", 1.5))
+    sentence = speak(
+        audio_dir / "long-light.wav", SENTENCES[0].rstrip(".") + ", and " + SENTENCES[1].lower(), speed=130
+    )
+    audio = concat(
+        audio_dir / "long-light-padded.wav",
+        silence(audio_dir / "lead-light.wav", 0.5),
+        sentence,
+        silence(audio_dir / "tail-light.wav", 1.5),
+    )
     loaded = []
 
     def loader(spec):
@@ -298,7 +304,7 @@ def test_profile_switch_at_run_time_sheds_and_reloads_refine_model(two_utterance
         assert all(r.source == "live" for r in rec.of(Refined))
         engine.set_profile("full")
         assert engine._refine.decoder is not None
-        rec.events.clear()
+        rec.clear()
         run_file(engine, two_utterances_wav)
         assert [r.source for r in rec.of(Refined)] == ["refined", "refined"]
     finally:
@@ -313,14 +319,12 @@ def test_memory_limit_degrades_to_lightweight(two_utterances_wav):
     engine.load()
     try:
         assert engine.memory.check() == "limit"
-        deadline = time.monotonic() + 30
-        while not any(isinstance(e, ProfileChanged) for e in rec.events) and time.monotonic() < deadline:
-            time.sleep(0.1)
+        wait_until(lambda: rec.of(ProfileChanged), 30, "the switch to lightweight")
         stats = engine.stats()
     finally:
         engine.close()
     assert engine.profile == "lightweight"
     assert stats.memory.degradations == 1 and stats.memory.cleanups >= 1
 
-    assert any(isinstance(e, MemoryPressure) and e.level == "limit" for e in rec.events)
-    assert any(isinstance(e, ProfileChanged) and e.reason == "memory limit" for e in rec.events)
+    assert any(isinstance(e, MemoryPressure) and e.level == "limit" for e in rec)
+    assert any(isinstance(e, ProfileChanged) and e.reason == "memory limit" for e in rec)

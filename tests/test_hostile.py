@@ -10,16 +10,31 @@ import subprocess
 
 import psutil
 import pytest
-from busfixtures import DaemonProcess, PrivateBus, daemon_env
-from conftest import BIN, REPO, SENTENCES, concat, listend, silence, speak, words
 from dbus_next import Message, MessageType, Variant
 from dbus_next.aio import MessageBus
 
 from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH
 from listend.config import ConfigError, build_settings, validate_overrides
+from tests.support.audio import SENTENCES, concat, silence, speak, words
+from tests.support.bus import daemon_env
+from tests.support.processes import BIN, REPO, listend
 
-MEMBERS = ["Start", "Stop", "Toggle", "GetTranscript", "GetRecent", "GetMemory", "SetProfile", "Nope", "Get",
-           "GetAll", "Set", "Introspect", "", "x" * 255]
+MEMBERS = [
+    "Start",
+    "Stop",
+    "Toggle",
+    "GetTranscript",
+    "GetRecent",
+    "GetMemory",
+    "SetProfile",
+    "Nope",
+    "Get",
+    "GetAll",
+    "Set",
+    "Introspect",
+    "",
+    "x" * 255,
+]
 
 
 def _random_args(rng: random.Random):
@@ -44,70 +59,81 @@ def _random_args(rng: random.Random):
     return kind, [values[t]() for t in tokens]
 
 
-def test_bus_fuzzer_gets_replies_and_the_daemon_survives(tmp_path, two_utterances_wav):
-    bus = PrivateBus(tmp_path)
-    env = daemon_env(bus, tmp_path / "state")
-    daemon = DaemonProcess(["--lightweight", "--source", str(two_utterances_wav)], env, tmp_path / "d.log")
-    try:
-        daemon.wait_ready(env)
-        process = psutil.Process(daemon.proc.pid)
-        rng = random.Random(20261125)
+def test_bus_fuzzer_gets_replies_and_the_daemon_survives(start_daemon, private_bus, tmp_path, two_utterances_wav):
+    env = daemon_env(private_bus, tmp_path / "state")
+    daemon = start_daemon("--lightweight", "--source", str(two_utterances_wav), env=env)
+    process = psutil.Process(daemon.proc.pid)
+    rng = random.Random(20261125)
 
-        async def fuzz(n_calls: int):
-            conn = await MessageBus(bus_address=bus.address).connect()
-            errors = replies = 0
-            peak = 0
-            for i in range(n_calls):
-                member = rng.choice(MEMBERS) or "Start"
-                iface = rng.choice([INTERFACE, INTERFACE, "org.freedesktop.DBus.Properties",
-                                    "org.freedesktop.DBus.Introspectable", "io.github.listend.Nope"])
-                signature, body = _random_args(rng)
-                if member in ("Get", "GetAll", "Set") and rng.random() < 0.5:
-                    iface = "org.freedesktop.DBus.Properties"
-                    signature, body = {"Get": ("ss", [INTERFACE, rng.choice(["State", "Nope", "RssBytes"])]),
-                                       "GetAll": ("s", [rng.choice([INTERFACE, "x"])]),
-                                       "Set": ("ssv", [INTERFACE, "State", Variant("s", "idle")])}[member]
-                try:
-                    msg = Message(destination=BUS_NAME, path=OBJECT_PATH, interface=iface, member=member,
-                                  signature=signature, body=body)
-                except Exception:
-                    continue  # the client library itself refuses to build it
-                reply = await asyncio.wait_for(conn.call(msg), timeout=30)
-                assert reply is not None
-                if reply.message_type == MessageType.ERROR:
-                    errors += 1
-                    assert "Traceback" not in str(reply.body)
-                else:
-                    replies += 1
-                if i % 200 == 0:
-                    peak = max(peak, process.memory_info().rss)
-            conn.disconnect()
-            return errors, replies, peak
+    async def fuzz(n_calls: int):
+        conn = await MessageBus(bus_address=private_bus.address).connect()
+        errors = replies = 0
+        peak = 0
+        for i in range(n_calls):
+            member = rng.choice(MEMBERS) or "Start"
+            iface = rng.choice(
+                [
+                    INTERFACE,
+                    INTERFACE,
+                    "org.freedesktop.DBus.Properties",
+                    "org.freedesktop.DBus.Introspectable",
+                    "io.github.listend.Nope",
+                ]
+            )
+            signature, body = _random_args(rng)
+            if member in ("Get", "GetAll", "Set") and rng.random() < 0.5:
+                iface = "org.freedesktop.DBus.Properties"
+                signature, body = {
+                    "Get": ("ss", [INTERFACE, rng.choice(["State", "Nope", "RssBytes"])]),
+                    "GetAll": ("s", [rng.choice([INTERFACE, "x"])]),
+                    "Set": ("ssv", [INTERFACE, "State", Variant("s", "idle")]),
+                }[member]
+            try:
+                msg = Message(
+                    destination=BUS_NAME,
+                    path=OBJECT_PATH,
+                    interface=iface,
+                    member=member,
+                    signature=signature,
+                    body=body,
+                )
+            except Exception:
+                continue  # the client library itself refuses to build it
+            reply = await asyncio.wait_for(conn.call(msg), timeout=30)
+            assert reply is not None
+            if reply.message_type == MessageType.ERROR:
+                errors += 1
+                assert "Traceback" not in str(reply.body)
+            else:
+                replies += 1
+            if i % 200 == 0:
+                peak = max(peak, process.memory_info().rss)
+        conn.disconnect()
+        return errors, replies, peak
 
-        errors, replies, peak = asyncio.run(fuzz(2500))
-        assert errors > 100 and replies > 100
-        assert daemon.proc.poll() is None, daemon.log()
-        limit = build_settings("lightweight").memory.limit_mb * 2**20
-        assert peak < limit
-        assert "Traceback" not in daemon.log()
+    errors, replies, peak = asyncio.run(fuzz(2500))
+    assert errors > 100 and replies > 100
+    assert daemon.proc.poll() is None, daemon.log()
+    limit = build_settings("lightweight").memory.limit_mb * 2**20
+    assert peak < limit
+    assert "Traceback" not in daemon.log()
 
-        # Calls racing the shutdown get a reply or a clean error, never a hang.
-        async def during_shutdown():
-            conn = await MessageBus(bus_address=bus.address).connect()
-            daemon.proc.send_signal(15)
-            outcomes = set()
-            for _ in range(200):
-                reply = await asyncio.wait_for(conn.call(Message(
-                    destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member="GetMemory")), timeout=30)
-                outcomes.add(reply.message_type)
-            conn.disconnect()
-            return outcomes
+    # Calls racing the shutdown get a reply or a clean error, never a hang.
+    async def during_shutdown():
+        conn = await MessageBus(bus_address=private_bus.address).connect()
+        daemon.proc.send_signal(15)
+        outcomes = set()
+        for _ in range(200):
+            reply = await asyncio.wait_for(
+                conn.call(Message(destination=BUS_NAME, path=OBJECT_PATH, interface=INTERFACE, member="GetMemory")),
+                timeout=30,
+            )
+            outcomes.add(reply.message_type)
+        conn.disconnect()
+        return outcomes
 
-        asyncio.run(during_shutdown())
-        assert daemon.proc.wait(60) == 0
-    finally:
-        daemon.kill()
-        bus.close()
+    asyncio.run(during_shutdown())
+    assert daemon.proc.wait(60) == 0
 
 
 @pytest.fixture(scope="module")
@@ -150,9 +176,14 @@ def test_transcribe_truncated_file_uses_what_is_there(odd_files):
     assert "quarterly" in words(result.stdout)
 
 
-@pytest.mark.parametrize("name, message", [("zero", "not a readable audio file"),
-                                           ("garbage", "not a readable audio file"),
-                                           ("header_only", "contains no audio")])
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("zero", "not a readable audio file"),
+        ("garbage", "not a readable audio file"),
+        ("header_only", "contains no audio"),
+    ],
+)
 def test_transcribe_unusable_files_exit_2(odd_files, name, message):
     result = listend("transcribe", str(odd_files[name]))
     assert result.returncode == 2
@@ -163,13 +194,18 @@ def test_transcribe_unusable_files_exit_2(odd_files, name, message):
 def test_multi_hour_file_streams_with_bounded_memory(tmp_path, audio_dir):
     """Three hours of (compressed) audio: stream-decoded, never loaded whole (3 h float32 = 690 MB)."""
     long_silence = tmp_path / "silence.flac"
-    subprocess.run(["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(long_silence), "trim", "0", "10800"],
-                   check=True)
+    subprocess.run(
+        ["sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(long_silence), "trim", "0", "10800"], check=True
+    )
     speech = speak(audio_dir / "multi-hour-speech.wav", SENTENCES[1])
     path = concat(tmp_path / "three-hours.flac", long_silence, speech, silence(tmp_path / "tail.wav", 1))
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    proc = subprocess.run([str(BIN / "listend"), "transcribe", "--lightweight", "--json", str(path)],
-                          capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        [str(BIN / "listend"), "transcribe", "--lightweight", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     assert proc.returncode == 0, proc.stderr
     assert "weather" in words(proc.stdout)
@@ -183,11 +219,44 @@ def test_multi_hour_file_streams_with_bounded_memory(tmp_path, audio_dir):
 
 def test_config_fuzz_never_crashes():
     rng = random.Random(7)
-    atoms = [0, 1, -1, 0.5, 1e308, float("nan"), "", "x", "full", True, False, [], [1, "a"], {}, {"a": 1},
-             2**63, "🙂" * 10, "\0", 10**30]
+    atoms = [
+        0,
+        1,
+        -1,
+        0.5,
+        1e308,
+        float("nan"),
+        "",
+        "x",
+        "full",
+        True,
+        False,
+        [],
+        [1, "a"],
+        {},
+        {"a": 1},
+        2**63,
+        "🙂" * 10,
+        "\0",
+        10**30,
+    ]
     sections = ["models", "audio", "vad", "decode", "queues", "memory", "history", "profile", "bogus"]
-    keys = ["live", "refine", "device", "threshold", "neg_threshold", "refine", "warn_mb", "limit_mb",
-            "max_utterance_s", "ring_seconds", "retention_days", "directory", "partial_interval_s", "nope"]
+    keys = [
+        "live",
+        "refine",
+        "device",
+        "threshold",
+        "neg_threshold",
+        "refine",
+        "warn_mb",
+        "limit_mb",
+        "max_utterance_s",
+        "ring_seconds",
+        "retention_days",
+        "directory",
+        "partial_interval_s",
+        "nope",
+    ]
     outcomes = {"ok": 0, "error": 0}
     for _ in range(3000):
         doc = {}
@@ -209,26 +278,22 @@ def test_config_fuzz_never_crashes():
     assert outcomes["ok"] > 100 and outcomes["error"] > 1000
 
 
-def test_daemon_listens_on_no_network_socket(tmp_path):
-    bus = PrivateBus(tmp_path)
-    env = daemon_env(bus, tmp_path / "state")
-    daemon = DaemonProcess(["--lightweight"], env, tmp_path / "d.log")
-    try:
-        daemon.wait_ready(env)
-        connections = psutil.Process(daemon.proc.pid).net_connections(kind="inet")
-        assert connections == []
-        unix = psutil.Process(daemon.proc.pid).net_connections(kind="unix")
-        assert unix  # the session bus
-        assert daemon.terminate() == 0
-    finally:
-        daemon.kill()
-        bus.close()
+def test_daemon_listens_on_no_network_socket(start_daemon, private_bus, tmp_path):
+    env = daemon_env(private_bus, tmp_path / "state")
+    daemon = start_daemon("--lightweight", env=env)
+    connections = psutil.Process(daemon.proc.pid).net_connections(kind="inet")
+    assert connections == []
+    unix = psutil.Process(daemon.proc.pid).net_connections(kind="unix")
+    assert unix  # the session bus
+    assert daemon.terminate() == 0
 
 
 def test_no_shell_anywhere_in_the_code():
-    for path in list((REPO / "daemon").glob("*.py")) + list((REPO / "tray").glob("*.py")):
+    folders = ("daemon", "ctl", "desktop", "tray")
+    for path in [p for folder in folders for p in (REPO / folder).glob("*.py")]:
         text = path.read_text()
         assert "shell=True" not in text, path
         assert "os.system(" not in text and "os.popen(" not in text, path
-        for call in re.findall(r"subprocess\.(?:run|Popen)\((.{0,40})", text):
-            assert call.lstrip().startswith(("[", "self.command", "cmd")), (path, call)
+        for call in re.findall(r"subprocess\.(?:run|Popen)\((.{0,40})", text, re.S):
+            # An argument list (a literal, or a list built in a named variable), never a command string.
+            assert call.lstrip().startswith(("[", "self.command", "cmd", "command", "argv")), (path, call)

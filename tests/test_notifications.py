@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import time
+import asyncio
+from collections.abc import Callable
 
-from busfixtures import DaemonProcess, PrivateBus, daemon_env
 from dbus_next import Message, MessageType
 
 from listend.dbusio import MessageBus
+from tests.support.bus import daemon_env
+from tests.support.waiting import until
 
 
 class NotificationServer:
@@ -17,7 +19,7 @@ class NotificationServer:
         self.address = address
         self.shown: list[tuple[str, str]] = []
 
-    async def start(self):
+    async def start(self) -> NotificationServer:
         self.bus = await MessageBus(bus_address=self.address).connect()
         self.bus.add_message_handler(self._on)
         await self.bus.request_name("org.freedesktop.Notifications")
@@ -30,49 +32,47 @@ class NotificationServer:
         return False
 
 
-def _run_until(bus, env, args, tmp_path, predicate, config: str = ""):
-    import asyncio
-
-    if config:
-        (tmp_path / "config.toml").write_text(config)
-        args = ["--config", str(tmp_path / "config.toml"), *args]
-
+def notified(start_daemon, bus, env, args, predicate: Callable[[list[tuple[str, str]]], bool]):
     async def scenario():
         server = await NotificationServer(bus.address).start()
-        daemon = DaemonProcess(args, env, tmp_path / "d.log")
+        daemon = start_daemon(*args, env=env, ready=False)
         try:
-            deadline = time.monotonic() + 120
-            while not predicate(server.shown):
-                assert daemon.proc.poll() is None and time.monotonic() < deadline, (server.shown, daemon.log())
-                await asyncio.sleep(0.1)
+            await until(
+                lambda: daemon.proc.poll() is None and predicate(server.shown),
+                120,
+                lambda: f"a notification: {server.shown}\n{daemon.log()}",
+                poll=0.1,
+            )
             assert daemon.terminate() == 0
         finally:
-            daemon.kill()
             server.bus.disconnect()
         return server.shown
 
     return asyncio.run(scenario())
 
 
-def test_no_microphone_is_notified(tmp_path):
-    bus = PrivateBus(tmp_path)
-    try:
-        env = daemon_env(bus, tmp_path / "state", {"PULSE_SERVER": f"unix:{tmp_path}/nothing"})
-        shown = _run_until(bus, env, ["--lightweight", "--start"], tmp_path,
-                           lambda shown: any("cannot listen" in s for s, _ in shown))
-        summary, body = next(n for n in shown if "cannot listen" in n[0])
-        assert "no input device found" in body and "--device" in body
-    finally:
-        bus.close()
+def test_no_microphone_is_notified(start_daemon, private_bus, tmp_path):
+    env = daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": f"unix:{tmp_path}/nothing"})
+    shown = notified(
+        start_daemon,
+        private_bus,
+        env,
+        ["--lightweight", "--start"],
+        lambda shown: any("cannot listen" in s for s, _ in shown),
+    )
+    summary, body = next(n for n in shown if "cannot listen" in n[0])
+    assert "no input device found" in body and "--device" in body
 
 
-def test_memory_limit_degradation_is_notified(tmp_path, speech_wav):
-    bus = PrivateBus(tmp_path)
-    try:
-        env = daemon_env(bus, tmp_path / "state")
-        config = "[memory]\nwarn_mb = 60\ncleanup_mb = 60\nlimit_mb = 60\nsample_interval_s = 0.2\n"
-        shown = _run_until(bus, env, [], tmp_path, lambda shown: any("memory limit" in s for s, _ in shown),
-                           config=config)
-        assert any("lightweight" in body for summary, body in shown if "memory limit" in summary)
-    finally:
-        bus.close()
+def test_memory_limit_degradation_is_notified(start_daemon, private_bus, tmp_path, speech_wav):
+    env = daemon_env(private_bus, tmp_path / "state")
+    config = tmp_path / "config.toml"
+    config.write_text("[memory]\nwarn_mb = 60\ncleanup_mb = 60\nlimit_mb = 60\nsample_interval_s = 0.2\n")
+    shown = notified(
+        start_daemon,
+        private_bus,
+        env,
+        ["--config", str(config)],
+        lambda shown: any("memory limit" in s for s, _ in shown),
+    )
+    assert any("lightweight" in body for summary, body in shown if "memory limit" in summary)

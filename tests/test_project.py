@@ -1,16 +1,24 @@
-"""Project invariants: CI runs the README's test command; docs name what the code has."""
+"""Project invariants: CI runs the README's test command; docs name what the code has and the code keeps the rules.
+
+The import rule, the locks and the named threads of ``docs/architecture.md``
+are read from the code here (an AST walk), so the document cannot drift.
+"""
 
 from __future__ import annotations
 
+import ast
 import re
+from pathlib import Path
 
-from conftest import REPO
+from tests.support.processes import REPO
+
+PACKAGES = {"listend": "daemon", "listend_ctl": "ctl", "listend_desktop": "desktop", "listend_tray": "tray"}
 
 
 def _readme_commands() -> list[str]:
     text = (REPO / "README.md").read_text()
     section = text.split("## Set up", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)\n```", section, re.S)
+    return re.findall(r"```sh\n(.*?)\n```", section, re.DOTALL)
 
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
@@ -18,6 +26,9 @@ def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
     assert len(commands) == 2
     run, test = commands
     assert "listend" in run and "pytest" in test
+    # The linter, the formatter's check and the type checker run before the suite and stop it on findings.
+    for check in ("ruff check", "ruff format --check", "mypy"):
+        assert check in test and test.index(check) < test.index("pytest"), check
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert test in ci, "the last line of .ci/run must be the README's test command"
     assert ci[-1] == test
@@ -27,11 +38,28 @@ def test_dbus_doc_covers_every_member():
     from listend.service import DictationInterface
 
     doc = (REPO / "docs" / "dbus.md").read_text()
-    for name in ("Start", "Stop", "Toggle", "GetTranscript", "GetRecent", "GetMemory", "SetProfile",
-                 "State", "Profile", "LiveText", "LastError", "RssBytes", "LastSegmentId",
-                 "PartialText", "SegmentRefined", "StateChanged", "MemoryPressure",
-                 "io.github.listend.Error.InvalidArgs", "io.github.listend.Error.NotAvailable",
-                 "io.github.listend.Error.Failed"):
+    for name in (
+        "Start",
+        "Stop",
+        "Toggle",
+        "GetTranscript",
+        "GetRecent",
+        "GetMemory",
+        "SetProfile",
+        "State",
+        "Profile",
+        "LiveText",
+        "LastError",
+        "RssBytes",
+        "LastSegmentId",
+        "PartialText",
+        "SegmentRefined",
+        "StateChanged",
+        "MemoryPressure",
+        "io.github.listend.Error.InvalidArgs",
+        "io.github.listend.Error.NotAvailable",
+        "io.github.listend.Error.Failed",
+    ):
         assert f"`{name}" in doc, name
     assert DictationInterface
 
@@ -52,16 +80,16 @@ def test_listend_installs_beside_python_daemon(tmp_path):
     import subprocess
     import sys
 
-    code = ("import daemon, listend, listend_ctl.main, listend_tray.busworker; "
-            "assert hasattr(daemon, 'DaemonContext'), daemon.__file__; print(listend.__name__)")
+    code = (
+        "import daemon, listend, listend_ctl.main, listend_tray.busworker; "
+        "assert hasattr(daemon, 'DaemonContext'), daemon.__file__; print(listend.__name__)"
+    )
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "listend", result.stderr
 
 
-def _imports_of(path, package: str, folder_of: dict) -> set[str]:
+def _imports_of(path: Path, package: str, modules: dict[str, Path]) -> set[str]:
     """Modules of ours that ``path`` imports (anywhere in it, also inside functions)."""
-    import ast
-
     tree = ast.parse(path.read_text())
     out = set()
     for node in ast.walk(tree):
@@ -75,30 +103,127 @@ def _imports_of(path, package: str, folder_of: dict) -> set[str]:
             names = [a.name for a in node.names]
         else:
             continue
-        out.update(n for n in names if n in folder_of)
+        out.update(n for n in names if n in modules)
     return out
 
 
+def _import_graph() -> dict[str, set[str]]:
+    modules = {
+        f"{pkg}.{p.stem}": p
+        for pkg, folder in PACKAGES.items()
+        for p in (REPO / folder).glob("*.py")
+        if p.stem != "__init__"
+    }
+    return {name: _imports_of(path, name.split(".")[0], modules) - {name} for name, path in modules.items()}
+
+
 def test_no_import_cycles():
-    packages = {"listend": REPO / "daemon", "listend_ctl": REPO / "ctl", "listend_tray": REPO / "tray"}
-    files = {f"{pkg}.{p.stem}": p for pkg, folder in packages.items() for p in folder.glob("*.py")
-             if p.stem != "__init__"}
-    graph = {name: _imports_of(path, name.split(".")[0], files) - {name} for name, path in files.items()}
+    graph = _import_graph()
     state: dict[str, int] = {}
 
     def visit(node: str, trail: list[str]) -> None:
         state[node] = 1
         for nxt in sorted(graph[node]):
             if state.get(nxt) == 1:
-                raise AssertionError("import cycle: " + " -> ".join(trail[trail.index(nxt):] + [node, nxt])
-                                     if nxt in trail else f"import cycle: {node} -> {nxt}")
+                raise AssertionError(
+                    "import cycle: " + " -> ".join([*trail[trail.index(nxt) :], node, nxt])
+                    if nxt in trail
+                    else f"import cycle: {node} -> {nxt}"
+                )
             if nxt not in state:
-                visit(nxt, trail + [node])
+                visit(nxt, [*trail, node])
         state[node] = 2
 
     for name in sorted(graph):
         if name not in state:
             visit(name, [])
+
+
+def test_the_import_rule_of_the_architecture_doc_is_the_code_s():
+    graph = _import_graph()
+    doc = (REPO / "docs" / "architecture.md").read_text()
     # The daemon does not import its clients.
-    assert not any(dep.startswith(("listend_ctl", "listend_tray")) for name, deps in graph.items()
-                   if name.startswith("listend.") for dep in deps)
+    assert not [
+        (name, dep)
+        for name, deps in graph.items()
+        if name.startswith("listend.")
+        for dep in deps
+        if not dep.startswith("listend.")
+    ]
+    rules = dict(re.findall(r"^- `(listend_\w+)` imports (.+)$", doc, re.M))
+    clients = sorted(p for p in PACKAGES if p != "listend")
+    assert sorted(rules) == clients, "docs/architecture.md gives the imports of every client package"
+    for package in clients:
+        documented = set(re.findall(r"`(listend\.\w+)`", rules[package]))
+        actual = {
+            dep
+            for name, deps in graph.items()
+            if name.startswith(package + ".")
+            for dep in deps
+            if dep.startswith("listend.")
+        }
+        assert actual == documented, f"{package}: imports {sorted(actual)}, the doc says {sorted(documented)}"
+
+
+def _locks_and_threads() -> tuple[set[str], set[str]]:
+    """``Class._name`` of every lock and condition, and the name of every thread, in the daemon and clients."""
+    locks, threads = set(), set()
+    for folder in PACKAGES.values():
+        for path in (REPO / folder).glob("*.py"):
+            tree = ast.parse(path.read_text())
+            for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
+                for node in ast.walk(cls):
+                    if isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+                        func = ast.unparse(node.value.func)
+                        if func in ("threading.Lock", "threading.RLock", "threading.Condition"):
+                            for target in node.targets:
+                                name = target.attr if isinstance(target, ast.Attribute) else ast.unparse(target)
+                                locks.add(f"{cls.name}.{name}")
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Call) and ast.unparse(node.func) in (
+                    "threading.Thread",
+                    "concurrent.futures.ThreadPoolExecutor",
+                ):
+                    for kw in node.keywords:
+                        if kw.arg in ("name", "thread_name_prefix"):
+                            threads.add(ast.unparse(kw.value).strip("'\"f"))
+    workers = re.findall(r'super\(\).__init__\("(\w+)"', (REPO / "daemon" / "workers.py").read_text())
+    threads = {t for t in threads if "{" not in t} | {f"listend-{w}" for w in workers}
+    return locks, threads
+
+
+def test_every_lock_and_named_thread_is_in_the_architecture_doc():
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    locks, threads = _locks_and_threads()
+    assert len(locks) > 10 and "Segmenter._lock" in locks and "Engine._id_lock" in locks
+    missing = sorted(lock for lock in locks if f"`{lock}`" not in doc)
+    assert not missing, f"locks the threading section of docs/architecture.md does not name: {missing}"
+    assert {"listend-segmenter", "listend-live", "listend-refine", "listend-publish"} <= threads
+    missing = sorted(t for t in threads if f"`{t}" not in doc)
+    assert not missing, f"threads docs/architecture.md does not name: {missing}"
+
+
+def test_the_version_has_one_source():
+    import importlib.metadata
+
+    import listend
+
+    pyproject = (REPO / "pyproject.toml").read_text()
+    assert 'dynamic = ["version"]' in pyproject and "\nversion =" not in pyproject.split("[tool")[0]
+    assert importlib.metadata.version("listend") == listend.__version__
+
+
+def test_the_repository_carries_its_licence_changelog_and_contributing_guide():
+    assert "MIT License" in (REPO / "LICENSE").read_text()
+    from listend import __version__
+
+    assert f"## {__version__}" in (REPO / "CHANGELOG.md").read_text()
+    contributing = (REPO / "CONTRIBUTING.md").read_text()
+    for command in _readme_commands():
+        assert command in contributing
+    assert "pytest tests/unit" in contributing
+
+
+def test_every_package_ships_its_type_information():
+    for folder in PACKAGES.values():
+        assert (REPO / folder / "py.typed").exists(), folder

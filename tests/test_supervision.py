@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-
-from conftest import SENTENCES, concat, silence, speak, words
+from typing import Any
 
 from listend.config import build_settings
 from listend.engine import Engine
@@ -13,39 +12,49 @@ from listend.events import ErrorReported, Refined, Retracted, StateChanged
 from listend.models import ModelSpec, load_whisper
 from listend.sources import FileSource
 from listend.unfinished import UnfinishedAudio
+from tests.support.audio import SENTENCES, concat, heard, silence, speak
+from tests.support.pipeline import Recorder
+from tests.support.waiting import wait_until
 
-
-class Recorder(list):
-    def __call__(self, event):
-        self.append(event)
-
-    def of(self, kind):
-        return [e for e in self if isinstance(e, kind)]
+WHISPER_PAIR = {"models": {"live": "tiny.en", "refine": "base"}}
 
 
 def wrapped_loader(make):
     """Real models, each wrapped by ``make(spec, model)``."""
-    def load(spec: ModelSpec):
+
+    def load(spec: ModelSpec) -> Any:
         return make(spec, load_whisper(spec))
+
     return load
 
 
-class FailingPartials:
-    """The live model raises on every other short (partial) decode: a flaky pass."""
+class FailingCalls:
+    """The wrapped model raises on every other decode: a flaky pass."""
 
     def __init__(self, model):
         self.model, self.calls = model, 0
 
     def transcribe(self, audio, **kw):
         self.calls += 1
-        if self.calls % 2 and len(audio) < 16000 * 30:
+        if self.calls % 2:
             raise RuntimeError("simulated decoder fault")
         return self.model.transcribe(audio, **kw)
 
 
 def test_a_failing_partial_decode_is_counted_reported_and_the_pipeline_goes_on(tmp_path, two_utterances_wav):
-    engine = Engine(build_settings("lightweight"), model_loader=wrapped_loader(lambda s, m: FailingPartials(m)),
-                    unfinished=UnfinishedAudio(tmp_path / "unfinished"))
+    """The live model fails every other call; the refine model is untouched.
+
+    Recognition is checked where the accurate model is guaranteed to have
+    run (both utterances are refined by it): which degraded path would have
+    served a failed utterance depends on timing, not on the code.
+    """
+    flaky_live = wrapped_loader(lambda s, m: FailingCalls(m) if s.name == "tiny.en" else m)
+    engine = Engine(
+        build_settings("full", WHISPER_PAIR),
+        WHISPER_PAIR,
+        model_loader=flaky_live,
+        unfinished=UnfinishedAudio(tmp_path / "unfinished"),
+    )
     rec = Recorder()
     engine.subscribe(rec)
     engine.load()
@@ -60,8 +69,10 @@ def test_a_failing_partial_decode_is_counted_reported_and_the_pipeline_goes_on(t
     assert live.alive and live.failures >= 1 and "simulated decoder fault" in live.last_failure
     assert any("simulated decoder fault" in e.message for e in rec.of(ErrorReported))
     assert engine.state == "idle"
-    text = " ".join(r.text for r in rec.of(Refined))
-    assert {"quarterly", "weather"} <= set(words(text)), text
+    finals = rec.of(Refined)
+    assert [r.source for r in finals] == ["refined", "refined"], finals
+    for final, sentence in zip(finals, SENTENCES[:2], strict=True):
+        assert heard(sentence, final.text, missing=1), final.text
 
 
 def test_a_dead_worker_is_an_error_stops_the_heartbeat_and_stop_returns(tmp_path, two_utterances_wav):
@@ -80,10 +91,7 @@ def test_a_dead_worker_is_an_error_stops_the_heartbeat_and_stop_returns(tmp_path
 
         engine._live.step = broken_step  # the loop itself dies, not one item
         engine.start(FileSource(str(two_utterances_wav), realtime=True))
-        deadline = time.monotonic() + 10
-        while engine.state != "error":
-            assert time.monotonic() < deadline, engine.state
-            time.sleep(0.05)
+        wait_until(lambda: engine.state == "error", 10, lambda: f"the error state (now {engine.state})")
         beat = engine.heartbeat
         time.sleep(1.0)
         assert engine.heartbeat == beat  # the watchdog is no longer fed
@@ -96,7 +104,7 @@ def test_a_dead_worker_is_an_error_stops_the_heartbeat_and_stop_returns(tmp_path
     states = [e.state for e in rec.of(StateChanged)]
     assert states[-1] == "error"
     # What was heard and could not be decoded is kept, not lost.
-    kept_events = [e for e in rec.of(Retracted) if e.reason.startswith("kept as audio")]
+    kept_events = [e for e in rec.of(Retracted) if e.kind == "kept-as-audio"]
     assert kept_events and len(kept.files()) == len(kept_events)
     assert not rec.of(Refined)
 
@@ -117,7 +125,12 @@ def test_stop_fits_its_budget_and_keeps_what_it_cannot_decode(tmp_path, audio_di
             return self.model.transcribe(audio, **kw)
 
     kept = UnfinishedAudio(tmp_path / "unfinished")
-    engine = Engine(build_settings("full"), model_loader=wrapped_loader(lambda s, m: Starved(m)), unfinished=kept)
+    engine = Engine(
+        build_settings("full", WHISPER_PAIR),
+        WHISPER_PAIR,
+        model_loader=wrapped_loader(lambda s, m: Starved(m)),
+        unfinished=kept,
+    )
     rec = Recorder()
     engine.subscribe(rec)
     engine.load()
@@ -132,23 +145,33 @@ def test_stop_fits_its_budget_and_keeps_what_it_cannot_decode(tmp_path, audio_di
         engine.close(2)
     assert took < 5.0, took
     finals = {e.id for e in rec.of(Refined)}
-    kept_ids = {e.id for e in rec.of(Retracted) if e.reason.startswith("kept as audio")}
+    kept_ids = {e.id for e in rec.of(Retracted) if e.kind == "kept-as-audio"}
     assert len(kept.files()) == len(kept_ids) >= 1
     assert finals | kept_ids | {e.id for e in rec.of(Retracted)} == set(range(1, registered + 1))
 
-    # The next start decodes the kept audio as new segments, with their original wall times.
+    # The next start decodes the kept audio as new segments, with their original wall times; a file goes
+    # only once its text is durable (here: once the store below says so).
     later = Engine(build_settings("lightweight"), first_segment_id=registered + 1, unfinished=kept)
     rec2 = Recorder()
     later.subscribe(rec2)
+    stored: list[int] = []
+    later.subscribe(lambda e: stored.append(e.id) if isinstance(e, Refined) and e.id % 2 else None)
     later.load()
     try:
         assert later.recover_unfinished() == len(kept_ids)
+        recovered = rec2.of(Refined)
+        assert recovered and all(r.id > registered for r in recovered)
+        assert all(abs(r.wall_start - time.time()) < 120 for r in recovered)
+        unsettled = len(kept.files())
+        assert unsettled == len(kept_ids)  # nothing settled yet: every file is still there
+        for seg_id in stored:
+            later.settle(seg_id)
+        assert len(kept.files()) == unsettled - len(stored)
+        for r in recovered:
+            later.settle(r.id)
+        assert not kept.files()
     finally:
         later.close(10)
-    recovered = rec2.of(Refined)
-    assert not kept.files()
-    assert all(r.id > registered for r in recovered) and recovered
-    assert all(abs(r.wall_start - time.time()) < 120 for r in recovered)
 
 
 def test_first_start_with_a_reopen_factory_does_not_reconnect(two_utterances_wav):
@@ -190,8 +213,11 @@ def test_each_session_starts_without_the_previous_prompt(audio_dir):
             return self.model.transcribe(audio, **kw)
 
     wav = speak(audio_dir / "prompt.wav", SENTENCES[0])
-    engine = Engine(build_settings("full"),
-                    model_loader=wrapped_loader(lambda s, m: Spy(m) if s.name == "base" else m))
+    engine = Engine(
+        build_settings("full", WHISPER_PAIR),
+        WHISPER_PAIR,
+        model_loader=wrapped_loader(lambda s, m: Spy(m) if s.name == "base" else m),
+    )
     engine.load()
     try:
         for _ in range(2):
@@ -204,6 +230,11 @@ def test_each_session_starts_without_the_previous_prompt(audio_dir):
 
 
 def test_profile_switches_are_serialised_with_decoding(two_utterances_wav):
+    """Four switches while speech is decoded: no decode fails, every utterance gets a final, in order.
+
+    Which model served which utterance depends on when the switches fell, so
+    recognition is asked only of what either model hears in clear speech.
+    """
     engine = Engine(build_settings("full"))
     rec = Recorder()
     engine.subscribe(rec)
@@ -228,4 +259,8 @@ def test_profile_switches_are_serialised_with_decoding(two_utterances_wav):
         engine.close(10)
     assert not errors and engine.profile == "full"
     assert all(w.failures == 0 for w in engine.stats().workers)
-    assert "quarterly" in " ".join(r.text for r in rec.of(Refined)).lower()
+    finals = rec.of(Refined)
+    assert [f.id for f in finals] == sorted(f.id for f in finals) and len(finals) >= 2, finals
+    text = " ".join(f.text for f in finals)
+    for sentence in SENTENCES[:2]:
+        assert heard(sentence, text, missing=3), text

@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import pytest
-from busfixtures import DaemonProcess, PrivateBus, ctl, daemon_env
-from conftest import BIN, REPO
 
 from listend_ctl import install
+from tests.support.bus import PrivateBus, ctl, daemon_env
+from tests.support.processes import BIN, REPO
 
 
 def test_repository_unit_files_are_the_rendered_ones():
@@ -30,8 +30,9 @@ def _verify(tmp_path: Path, listend: str) -> subprocess.CompletedProcess:
     runtime = tmp_path / "runtime"
     runtime.mkdir(mode=0o700, exist_ok=True)
     env = dict(os.environ, XDG_RUNTIME_DIR=str(runtime))
-    return subprocess.run(["systemd-analyze", "--user", "verify", str(unit)], capture_output=True, text=True,
-                          env=env, timeout=60)
+    return subprocess.run(
+        ["systemd-analyze", "--user", "verify", str(unit)], capture_output=True, text=True, env=env, timeout=60
+    )
 
 
 def test_rendered_unit_passes_systemd_analyze_verify(tmp_path):
@@ -39,8 +40,15 @@ def test_rendered_unit_passes_systemd_analyze_verify(tmp_path):
     assert result.returncode == 0, result.stderr
     text = install.render()["listend.service"]
     assert f"ExecStart={BIN / 'listend'} run" in text
-    for line in ("Type=dbus", "BusName=io.github.listend", "WatchdogSec=", "Restart=on-failure",
-                 "MemoryHigh=", "MemoryMax=", "WantedBy=default.target"):
+    for line in (
+        "Type=dbus",
+        "BusName=io.github.listend",
+        "WatchdogSec=",
+        "Restart=on-failure",
+        "MemoryHigh=",
+        "MemoryMax=",
+        "WantedBy=default.target",
+    ):
         assert line in text
     assert "\nProtectHome=" not in text
     # The check is real: a missing executable fails it.
@@ -65,7 +73,7 @@ class NotifyListener:
         while not self._stop.is_set():
             try:
                 data = self.sock.recv(4096)
-            except socket.timeout:
+            except TimeoutError:
                 continue
             for line in data.decode().splitlines():
                 self.messages.append((time.monotonic(), line))
@@ -86,24 +94,19 @@ class NotifyListener:
 
 
 @pytest.mark.parametrize("abstract", [False, True])
-def test_sd_notify_ready_status_watchdog_stopping(tmp_path, abstract):
-    bus = PrivateBus(tmp_path)
+def test_sd_notify_ready_status_watchdog_stopping(start_daemon, private_bus, tmp_path, abstract):
     address = f"@listend-test-{os.getpid()}-{time.monotonic_ns()}" if abstract else str(tmp_path / "notify")
     listener = NotifyListener(address)
-    env = daemon_env(bus, tmp_path / "state", {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
-    daemon = DaemonProcess(["--lightweight"], env, tmp_path / "d.log")
-    try:
-        listener.wait_for("READY=1")
-        ready_at = next(t for t, m in listener.messages if m == "READY=1")
-        assert ctl(env, "profile", "full").returncode == 0
-        listener.wait_for("STATUS=idle, profile full")
-        time.sleep(2.5)
-        pings = [t for t, m in listener.messages if m == "WATCHDOG=1"]
-        assert len(pings) >= 3 and all(t > ready_at for t in pings)
-        assert daemon.terminate() == 0
-    finally:
-        daemon.kill()
-        bus.close()
+    env = daemon_env(private_bus, tmp_path / "state", {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
+    daemon = start_daemon("--lightweight", env=env, ready=False)
+    listener.wait_for("READY=1")
+    ready_at = next(t for t, m in listener.messages if m == "READY=1")
+    assert ctl(env, "profile", "full").returncode == 0
+    listener.wait_for("STATUS=idle, profile full")
+    time.sleep(2.5)
+    pings = [t for t, m in listener.messages if m == "WATCHDOG=1"]
+    assert len(pings) >= 3 and all(t > ready_at for t in pings)
+    assert daemon.terminate() == 0
     listener.wait_for("STOPPING=1", timeout=5)
     lines = listener.lines()
     assert lines.index("READY=1") < lines.index("STOPPING=1")
@@ -122,13 +125,16 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
-def test_watchdog_pings_stop_when_engine_loop_is_wedged(tmp_path, speech_wav):
-    bus = PrivateBus(tmp_path)
+def test_watchdog_pings_stop_when_engine_loop_is_wedged(private_bus, tmp_path, speech_wav):
     address = str(tmp_path / "notify")
     listener = NotifyListener(address)
-    env = daemon_env(bus, tmp_path / "state", {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
-    proc = subprocess.Popen([sys.executable, "-c", WEDGED, "run", "--lightweight", "--source", str(speech_wav),
-                             "--start"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = daemon_env(private_bus, tmp_path / "state", {"NOTIFY_SOCKET": address, "WATCHDOG_USEC": "1000000"})
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WEDGED, "run", "--lightweight", "--source", str(speech_wav), "--start"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         listener.wait_for("READY=1")
         time.sleep(2.0)  # the first audio reaches the wedged segmenter within ~0.1 s
@@ -142,7 +148,6 @@ def test_watchdog_pings_stop_when_engine_loop_is_wedged(tmp_path, speech_wav):
     finally:
         proc.kill()
         proc.wait()
-        bus.close()
         listener.close()
 
 
@@ -168,7 +173,9 @@ def test_dbus_activation_starts_the_daemon_on_first_call(tmp_path):
         assert "state: idle" in result.stdout
         from listend_ctl.monitor import find_listend_processes
 
-        activated = [p for p in find_listend_processes() if p.environ().get("XDG_STATE_HOME") == str(tmp_path / "state")]
+        activated = [
+            p for p in find_listend_processes() if p.environ().get("XDG_STATE_HOME") == str(tmp_path / "state")
+        ]
         assert len(activated) == 1
         activated[0].terminate()
         activated[0].wait(60)
@@ -181,9 +188,14 @@ def _no_systemd_env(tmp_path: Path) -> dict:
     home.mkdir(exist_ok=True)
     runtime = tmp_path / "rt"
     runtime.mkdir(exist_ok=True, mode=0o700)
-    return dict(os.environ, HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
-                XDG_DATA_HOME=str(home / ".local" / "share"), XDG_RUNTIME_DIR=str(runtime),
-                DBUS_SESSION_BUS_ADDRESS=f"unix:path={runtime}/no-bus")
+    return dict(
+        os.environ,
+        HOME=str(home),
+        XDG_CONFIG_HOME=str(home / ".config"),
+        XDG_DATA_HOME=str(home / ".local" / "share"),
+        XDG_RUNTIME_DIR=str(runtime),
+        DBUS_SESSION_BUS_ADDRESS=f"unix:path={runtime}/no-bus",
+    )
 
 
 def test_install_and_uninstall_are_idempotent(tmp_path):

@@ -8,10 +8,11 @@ import time
 
 import jiwer
 import pytest
-from conftest import SENTENCES, concat, listend, silence, speak
 
 from listend import models
 from listend.config import ConfigError, build_settings, load_overrides
+from tests.support.audio import SENTENCES, concat, silence, speak
+from tests.support.processes import listend
 
 
 def _normalise(text: str) -> str:
@@ -60,11 +61,14 @@ def test_transcribe_plain_lightweight(speech_wav):
     assert "quarterly" in result.stdout.lower()
 
 
-@pytest.mark.parametrize("content, message", [
-    (None, "no such file"),
-    (b"", "not a readable audio file"),
-    (b"this is plainly not audio\n" * 50, "not a readable audio file"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such file"),
+        (b"", "not a readable audio file"),
+        (b"this is plainly not audio\n" * 50, "not a readable audio file"),
+    ],
+)
 def test_transcribe_bad_files_exit_2(tmp_path, content, message):
     path = tmp_path / "input.wav"
     if content is not None:
@@ -84,17 +88,20 @@ def test_transcribe_directory_and_usage_errors(tmp_path):
     assert result.returncode == 2
 
 
-@pytest.mark.parametrize("toml, key", [
-    ("[vad]\nthreshold = 1.5\n", "vad.threshold"),
-    ("[vad]\nthreshold = 'high'\n", "vad.threshold"),
-    ("[vad]\nthreshhold = 0.5\n", "vad.threshhold"),
-    ("[queues]\nrefine = 0\n", "queues.refine"),
-    ("[nonsense]\nx = 1\n", "nonsense"),
-    ("profile = 'medium'\n", "profile"),
-    ("[memory]\nwarn_mb = true\n", "memory.warn_mb"),
-    ("[models]\ndevice = 'tpu'\n", "models.device"),
-    ("this is = = not toml", "invalid TOML"),
-])
+@pytest.mark.parametrize(
+    "toml, key",
+    [
+        ("[vad]\nthreshold = 1.5\n", "vad.threshold"),
+        ("[vad]\nthreshold = 'high'\n", "vad.threshold"),
+        ("[vad]\nthreshhold = 0.5\n", "vad.threshhold"),
+        ("[queues]\nrefine = 0\n", "queues.refine"),
+        ("[nonsense]\nx = 1\n", "nonsense"),
+        ("profile = 'medium'\n", "profile"),
+        ("[memory]\nwarn_mb = true\n", "memory.warn_mb"),
+        ("[models]\ndevice = 'tpu'\n", "models.device"),
+        ("this is = = not toml", "invalid TOML"),
+    ],
+)
 def test_config_errors_name_the_key_and_exit_2(tmp_path, speech_wav, toml, key):
     config = tmp_path / "config.toml"
     config.write_text(toml)
@@ -174,6 +181,6 @@ def test_several_files_are_named_and_none_borrows_the_previous_prompt(tmp_path, 
     assert alone.returncode == 0 and together.returncode == 0, together.stderr
     lines = together.stdout.splitlines()
     assert lines[0] == f"==> {first} <==" and f"==> {second} <==" in lines
-    after = lines[lines.index(f"==> {second} <==") + 1:]
+    after = lines[lines.index(f"==> {second} <==") + 1 :]
     # Each file starts without a prompt from the one before: the same text as on its own.
     assert after == alone.stdout.splitlines()

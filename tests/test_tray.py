@@ -8,11 +8,13 @@ import threading
 import time
 
 import pytest
-from busfixtures import DaemonProcess, PrivateBus, ctl, daemon_env
-from conftest import BIN, SENTENCES, concat, end_process, silence, speak
-from xfixtures import XServer, count_colour
 
 from listend_tray.icons import COLOURS, draw_icon
+from tests.support.audio import SENTENCES, concat, silence, speak
+from tests.support.bus import ctl, daemon_env
+from tests.support.processes import BIN, end_process
+from tests.support.waiting import wait_until
+from tests.support.x11 import XServer, count_colour
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +30,12 @@ def x(tmp_path_factory):
 def long_speech(audio_dir):
     """Speech, then a long silence: the daemon stays 'listening' for about a minute."""
     words = speak(audio_dir / "tray-speech.wav", SENTENCES[0])
-    return concat(audio_dir / "tray-long.wav", silence(audio_dir / "tray-lead.wav", 0.5), words,
-                  silence(audio_dir / "tray-tail.wav", 60))
+    return concat(
+        audio_dir / "tray-long.wav",
+        silence(audio_dir / "tray-lead.wav", 0.5),
+        words,
+        silence(audio_dir / "tray-tail.wav", 60),
+    )
 
 
 def _expected(state: str, size: tuple[int, int]) -> int:
@@ -38,15 +44,18 @@ def _expected(state: str, size: tuple[int, int]) -> int:
     return count_colour(draw_icon(state, size=side).convert("RGB"), COLOURS[state])
 
 
-def test_icon_docks_shows_state_click_toggles_and_follows_restarts(tmp_path, x, long_speech):
-    bus = PrivateBus(tmp_path)
-    env = daemon_env(bus, tmp_path / "state", {"DISPLAY": x.display, "PYSTRAY_BACKEND": "xorg",
-                                               "XDG_CONFIG_HOME": str(tmp_path / "config")})
-    daemon = DaemonProcess(["--lightweight", "--source", str(long_speech)], env, tmp_path / "d.log")
-    tray = subprocess.Popen([str(BIN / "listend-tray"), "-v"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=open(tmp_path / "tray.log", "w"))
+def test_icon_docks_shows_state_click_toggles_and_follows_restarts(start_daemon, private_bus, tmp_path, x, long_speech):
+    env = daemon_env(
+        private_bus,
+        tmp_path / "state",
+        {"DISPLAY": x.display, "PYSTRAY_BACKEND": "xorg", "XDG_CONFIG_HOME": str(tmp_path / "config")},
+    )
+    daemon = start_daemon("--lightweight", "--source", str(long_speech), env=env, ready=False)
+    tray = subprocess.Popen(
+        [str(BIN / "listend-tray"), "-v"], env=env, stdout=subprocess.DEVNULL, stderr=open(tmp_path / "tray.log", "w")
+    )
     try:
-        daemon.wait_ready(env)
+        daemon.wait_ready()
         x.wait_title("listend: idle")
         idle = x.icon_pixels("idle")
         size = idle.size
@@ -60,10 +69,12 @@ def test_icon_docks_shows_state_click_toggles_and_follows_restarts(tmp_path, x, 
         assert count_colour(listening, COLOURS["idle"], tolerance=10) < 0.2 * _expected("idle", size)
 
         x.click_icon()  # xorg backend: a click toggles dictation
-        deadline = time.monotonic() + 30
-        while "state: idle" not in ctl(env, "status").stdout:
-            assert time.monotonic() < deadline
-            time.sleep(0.2)
+        wait_until(
+            lambda: "state: idle" in ctl(env, "status").stdout,
+            30,
+            '"state: idle" in ctl(env, "status").stdout',
+            poll=0.2,
+        )
         x.wait_title("listend: idle")
         x.click_icon()
         x.wait_title("listend: listening")
@@ -74,18 +85,17 @@ def test_icon_docks_shows_state_click_toggles_and_follows_restarts(tmp_path, x, 
         assert absent.size == size, x.windows()
         assert count_colour(absent, COLOURS["absent"], tolerance=12) >= 0.5 * _expected("absent", size)
 
-        daemon = DaemonProcess(["--lightweight", "--source", str(long_speech)], env, tmp_path / "d2.log")
-        daemon.wait_ready(env)
+        daemon = start_daemon("--lightweight", "--source", str(long_speech), env=env, ready=False)
+        daemon.wait_ready()
         x.wait_title("listend: idle")  # recovered without restarting the tray
         assert tray.poll() is None
     finally:
         end_process(tray)
-        daemon.kill()
-        bus.close()
 
 
 def entry(app, key):
     """The menu entry ``key`` as the app builds it now (the same entries every backend renders)."""
+
     def find(entries):
         for e in entries:
             if e.key == key:
@@ -93,108 +103,95 @@ def entry(app, key):
             found = find(e.children)
             if found:
                 return found
+
     return find(app.menu())
 
 
-def test_menu_actions_and_auto_copy_to_the_clipboard(tmp_path, x, long_speech, monkeypatch):
-    bus = PrivateBus(tmp_path)
-    env = daemon_env(bus, tmp_path / "state")
-    daemon = DaemonProcess(["--source", str(long_speech)], env, tmp_path / "d.log")
-    for key, value in (("DISPLAY", x.display), ("DBUS_SESSION_BUS_ADDRESS", bus.address),
-                       ("XDG_CONFIG_HOME", str(tmp_path / "config"))):
+def test_menu_actions_and_auto_copy_to_the_clipboard(start_daemon, private_bus, tmp_path, x, long_speech, monkeypatch):
+    env = daemon_env(private_bus, tmp_path / "state")
+    daemon = start_daemon("--source", str(long_speech), env=env, ready=False)
+    for key, value in (
+        ("DISPLAY", x.display),
+        ("DBUS_SESSION_BUS_ADDRESS", private_bus.address),
+        ("XDG_CONFIG_HOME", str(tmp_path / "config")),
+    ):
         monkeypatch.setenv(key, value)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    try:
-        daemon.wait_ready(env)
-        from listend_tray.app import TrayApp
+    daemon.wait_ready()
+    from listend_tray.app import TrayApp
 
-        app = TrayApp()
-        app.worker.start()
-        assert app.worker.connected.wait(30)
-        deadline = time.monotonic() + 30
-        while app.worker.state.state != "idle":
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    app = TrayApp()
+    app.worker.start()
+    assert app.worker.connected.wait(30)
+    wait_until(lambda: app.worker.state.state == "idle", 30, 'app.worker.state.state == "idle"', poll=0.05)
 
-        entry(app, "auto_copy").action()
-        assert app.settings.auto_copy and entry(app, "auto_copy").checked
-        assert app.settings.path.exists()  # persisted
-        assert entry(app, "toggle").label == "Start dictation"
-        entry(app, "toggle").action().result(30)
-        assert "state: listening" in ctl(env, "status").stdout
-        deadline = time.monotonic() + 10
-        while entry(app, "toggle").label != "Stop dictation":  # the label follows the state
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+    entry(app, "auto_copy").action()
+    assert app.settings.auto_copy and entry(app, "auto_copy").checked
+    assert app.settings.path.exists()  # persisted
+    assert entry(app, "toggle").label == "Start dictation"
+    entry(app, "toggle").action().result(30)
+    assert "state: listening" in ctl(env, "status").stdout
+    deadline = time.monotonic() + 10
+    while entry(app, "toggle").label != "Stop dictation":  # the label follows the state
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
 
-        deadline = time.monotonic() + 120
-        while "quarterly" not in x.clipboard().lower():
-            assert time.monotonic() < deadline, x.clipboard()
-            time.sleep(0.2)
-        refined = app.worker.state.last_text()
-        assert x.clipboard() == refined
+    wait_until(lambda: "quarterly" in x.clipboard().lower(), 120, lambda: x.clipboard(), poll=0.2)
+    refined = app.worker.state.last_text()
+    assert x.clipboard() == refined
 
-        subprocess.run(["xclip", "-selection", "clipboard", "-in"], input="something else", text=True,
-                       env=x.env, check=True)
-        entry(app, "copy_last").action()
-        deadline = time.monotonic() + 10
-        while x.clipboard() != refined:
-            assert time.monotonic() < deadline
-            time.sleep(0.1)
-        assert entry(app, "copy_session").enabled
+    subprocess.run(
+        ["xclip", "-selection", "clipboard", "-in"], input="something else", text=True, env=x.env, check=True
+    )
+    entry(app, "copy_last").action()
+    wait_until(lambda: x.clipboard() == refined, 10, "x.clipboard() == refined", poll=0.1)
+    assert entry(app, "copy_session").enabled
 
-        entry(app, "profile_lightweight").action().result(60)
-        assert ctl(env, "profile").stdout.strip() == "lightweight"
-        deadline = time.monotonic() + 10
-        while not entry(app, "profile_lightweight").checked:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
-        assert entry(app, "memory").label.startswith("Memory: ") and "MiB" in entry(app, "memory").label
-        entry(app, "toggle").action().result(30)
-        assert "state: idle" in ctl(env, "status").stdout
-        assert daemon.terminate() == 0
-    finally:
-        daemon.kill()
-        bus.close()
+    entry(app, "profile_lightweight").action().result(60)
+    assert ctl(env, "profile").stdout.strip() == "lightweight"
+    wait_until(
+        lambda: entry(app, "profile_lightweight").checked, 10, 'entry(app, "profile_lightweight").checked', poll=0.05
+    )
+    assert entry(app, "memory").label.startswith("Memory: ") and "MiB" in entry(app, "memory").label
+    entry(app, "toggle").action().result(30)
+    assert "state: idle" in ctl(env, "status").stdout
+    assert daemon.terminate() == 0
 
 
-def test_transcript_window_shows_live_and_refined_text(tmp_path, x, long_speech, monkeypatch):
-    bus = PrivateBus(tmp_path)
-    env = daemon_env(bus, tmp_path / "state")
-    daemon = DaemonProcess(["--lightweight", "--source", str(long_speech), "--start"], env, tmp_path / "d.log")
+def test_transcript_window_shows_live_and_refined_text(
+    start_daemon, private_bus, tmp_path, x, long_speech, monkeypatch
+):
+    env = daemon_env(private_bus, tmp_path / "state")
+    daemon = start_daemon("--lightweight", "--source", str(long_speech), "--start", env=env, ready=False)
     monkeypatch.setenv("DISPLAY", x.display)
-    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", bus.address)
-    try:
-        daemon.wait_ready(env)
-        from listend_tray.busworker import BusWorker
-        from listend_tray.window import TranscriptWindow
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", private_bus.address)
+    daemon.wait_ready()
+    from listend_tray.busworker import BusWorker
+    from listend_tray.window import TranscriptWindow
 
-        window = TranscriptWindow()
-        lives = []
-        worker = BusWorker(lambda s: window.post_live(s.live), lambda i, t: window.post_segment(i, t))
-        worker.start()
-        deadline = time.monotonic() + 120
+    window = TranscriptWindow()
+    lives = []
+    worker = BusWorker(lambda s: window.post_live(s.live), lambda i, t: window.post_segment(i, t))
+    worker.start()
+    deadline = time.monotonic() + 120
 
-        def poll():
-            lives.append(window.live_var.get())
-            if "quarterly" in window.contents().lower() or time.monotonic() > deadline:
-                window.root.quit()
-            else:
-                window.root.after(50, poll)
+    def poll():
+        lives.append(window.live_var.get())
+        if "quarterly" in window.contents().lower() or time.monotonic() > deadline:
+            window.root.quit()
+        else:
+            window.root.after(50, poll)
 
-        window.root.after(50, poll)
-        window.root.mainloop()
-        assert "quarterly" in window.contents().lower()
-        assert any(live.strip() for live in lives), "no partial text was shown"
-        shot = x.screenshot("window")
-        assert len(shot.getcolors(maxcolors=1 << 20) or []) > 10  # something was drawn
-        worker.stop()  # its thread must not be the one to drop the last reference to Tk objects
-        worker._thread.join(10)
-        window.root.destroy()
-        assert daemon.terminate() == 0
-    finally:
-        daemon.kill()
-        bus.close()
+    window.root.after(50, poll)
+    window.root.mainloop()
+    assert "quarterly" in window.contents().lower()
+    assert any(live.strip() for live in lives), "no partial text was shown"
+    shot = x.screenshot("window")
+    assert len(shot.getcolors(maxcolors=1 << 20) or []) > 10  # something was drawn
+    worker.stop()  # its thread must not be the one to drop the last reference to Tk objects
+    worker._thread.join(10)
+    window.root.destroy()
+    assert daemon.terminate() == 0
 
 
 def test_transcript_window_stays_responsive_under_10000_segments(x, monkeypatch):
@@ -231,21 +228,17 @@ def test_transcript_window_stays_responsive_under_10000_segments(x, monkeypatch)
     window.root.destroy()
 
 
-def test_listenctl_copy_and_the_fallback_when_wl_copy_hangs(tmp_path, x, two_utterances_wav):
+def test_listenctl_copy_and_the_fallback_when_wl_copy_hangs(start_daemon, private_bus, tmp_path, x, two_utterances_wav):
     """`listenctl copy` reaches the same clipboard; a helper that hangs (GNOME Wayland) is not waited on."""
     import socket
 
-    bus = PrivateBus(tmp_path)
-    env = daemon_env(bus, tmp_path / "state", {"DISPLAY": x.display})
+    env = daemon_env(private_bus, tmp_path / "state", {"DISPLAY": x.display})
     env.pop("WAYLAND_DISPLAY", None)
-    daemon = DaemonProcess(["--lightweight", "--source", str(two_utterances_wav), "--start"], env, tmp_path / "d.log")
+    daemon = start_daemon("--lightweight", "--source", str(two_utterances_wav), "--start", env=env, ready=False)
     silent = socket.socket(socket.AF_UNIX)
     try:
-        daemon.wait_ready(env)
-        deadline = time.monotonic() + 120
-        while len(ctl(env, "transcript").stdout.splitlines()) < 2:
-            assert time.monotonic() < deadline
-            time.sleep(0.5)
+        daemon.wait_ready()
+        wait_until(lambda: len(ctl(env, "transcript").stdout.splitlines()) >= 2, 120, "two segments", poll=0.5)
         segments = [line.split("\t")[2] for line in ctl(env, "transcript").stdout.splitlines()]
 
         assert ctl(env, "copy").returncode == 0
@@ -263,22 +256,14 @@ def test_listenctl_copy_and_the_fallback_when_wl_copy_hangs(tmp_path, x, two_utt
         assert daemon.terminate() == 0
     finally:
         silent.close()
-        daemon.kill()
-        bus.close()
 
 
-def test_listenctl_copy_with_nothing_to_copy_says_so(tmp_path):
-    bus = PrivateBus(tmp_path)
-    env = daemon_env(bus, tmp_path / "state")
-    daemon = DaemonProcess(["--lightweight"], env, tmp_path / "d.log")
-    try:
-        daemon.wait_ready(env)
-        result = ctl(env, "copy")
-        assert result.returncode == 1 and result.stderr.strip() == "listenctl: nothing to copy yet"
-        assert daemon.terminate() == 0
-    finally:
-        daemon.kill()
-        bus.close()
+def test_listenctl_copy_with_nothing_to_copy_says_so(start_daemon, private_bus, tmp_path):
+    env = daemon_env(private_bus, tmp_path / "state")
+    daemon = start_daemon("--lightweight", env=env)
+    result = ctl(env, "copy")
+    assert result.returncode == 1 and result.stderr.strip() == "listenctl: nothing to copy yet"
+    assert daemon.terminate() == 0
 
 
 def test_window_with_an_unreachable_display_is_one_line(tmp_path):
@@ -286,7 +271,8 @@ def test_window_with_an_unreachable_display_is_one_line(tmp_path):
     env["DISPLAY"] = ":987"
     r = subprocess.run([str(BIN / "listend-tray"), "--window"], env=env, capture_output=True, text=True, timeout=60)
     assert r.returncode == 1 and r.stderr.strip().splitlines() == [
-        'listend-tray: cannot open the transcript window: couldn\'t connect to display ":987"']
+        'listend-tray: cannot open the transcript window: couldn\'t connect to display ":987"'
+    ]
 
 
 def test_window_status_says_why_on_error():

@@ -28,24 +28,38 @@ import signal
 import subprocess
 import sys
 import threading
+from concurrent.futures import Future
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
-from listend_ctl.clipboard import Clipboard
+from listend.dbusio import QuietPeerErrors
+from listend.files import UnsafeFile, read_regular, write_private
+from listend.paths import config_dir
+from listend.units import MIB
+from listend_desktop.clipboard import Clipboard
 
 from .busworker import BusWorker, TrayState
 from .icons import draw_icon
-from .menu import MIB, build_menu, tooltip
+from .menu import MenuEntry, build_menu, tooltip
+
+if TYPE_CHECKING:
+    from listend_desktop.typist import Typist
 
 log = logging.getLogger("listend.tray")
 
+_MAX_SETTINGS_BYTES = 64 * 1024
+
 
 def settings_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "listend" / "tray.json"
+    return config_dir() / "tray.json"
 
 
 class TraySettings:
-    """Persisted tray choices (auto-copy and what it copies)."""
+    """Persisted tray choices (auto-copy and what it copies).
+
+    A file that is not a small JSON object of ours (a FIFO, a device, a
+    document nested a million deep) counts as no settings.
+    """
 
     def __init__(self, path: Path | None = None):
         self.path = path or settings_path()
@@ -53,93 +67,129 @@ class TraySettings:
         self.auto_copy_mode = "segment"  # or "session": the running session text
         self.type_text = False  # type refined text into the focused window (opt-in)
         try:
-            data = json.loads(self.path.read_text())
-            self.auto_copy = bool(data.get("auto_copy", False))
-            self.type_text = bool(data.get("type_text", False))
-            if data.get("auto_copy_mode") in ("segment", "session"):
-                self.auto_copy_mode = data["auto_copy_mode"]
-        except (OSError, ValueError, AttributeError):
-            pass
+            data = json.loads(read_regular(self.path, _MAX_SETTINGS_BYTES))
+        except FileNotFoundError:
+            return
+        except (OSError, UnsafeFile, ValueError, RecursionError) as e:
+            log.warning("ignoring %s: %s", self.path, getattr(e, "strerror", None) or type(e).__name__)
+            return
+        if not isinstance(data, dict):
+            return
+        self.auto_copy = data.get("auto_copy") is True
+        self.type_text = data.get("type_text") is True
+        if data.get("auto_copy_mode") in ("segment", "session"):
+            self.auto_copy_mode = data["auto_copy_mode"]
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"auto_copy": self.auto_copy, "auto_copy_mode": self.auto_copy_mode,
-                                   "type_text": self.type_text}))
-        os.replace(tmp, self.path)
+        write_private(
+            self.path,
+            json.dumps(
+                {"auto_copy": self.auto_copy, "auto_copy_mode": self.auto_copy_mode, "type_text": self.type_text}
+            ).encode(),
+        )
+
+
+class TrayView(Protocol):
+    """What a tray backend does (blueman's ``IndicatorInterface`` is the model)."""
+
+    async def attach(self, bus: Any) -> None:
+        """On every bus (re)connection: export what the view serves on ``bus`` (nothing for XEmbed)."""
+        ...
+
+    def show(self, state: TrayState, entries: list[MenuEntry]) -> None:
+        """Show ``state`` and the menu ``entries`` (called on the bus worker's thread)."""
+        ...
+
+    def run(self) -> None:
+        """Run until :meth:`stop` (on the main thread)."""
+        ...
+
+    def stop(self) -> None: ...
 
 
 class TrayApp:
-    """What the tray does, whichever backend shows it (:class:`SniView` or :class:`XEmbedView`)."""
+    """What the tray does, whichever :class:`TrayView` shows it; the menu's :class:`~listend_tray.menu.MenuActions`."""
 
     def __init__(self, settings: TraySettings | None = None):
         self.settings = settings or TraySettings()
         self.clipboard = Clipboard(on_error=self._clipboard_failed)
         self.worker = BusWorker(self._on_change, self._on_refined)
         self.worker.on_connected = self._connected
-        self.view = None
-        self._typist = None
+        self.view: TrayView | None = None
+        self._typist: Typist | None = None
+        self._window: subprocess.Popen[bytes] | None = None
+        self._window_lock = threading.Lock()
         from .shortcuts import PortalShortcuts
 
         self.shortcuts = PortalShortcuts(self.toggle, self.worker.start_listening, self.worker.stop_listening)
-        self._setup_task = None
+        self._setup_task: asyncio.Task[bool] | None = None
 
-    async def _connected(self, bus) -> None:
+    async def _connected(self, bus: Any) -> None:
         """On every (re)connection: the view's own exports, then the portal's shortcuts (in the background:
         the desktop may ask the user first)."""
-        attach = getattr(self.view, "attach", None)
-        if attach is not None:
-            await attach(bus)
+        if self.view is not None:
+            await self.view.attach(bus)
         self._setup_task = asyncio.get_running_loop().create_task(self.shortcuts.setup(bus))
 
-    def menu(self):
+    def menu(self) -> list[MenuEntry]:
         return build_menu(self.worker.state, self.settings, self)
 
     # -- actions (any thread) --------------------------------------------------------
 
-    def toggle(self, *_):
+    def toggle(self) -> Future[Any]:
         if self.worker.state.running:
             return self.worker.toggle()
         future = self.worker.start_daemon()
         future.add_done_callback(self._started)
         return future
 
-    def _started(self, future) -> None:
+    def _started(self, future: Future[Any]) -> None:
         if future.cancelled() or future.exception() or not future.result():
             reason = "listend could not be started (is it installed? see: listenctl install)"
             log.warning("%s", reason)
             self.worker.notify("listend", reason)
             self.open_window()  # XEmbed has no menu: show the window, which says why
 
-    def copy_last(self, *_):
+    def copy_last(self) -> None:
         text = self.worker.state.last_text()
         if text:
-            self.clipboard.copy(text)
+            self.clipboard.copy(text)  # coalesced: a burst of clicks runs one helper at a time
 
-    def copy_session(self, *_):
+    def copy_session(self) -> None:
         text = self.worker.state.session_text()
         if text:
             self.clipboard.copy(text)
 
-    def toggle_auto_copy(self, *_):
+    def toggle_auto_copy(self) -> None:
         self.settings.auto_copy = not self.settings.auto_copy
-        self.settings.save()
+        self._save_settings()
         self.worker.changed()
 
-    def toggle_typing(self, *_):
+    def toggle_typing(self) -> None:
         self.settings.type_text = not self.settings.type_text
-        self.settings.save()
+        self._save_settings()
         self._typist = None  # a new choice starts afresh (a refused backend may work now)
         self.worker.changed()
 
-    def set_profile(self, profile: str):
+    def _save_settings(self) -> None:
+        try:
+            self.settings.save()
+        except OSError as e:
+            log.warning("cannot save %s: %s", self.settings.path, e.strerror)
+
+    def set_profile(self, profile: str) -> Future[Any]:
         return self.worker.set_profile(profile)
 
-    def open_window(self, *_):
-        subprocess.Popen([sys.executable, "-m", "listend_tray.app", "--window"], start_new_session=True,
-                         stdin=subprocess.DEVNULL)
+    def open_window(self) -> None:
+        """Open the transcript window; at most one at a time, however often it is asked for."""
+        with self._window_lock:
+            if self._window is not None and self._window.poll() is None:
+                return
+            self._window = subprocess.Popen(
+                [sys.executable, "-m", "listend_tray.app", "--window"], start_new_session=True, stdin=subprocess.DEVNULL
+            )
 
-    def quit(self, *_):
+    def quit(self) -> None:
         if self.view is not None:
             self.view.stop()
 
@@ -151,12 +201,10 @@ class TrayApp:
     def _on_refined(self, _seg_id: int, text: str) -> None:
         if self.settings.type_text:
             if self._typist is None:
-                from listend_ctl.typist import Typist
+                from listend_desktop.typist import Typist, refusal_notice
 
-                self._typist = Typist(on_refused=lambda reason: self.worker.notify(
-                    "listend: cannot type here", f"{reason}. Refined text goes to the clipboard instead."))
-            threading.Thread(target=self._typist.type_segment, args=(text,), name="listend-type",
-                             daemon=True).start()
+                self._typist = Typist(on_refused=lambda reason: self.worker.notify(*refusal_notice(reason)))
+            threading.Thread(target=self._typist.type_segment, args=(text,), name="listend-type", daemon=True).start()
         if self.settings.auto_copy:
             self.clipboard.copy(text if self.settings.auto_copy_mode == "segment" else self.worker.state.session_text())
 
@@ -174,14 +222,15 @@ class SniView:
         self.app = app
         self.sni = SniTray(app.toggle, app.copy_last)
 
-    async def attach(self, bus) -> None:
+    async def attach(self, bus: Any) -> None:
         await self.sni.attach(bus, os.getpid())
 
-    def show(self, state: TrayState, entries) -> None:
+    def show(self, state: TrayState, entries: list[MenuEntry]) -> None:
         title, description = tooltip(state)
         attention = state.running and (state.state == "error" or state.pressure == "limit")
-        self.sni.update(state.shown_state, state.pressure, title, description,
-                        "NeedsAttention" if attention else "Active", entries)
+        self.sni.update(
+            state.shown_state, state.pressure, title, description, "NeedsAttention" if attention else "Active", entries
+        )
 
     def run(self) -> None:
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -195,7 +244,7 @@ class SniView:
 class XEmbedView:
     """pystray's xorg backend, fixed (:mod:`xorg`): an icon whose click toggles dictation."""
 
-    def __init__(self, app: TrayApp, icon_factory=None):
+    def __init__(self, app: TrayApp, icon_factory: Any = None):
         import pystray
 
         from .xorg import fixed_icon_class
@@ -203,31 +252,45 @@ class XEmbedView:
         self.app = app
         self._pystray = pystray
         factory = icon_factory or fixed_icon_class(pystray.Icon)
-        self.icon = factory("listend", draw_icon("absent"), "listend: not running - click to start",
-                            menu=self._pystray_menu(app.menu()))
-        self._shown = None
+        self.icon = factory(
+            "listend", draw_icon("absent"), "listend: not running - click to start", menu=self._pystray_menu(app.menu())
+        )
+        self._shown: tuple[str, str] | None = None
 
-    def _pystray_menu(self, entries):
+    async def attach(self, bus: Any) -> None:
+        pass  # XEmbed serves nothing on the bus
+
+    def _pystray_menu(self, entries: list[MenuEntry]) -> Any:
         Menu, Item = self._pystray.Menu, self._pystray.MenuItem
         items = []
         for e in entries:
             if e.separator:
                 items.append(Menu.SEPARATOR)
                 continue
-            action = (lambda entry: (lambda *_: entry.action()))(e) if e.action else None
-            items.append(Item(e.label, self._pystray_menu(e.children) if e.children else action,
-                              enabled=e.enabled, visible=e.visible, default=e.key == "toggle",
-                              checked=(lambda checked: lambda _: checked)(e.checked) if e.toggle else None,
-                              radio=e.toggle == "radio"))
+            action = (lambda act: lambda *_: act())(e.action) if e.action else None
+            items.append(
+                Item(
+                    e.label,
+                    self._pystray_menu(e.children) if e.children else action,
+                    enabled=e.enabled,
+                    visible=e.visible,
+                    default=e.key == "toggle",
+                    checked=(lambda checked: lambda _: checked)(e.checked) if e.toggle else None,
+                    radio=e.toggle == "radio",
+                )
+            )
         return Menu(*items)
 
-    def show(self, state: TrayState, entries) -> None:
+    def show(self, state: TrayState, entries: list[MenuEntry]) -> None:
         shown = (state.shown_state, state.pressure)
         if shown != self._shown:  # redraw only when the picture changes
             self._shown = shown
             self.icon.icon = draw_icon(*shown)
-        title = "listend: not running - click to start" if not state.running else (
-            f"listend: {state.shown_state}, {state.profile}, {state.rss_bytes / MIB:.0f} MiB")
+        title = (
+            "listend: not running - click to start"
+            if not state.running
+            else (f"listend: {state.shown_state}, {state.profile}, {state.rss_bytes / MIB:.0f} MiB")
+        )
         if state.last_error and state.running and state.state == "error":
             title += f" - {state.last_error}"
         if getattr(self.icon, "_display", None) is not None:
@@ -239,7 +302,7 @@ class XEmbedView:
         except Exception:
             pass  # backends without menus
 
-    def item(self, text: str):
+    def item(self, text: str) -> Any:
         """The top-level menu item whose text is ``text`` (for scripts and tests)."""
         for item in self.icon.menu.items:
             if item.text == text:
@@ -247,17 +310,21 @@ class XEmbedView:
         raise KeyError(text)
 
     async def _keep_docked(self) -> None:
+        said = False
         while True:
             await asyncio.sleep(2)
             try:
-                await asyncio.to_thread(self.icon.ensure_docked)
+                docked = await asyncio.to_thread(self.icon.ensure_docked)
             except Exception:
-                log.debug("no system tray to dock into yet")
+                docked = False
+            if not docked and not said:
+                log.warning("no system tray (XEmbed) is running yet; the icon appears when one starts")
+            said = said or not docked
 
     def run(self) -> None:
         self.icon.run(setup=self._setup)
 
-    def _setup(self, icon) -> None:
+    def _setup(self, icon: Any) -> None:
         icon.visible = True
         if hasattr(icon, "ensure_docked"):
             self.app.worker.submit_when_running(self._keep_docked())
@@ -296,13 +363,23 @@ def choose_backend(requested: str) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="listend-tray", description="Tray icon for the listend dictation daemon.")
     parser.add_argument("--window", action="store_true", help="open the transcript window instead of the tray icon")
-    parser.add_argument("--backend", choices=("auto", "sni", "xembed"), default="auto",
-                        help="sni: StatusNotifierItem (KDE, GNOME+AppIndicator, XFCE, waybar); xembed: old X11 "
-                             "trays; auto (default): sni when a StatusNotifierWatcher is on the bus")
+    parser.add_argument(
+        "--backend",
+        choices=("auto", "sni", "xembed"),
+        default="auto",
+        help="sni: StatusNotifierItem (KDE, GNOME+AppIndicator, XFCE, waybar); xembed: old X11 "
+        "trays; auto (default): sni when a StatusNotifierWatcher is on the bus",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="listend-tray: %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING, format="listend-tray: %(levelname)s %(message)s"
+    )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(QuietPeerErrors())  # a peer's bad calls to the item or menu are its own business
+    # pystray logs "Failed to dock icon" with a traceback on every try while no tray manager exists yet;
+    # the tray retries on its own and says once that it is waiting (see XEmbedView).
+    logging.getLogger("pystray").setLevel(logging.CRITICAL)
     if args.window:
         if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
             print("listend-tray: no graphical display (DISPLAY/WAYLAND_DISPLAY unset)", file=sys.stderr)
@@ -312,18 +389,20 @@ def main(argv: list[str] | None = None) -> int:
         return run_window()
     backend = choose_backend(args.backend)
     app = TrayApp()
+    view: TrayView
     if backend == "sni":
-        app.view = SniView(app)
+        view = SniView(app)
     else:
         if not os.environ.get("DISPLAY"):
             print("listend-tray: the xembed backend needs an X11 display (DISPLAY is unset)", file=sys.stderr)
             return 1
         try:
-            app.view = XEmbedView(app)
+            view = XEmbedView(app)
         except Exception as e:  # pystray cannot reach the display
             print(f"listend-tray: cannot create a tray icon: {e}", file=sys.stderr)
             return 1
-    app.view.run()
+    app.view = view
+    view.run()
     return 0
 
 

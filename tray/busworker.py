@@ -13,13 +13,25 @@ import logging
 import shutil
 import subprocess
 import threading
+from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any
 
 from listend.bus import BUS_NAME, call_bus_daemon, notification
-from listend.client import (CallFailed, ClientEvent, DictationClient, NotRunning, PartialEvent, PresenceEvent,
-                            PressureEvent, PropertiesEvent, SegmentEvent, StateEvent)
+from listend.client import (
+    CallFailed,
+    ClientEvent,
+    DictationClient,
+    NotRunning,
+    PartialEvent,
+    PresenceEvent,
+    PressureEvent,
+    PropertiesEvent,
+    SeenIds,
+    SegmentEvent,
+    StateEvent,
+)
 
 log = logging.getLogger("listend.tray")
 RECENT = 10
@@ -40,8 +52,8 @@ class TrayState:
     last_partial_id: int = 0
     last_final_id: int = 0
     # Appended by the bus thread, read by the GUI thread: only through the methods below.
-    recent: collections.deque = field(default_factory=lambda: collections.deque(maxlen=RECENT))
-    session: collections.deque = field(default_factory=lambda: collections.deque(maxlen=SESSION_MAX))
+    recent: collections.deque[tuple[int, str]] = field(default_factory=lambda: collections.deque(maxlen=RECENT))
+    session: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=SESSION_MAX))
     _texts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -79,17 +91,24 @@ class TrayState:
 
 
 class BusWorker:
-    def __init__(self, on_change: Callable[[TrayState], None],
-                 on_refined: Callable[[int, str], None] | None = None):
+    """The daemon client of the tray and the transcript window, on its own asyncio loop.
+
+    ``on_change(state)`` after every change, ``on_refined(id, text)`` once
+    for each new final segment (whatever order they arrive in), both on the
+    worker's thread.
+    """
+
+    def __init__(self, on_change: Callable[[TrayState], None], on_refined: Callable[[int, str], None] | None = None):
         self.state = TrayState()
+        self._seen = SeenIds()
         self._on_change = on_change
         self._on_refined = on_refined or (lambda i, t: None)
         self.loop = asyncio.new_event_loop()
         self.client: DictationClient | None = None
         self.connected = threading.Event()
         #: ``await on_connected(bus)`` after each (re)connection: the SNI backend exports its item there.
-        self.on_connected: Callable | None = None
-        self._background: list = []
+        self.on_connected: Callable[[Any], Awaitable[None]] | None = None
+        self._background: list[Coroutine[Any, Any, Any]] = []
         self._stopping: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="listend-tray-bus", daemon=True)
 
@@ -145,6 +164,7 @@ class BusWorker:
 
     async def refresh(self) -> None:
         s = self.state
+        assert self.client is not None
         try:
             props = await self.client.get_all()
         except (NotRunning, CallFailed) as e:
@@ -155,13 +175,15 @@ class BusWorker:
             s.state, s.profile = props["State"], props["Profile"]
             s.rss_bytes, s.live, s.last_error = props["RssBytes"], props["LiveText"], props["LastError"]
             if not s.last_text():
-                for e in await self.client.recent(RECENT):
-                    s.add_final(e.id, e.text, in_session=False)
-                    s.last_final_id = max(s.last_final_id, e.id)
+                for entry in await self.client.recent(RECENT):
+                    if self._seen.first_time(entry.id):
+                        s.add_final(entry.id, entry.text, in_session=False)
+                    s.last_final_id = max(s.last_final_id, entry.id)
                 s.last_partial_id = max(s.last_partial_id, s.last_final_id)
         self._changed()
 
     async def _refresh_pressure(self) -> None:
+        assert self.client is not None
         try:
             level = (await self.client.memory()).get("level", "normal")
         except (NotRunning, CallFailed):
@@ -178,7 +200,7 @@ class BusWorker:
         """A desktop notification (``org.freedesktop.Notifications``), if a server is there; always logged."""
         log.warning("%s: %s", summary, body)
 
-        async def go():
+        async def go() -> None:
             if self.client is not None:
                 await self.client.bus.call(notification(summary, body))
 
@@ -206,6 +228,8 @@ class BusWorker:
             s.live = event.text
         elif isinstance(event, SegmentEvent):
             entry = event.entry
+            if not self._seen.first_time(entry.id):
+                return
             s.last_final_id = max(s.last_final_id, entry.id)
             s.add_final(entry.id, entry.text)
             self._on_refined(entry.id, entry.text)
@@ -233,15 +257,15 @@ class BusWorker:
 
     # -- actions, callable from any thread ------------------------------------------
 
-    def submit_when_running(self, coro) -> None:
+    def submit_when_running(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run ``coro`` on the worker's loop once the worker has started."""
         self._background.append(coro)
 
-    def submit(self, coro) -> Future:
+    def submit(self, coro: Coroutine[Any, Any, Any]) -> Future[Any]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def _call(self, member: str, signature: str = "", body: list | None = None) -> Future:
-        async def go():
+    def _call(self, member: str, signature: str = "", body: list[Any] | None = None) -> Future[Any]:
+        async def go() -> Any:
             if self.client is None:  # clicked before the bus connection is up
                 self.state.last_error = "not connected to the session bus yet"
                 self._changed()
@@ -256,30 +280,31 @@ class BusWorker:
 
         return self.submit(go())
 
-    def toggle(self) -> Future:
+    def toggle(self) -> Future[Any]:
         return self._call("Toggle")
 
-    def start_listening(self) -> Future:
+    def start_listening(self) -> Future[Any]:
         return self._call("Start")
 
-    def stop_listening(self) -> Future:
+    def stop_listening(self) -> Future[Any]:
         return self._call("Stop")
 
-    def set_profile(self, profile: str) -> Future:
+    def set_profile(self, profile: str) -> Future[Any]:
         return self._call("SetProfile", "s", [profile])
 
-    def start_daemon(self) -> Future:
+    def start_daemon(self) -> Future[Any]:
         """D-Bus activation where an activation file exists, else ``systemctl --user start``."""
 
-        async def go():
+        async def go() -> bool:
             if self.client is None:
                 return False
             reply = await call_bus_daemon(self.client.bus, "StartServiceByName", "su", [BUS_NAME, 0])
             if reply.message_type.name == "METHOD_RETURN":
                 return True
             if shutil.which("systemctl"):
-                result = await asyncio.to_thread(subprocess.run, ["systemctl", "--user", "start", "listend.service"],
-                                                 capture_output=True, timeout=60)
+                result = await asyncio.to_thread(
+                    subprocess.run, ["systemctl", "--user", "start", "listend.service"], capture_output=True, timeout=60
+                )
                 return result.returncode == 0
             return False
 

@@ -7,10 +7,41 @@ menu holds no logic of its own; each entry names an action of the tray app.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Protocol
 
-MIB = 1024 * 1024
+from listend.units import MIB
+
+if TYPE_CHECKING:
+    from .busworker import TrayState
+
+
+class MenuActions(Protocol):
+    """What the menu's entries do (the tray app implements them)."""
+
+    def toggle(self) -> object: ...
+
+    def copy_last(self) -> object: ...
+
+    def copy_session(self) -> object: ...
+
+    def toggle_auto_copy(self) -> object: ...
+
+    def toggle_typing(self) -> object: ...
+
+    def set_profile(self, profile: str) -> object: ...
+
+    def open_window(self) -> object: ...
+
+    def quit(self) -> object: ...
+
+
+class MenuSettings(Protocol):
+    """The tray's choices the menu shows."""
+
+    auto_copy: bool
+    type_text: bool
 
 
 @dataclass
@@ -25,7 +56,7 @@ class MenuEntry:
     toggle: str = ""  # "", "checkmark" or "radio"
     checked: bool = False
     separator: bool = False
-    children: list["MenuEntry"] = field(default_factory=list)
+    children: list[MenuEntry] = field(default_factory=list)
 
 
 def shorten(text: str, width: int = 60) -> str:
@@ -33,13 +64,8 @@ def shorten(text: str, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def build_menu(state, settings, actions) -> list[MenuEntry]:
-    """The menu for ``state`` (a :class:`~listend_tray.busworker.TrayState`) and the tray's ``settings``.
-
-    ``actions`` provides ``toggle``, ``copy_last``, ``copy_session``,
-    ``toggle_auto_copy``, ``toggle_typing``, ``set_profile(name)``,
-    ``open_window`` and ``quit``.
-    """
+def build_menu(state: TrayState, settings: MenuSettings, actions: MenuActions) -> list[MenuEntry]:
+    """The menu for ``state`` and the tray's ``settings``; each entry calls one of ``actions``."""
     listening = state.state == "listening"
     if not state.running:
         toggle_label = "Start dictation (starts listend)"
@@ -55,19 +81,43 @@ def build_menu(state, settings, actions) -> list[MenuEntry]:
         MenuEntry("live", f"Live: {live}", enabled=False),
         MenuEntry("sep1", separator=True),
         MenuEntry("copy_last", "Copy last segment", actions.copy_last, enabled=bool(state.last_text())),
-        MenuEntry("copy_session", "Copy this session's text", actions.copy_session,
-                  enabled=bool(state.session_text())),
-        MenuEntry("auto_copy", "Auto-copy refined text", actions.toggle_auto_copy, toggle="checkmark",
-                  checked=settings.auto_copy),
-        MenuEntry("type_text", "Type into focused window", actions.toggle_typing, toggle="checkmark",
-                  checked=settings.type_text),
+        MenuEntry("copy_session", "Copy this session's text", actions.copy_session, enabled=bool(state.session_text())),
+        MenuEntry(
+            "auto_copy",
+            "Auto-copy refined text",
+            actions.toggle_auto_copy,
+            toggle="checkmark",
+            checked=settings.auto_copy,
+        ),
+        MenuEntry(
+            "type_text",
+            "Type into focused window",
+            actions.toggle_typing,
+            toggle="checkmark",
+            checked=settings.type_text,
+        ),
         MenuEntry("sep2", separator=True),
-        MenuEntry("profile", "Profile", enabled=state.running, children=[
-            MenuEntry("profile_full", "Full (accurate)", lambda: actions.set_profile("full"), toggle="radio",
-                      checked=state.profile == "full"),
-            MenuEntry("profile_lightweight", "Lightweight (less memory)", lambda: actions.set_profile("lightweight"),
-                      toggle="radio", checked=state.profile == "lightweight"),
-        ]),
+        MenuEntry(
+            "profile",
+            "Profile",
+            enabled=state.running,
+            children=[
+                MenuEntry(
+                    "profile_full",
+                    "Full (accurate)",
+                    lambda: actions.set_profile("full"),
+                    toggle="radio",
+                    checked=state.profile == "full",
+                ),
+                MenuEntry(
+                    "profile_lightweight",
+                    "Lightweight (less memory)",
+                    lambda: actions.set_profile("lightweight"),
+                    toggle="radio",
+                    checked=state.profile == "lightweight",
+                ),
+            ],
+        ),
         MenuEntry("status", f"Status: {status}", enabled=False),
         MenuEntry("memory", memory, enabled=False, visible=state.running),
         MenuEntry("window", "Transcript window", actions.open_window),
@@ -76,7 +126,7 @@ def build_menu(state, settings, actions) -> list[MenuEntry]:
     ]
 
 
-def tooltip(state) -> tuple[str, str]:
+def tooltip(state: TrayState) -> tuple[str, str]:
     """(title, description) for the tooltip: says why on error."""
     if not state.running:
         return "listend", "not running: click to start"

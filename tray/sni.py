@@ -20,6 +20,8 @@ No ``from __future__ import annotations``: dbus-next reads signatures from annot
 
 import functools
 import logging
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from dbus_next import Message, MessageType, Variant
@@ -35,12 +37,14 @@ WATCHER = "org.kde.StatusNotifierWatcher"
 WATCHER_PATH = "/StatusNotifierWatcher"
 
 
-async def watcher_on(bus) -> bool:
+async def watcher_on(bus: Any) -> bool:
     """A StatusNotifierWatcher (the desktop's tray host) owns its name on ``bus``."""
     from listend.bus import call_bus_daemon
 
     reply = await call_bus_daemon(bus, "NameHasOwner", "s", [WATCHER])
     return bool(reply.body and reply.body[0])
+
+
 ITEM_PATH = "/StatusNotifierItem"
 MENU_PATH = "/MenuBar"
 ICON_SIZES = (16, 22, 24, 32, 48, 64)
@@ -66,7 +70,7 @@ def pixmaps(state: str, pressure: str) -> list:
 class StatusNotifierItem(ServiceInterface):
     """``org.kde.StatusNotifierItem`` (KDE's name; the freedesktop draft is the same)."""
 
-    def __init__(self, on_activate, on_secondary):
+    def __init__(self, on_activate: Callable[[], object], on_secondary: Callable[[], object]):
         super().__init__("org.kde.StatusNotifierItem")
         self._on_activate = on_activate
         self._on_secondary = on_secondary
@@ -136,19 +140,19 @@ class StatusNotifierItem(ServiceInterface):
         return MENU_PATH
 
     @method()
-    def Activate(self, x: "i", y: "i"):
+    def Activate(self, x: "i", y: "i") -> None:
         self._on_activate()
 
     @method()
-    def SecondaryActivate(self, x: "i", y: "i"):
+    def SecondaryActivate(self, x: "i", y: "i") -> None:
         self._on_secondary()
 
     @method()
-    def ContextMenu(self, x: "i", y: "i"):
+    def ContextMenu(self, x: "i", y: "i") -> None:
         pass  # hosts show the dbusmenu themselves
 
     @method()
-    def Scroll(self, delta: "i", orientation: "s"):
+    def Scroll(self, delta: "i", orientation: "s") -> None:
         pass
 
     @signal()
@@ -168,7 +172,7 @@ class StatusNotifierItem(ServiceInterface):
         pass
 
     @signal()
-    def NewStatus(self, status) -> "s":
+    def NewStatus(self, status: str) -> "s":
         return status
 
 
@@ -200,15 +204,20 @@ class DBusMenu(ServiceInterface):
             self._by_id[item_id] = e
             self._index(e.children)
 
-    def _signature(self, entries: list[MenuEntry]):
-        return [(e.key, e.label, e.enabled, e.visible, e.toggle, e.checked, e.separator,
-                 self._signature(e.children)) for e in entries]
+    def _signature(self, entries: list[MenuEntry]) -> list[tuple[object, ...]]:
+        return [
+            (e.key, e.label, e.enabled, e.visible, e.toggle, e.checked, e.separator, self._signature(e.children))
+            for e in entries
+        ]
 
     def _props(self, e: MenuEntry) -> dict:
         if e.separator:
             return {"type": Variant("s", "separator"), "visible": Variant("b", e.visible)}
-        props = {"label": Variant("s", e.label.replace("_", "__")), "enabled": Variant("b", e.enabled),
-                 "visible": Variant("b", e.visible)}
+        props = {
+            "label": Variant("s", e.label.replace("_", "__")),
+            "enabled": Variant("b", e.enabled),
+            "visible": Variant("b", e.visible),
+        }
         if e.toggle:
             props["toggle-type"] = Variant("s", e.toggle)
             props["toggle-state"] = Variant("i", 1 if e.checked else 0)
@@ -217,8 +226,11 @@ class DBusMenu(ServiceInterface):
         return props
 
     def _layout(self, item_id: int, entries: list[MenuEntry], depth: int) -> list:
-        children = [] if depth == 0 else [
-            Variant("(ia{sv}av)", self._layout(self._ids[e.key], e.children, depth - 1)) for e in entries]
+        children = (
+            []
+            if depth == 0
+            else [Variant("(ia{sv}av)", self._layout(self._ids[e.key], e.children, depth - 1)) for e in entries]
+        )
         props = {"children-display": Variant("s", "submenu")} if item_id == 0 else self._props(self._by_id[item_id])
         return [item_id, props, children]
 
@@ -243,8 +255,12 @@ class DBusMenu(ServiceInterface):
 
     @method()
     def GetLayout(self, parent_id: "i", recursion_depth: "i", property_names: "as") -> "u(ia{sv}av)":
-        entries = self._entries if parent_id == 0 else (self.entry(parent_id).children if self.entry(parent_id)
-                                                        else [])
+        return self.layout(parent_id, recursion_depth)
+
+    def layout(self, parent_id: int, recursion_depth: int) -> list[Any]:
+        """``[revision, (id, properties, children)]`` below ``parent_id`` (depth -1: all of it)."""
+        parent = self.entry(parent_id)
+        entries = self._entries if parent_id == 0 else (parent.children if parent is not None else [])
         depth = 1_000 if recursion_depth < 0 else recursion_depth
         return [self.revision, self._layout(parent_id if parent_id in self._by_id else 0, entries, depth)]
 
@@ -260,16 +276,16 @@ class DBusMenu(ServiceInterface):
         return props.get(name, Variant("s", ""))
 
     @method()
-    def Event(self, item_id: "i", event_id: "s", data: "v", timestamp: "u"):
+    def Event(self, item_id: "i", event_id: "s", data: "v", timestamp: "u") -> None:
         self._event(item_id, event_id)
 
     @method()
     def EventGroup(self, events: "a(isvu)") -> "ai":
-        missing = []
-        for item_id, event_id, _data, _ts in events:
-            if not self._event(item_id, event_id):
-                missing.append(item_id)
-        return missing
+        return self.events(events)
+
+    def events(self, events: list[Any]) -> list[int]:
+        """Run each ``(id, event, data, time)``; returns the ids that are no items."""
+        return [item_id for item_id, event_id, _data, _ts in events if not self._event(item_id, event_id)]
 
     @method()
     def AboutToShow(self, item_id: "i") -> "b":
@@ -280,15 +296,15 @@ class DBusMenu(ServiceInterface):
         return [[], []]
 
     @signal()
-    def ItemsPropertiesUpdated(self, updated, removed) -> "a(ia{sv})a(ias)":
+    def ItemsPropertiesUpdated(self, updated: list[Any], removed: list[Any]) -> "a(ia{sv})a(ias)":
         return [updated, removed]
 
     @signal()
-    def LayoutUpdated(self, revision, parent) -> "ui":
+    def LayoutUpdated(self, revision: int, parent: int) -> "ui":
         return [revision, parent]
 
     @signal()
-    def ItemActivationRequested(self, item_id, timestamp) -> "iu":
+    def ItemActivationRequested(self, item_id: int, timestamp: int) -> "iu":
         return [item_id, timestamp]
 
     def _event(self, item_id: int, event_id: str) -> bool:
@@ -306,33 +322,42 @@ class DBusMenu(ServiceInterface):
 class SniTray:
     """Exports the item and its menu on ``bus`` and keeps them registered with the watcher."""
 
-    def __init__(self, on_activate, on_secondary):
+    def __init__(self, on_activate: Callable[[], object], on_secondary: Callable[[], object]):
         self.item = StatusNotifierItem(on_activate, on_secondary)
         self.menu = DBusMenu()
-        self.bus = None
+        self.bus: Any = None
         self.name = ""
         self.registered = False
 
-    async def attach(self, bus, pid: int) -> None:
+    async def attach(self, bus: Any, pid: int) -> None:
         """Export on ``bus``, take the item's name, follow the watcher, and register."""
         self.bus = bus
         bus.export(ITEM_PATH, self.item)
         bus.export(MENU_PATH, self.menu)
         self.name = f"org.kde.StatusNotifierItem-{pid}-1"
         await bus.request_name(self.name)
-        await self._call_bus("AddMatch", "s", [
-            f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{WATCHER}'"])
+        await self._call_bus(
+            "AddMatch", "s", [f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{WATCHER}'"]
+        )
         bus.add_message_handler(self._on_message)
         await self.register()
 
-    async def _call_bus(self, member: str, signature: str, body: list):
+    async def _call_bus(self, member: str, signature: str, body: list[Any]) -> Any:
         from listend.bus import call_bus_daemon
 
         return await call_bus_daemon(self.bus, member, signature, body)
 
     async def register(self) -> bool:
-        reply = await self.bus.call(Message(destination=WATCHER, path=WATCHER_PATH, interface=WATCHER,
-                                            member="RegisterStatusNotifierItem", signature="s", body=[self.name]))
+        reply = await self.bus.call(
+            Message(
+                destination=WATCHER,
+                path=WATCHER_PATH,
+                interface=WATCHER,
+                member="RegisterStatusNotifierItem",
+                signature="s",
+                body=[self.name],
+            )
+        )
         self.registered = reply.message_type == MessageType.METHOD_RETURN
         if self.registered:
             log.info("registered with the StatusNotifierWatcher as %s", self.name)
@@ -340,17 +365,23 @@ class SniTray:
             log.info("no StatusNotifierWatcher yet (%s); waiting for one", reply.error_name)
         return self.registered
 
-    def _on_message(self, msg: Message):
-        if msg.message_type == MessageType.SIGNAL and msg.member == "NameOwnerChanged" and msg.body \
-                and msg.body[0] == WATCHER and msg.body[2]:
+    def _on_message(self, msg: Message) -> bool:
+        if (
+            msg.message_type == MessageType.SIGNAL
+            and msg.member == "NameOwnerChanged"
+            and msg.body
+            and msg.body[0] == WATCHER
+            and msg.body[2]
+        ):
             # A panel (re)started: register with the new watcher.
             import asyncio
 
             asyncio.get_running_loop().create_task(self.register())
         return False
 
-    def update(self, state: str, pressure: str, title: str, description: str, status: str,
-               entries: list[MenuEntry]) -> None:
+    def update(
+        self, state: str, pressure: str, title: str, description: str, status: str, entries: list[MenuEntry]
+    ) -> None:
         """Apply a new look and menu; signals only what changed (call on the bus loop)."""
         item = self.item
         icon = pixmaps(state, pressure)

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .busworker import TrayState
 
 MAX_LINES = 2000
 PER_TICK = 200
@@ -20,7 +25,13 @@ TICK_MS = 50
 class TranscriptWindow:
     """Tk view; feed it with :meth:`post_live` / :meth:`post_segment` from any thread."""
 
-    def __init__(self, root=None, on_toggle=None, on_profile=None, on_copy=None):
+    def __init__(
+        self,
+        root: Any = None,
+        on_toggle: Callable[[], object] | None = None,
+        on_profile: Callable[[str], object] | None = None,
+        on_copy: Callable[[str], object] | None = None,
+    ):
         import tkinter as tk
 
         self.tk = tk
@@ -37,8 +48,15 @@ class TranscriptWindow:
         self._copy = on_copy or self._tk_copy
 
         self.live_var = tk.StringVar(value="")
-        live = tk.Label(self.root, textvariable=self.live_var, anchor="w", justify="left", fg="#a00000",
-                        font=("TkDefaultFont", 12, "italic"), wraplength=700)
+        live = tk.Label(
+            self.root,
+            textvariable=self.live_var,
+            anchor="w",
+            justify="left",
+            fg="#a00000",
+            font=("TkDefaultFont", 12, "italic"),
+            wraplength=700,
+        )
         live.pack(fill="x", padx=6, pady=4)
         frame = tk.Frame(self.root)
         frame.pack(fill="both", expand=True, padx=6)
@@ -54,8 +72,9 @@ class TranscriptWindow:
         self.toggle_button = tk.Button(buttons, text="Start/Stop", command=lambda: self._on_toggle())
         self.toggle_button.pack(side="left")
         self.profile_var = tk.StringVar(value="full")
-        tk.OptionMenu(buttons, self.profile_var, "full", "lightweight",
-                      command=lambda p: self._on_profile(p)).pack(side="left")
+        tk.OptionMenu(buttons, self.profile_var, "full", "lightweight", command=lambda p: self._on_profile(p)).pack(
+            side="left"
+        )
         self.status_var = tk.StringVar(value="")
         tk.Label(buttons, textvariable=self.status_var, anchor="e").pack(side="right")
         self.root.after(TICK_MS, self._tick)
@@ -89,7 +108,7 @@ class TranscriptWindow:
             self.status_var.set(status)
         self.root.after(TICK_MS, self._tick)
 
-    def _append(self, batch) -> None:
+    def _append(self, batch: list[tuple[int, str]]) -> None:
         follow = self.text.yview()[1] >= 0.999  # the user has not scrolled up
         self.text.configure(state="normal")
         self.text.insert("end", "".join(f"{text}\n" for _id, text in batch))
@@ -119,7 +138,7 @@ class TranscriptWindow:
         self.root.clipboard_append(text)
 
 
-def status_line(state) -> str:
+def status_line(state: TrayState) -> str:
     """The window's status: the state, and on error the reason (not just "error")."""
     if not state.running:
         return "listend is not running"
@@ -130,28 +149,27 @@ def status_line(state) -> str:
 
 def run_window() -> int:
     """``listend-tray --window``: the window wired to the daemon over D-Bus."""
-    from listend_ctl.clipboard import Clipboard
+    from listend.client import SeenIds
+    from listend_desktop.clipboard import Clipboard
 
     from .busworker import BusWorker
 
     clipboard = Clipboard()
     view: list[TranscriptWindow] = []
-    seen = {"final": 0}
+    seen = SeenIds()
 
-    def on_change(state) -> None:
+    def on_change(state: TrayState) -> None:
         if not view:
             return
         w = view[0]
         w.post_live(state.live)
         w.post_status(status_line(state))
         for seg_id, text in state.recent_segments():
-            if seg_id > seen["final"]:
-                seen["final"] = seg_id
+            if seen.first_time(seg_id):
                 w.post_segment(seg_id, text)
 
     def on_refined(seg_id: int, text: str) -> None:
-        if view and seg_id > seen["final"]:
-            seen["final"] = seg_id
+        if view and seen.first_time(seg_id):
             view[0].post_segment(seg_id, text)
 
     worker = BusWorker(on_change, on_refined)

@@ -27,7 +27,7 @@ def fixed_icon_class(base: type) -> type:
     import Xlib.display
     import Xlib.X
 
-    class XorgIcon(base):  # type: ignore[misc, valid-type]
+    class XorgIcon(base):
         _waker = None
         _waker_lock = threading.Lock()
 
@@ -39,15 +39,20 @@ def fixed_icon_class(base: type) -> type:
                 target = self._waker_display().create_resource_object("window", window.id)
                 target.send_event(
                     Xlib.display.event.ClientMessage(
-                        type=Xlib.X.ClientMessage, client_type=client_type, window=window.id,
-                        data=(32, (Xlib.X.CurrentTime, l0, l1, l2, l3))),
-                    event_mask=Xlib.X.NoEventMask)
+                        type=Xlib.X.ClientMessage,
+                        client_type=client_type,
+                        window=window.id,
+                        data=(32, (Xlib.X.CurrentTime, l0, l1, l2, l3)),
+                    ),
+                    event_mask=Xlib.X.NoEventMask,
+                )
                 self._waker_display().flush()
 
         def _create_window(self):
             window = super()._create_window()
             window.change_attributes(
-                event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask | Xlib.X.ButtonPressMask)
+                event_mask=Xlib.X.ExposureMask | Xlib.X.StructureNotifyMask | Xlib.X.ButtonPressMask
+            )
             return window
 
         def _waker_display(self):

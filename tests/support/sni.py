@@ -7,7 +7,6 @@ with ``com.canonical.dbusmenu.GetLayout`` and clicks entries with ``Event``.
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 from dbus_next import Message, MessageType, Variant
@@ -15,6 +14,8 @@ from dbus_next.constants import PropertyAccess
 from dbus_next.service import ServiceInterface, dbus_property, method, signal
 
 from listend.dbusio import MessageBus
+
+from .waiting import until
 
 WATCHER = "org.kde.StatusNotifierWatcher"
 
@@ -25,13 +26,13 @@ class Watcher(ServiceInterface):
         self.items: list[tuple[str, str]] = []  # (sender, service argument)
 
     @method(name="RegisterStatusNotifierItem")
-    def register_item(self, service: "s"):
+    def register_item(self, service: s):
         # dbus-next does not hand the sender to methods; the host resolves names itself.
         self.items.append(("", service))
         self.StatusNotifierItemRegistered(service)
 
     @method(name="RegisterStatusNotifierHost")
-    def register_host(self, service: "s"):
+    def register_host(self, service: s):
         pass
 
     @dbus_property(access=PropertyAccess.READ)
@@ -39,15 +40,15 @@ class Watcher(ServiceInterface):
         return [service for _, service in self.items]
 
     @dbus_property(access=PropertyAccess.READ)
-    def IsStatusNotifierHostRegistered(self) -> "b":
+    def IsStatusNotifierHostRegistered(self) -> b:
         return True
 
     @dbus_property(access=PropertyAccess.READ)
-    def ProtocolVersion(self) -> "i":
+    def ProtocolVersion(self) -> i:
         return 0
 
     @signal()
-    def StatusNotifierItemRegistered(self, service) -> "s":
+    def StatusNotifierItemRegistered(self, service) -> s:
         return service
 
 
@@ -76,41 +77,56 @@ class SniHost:
             self.signals.append(msg)
 
     async def _daemon_call(self, member, signature, body):
-        return await self.bus.call(Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-                                           interface="org.freedesktop.DBus", member=member, signature=signature,
-                                           body=body))
+        return await self.bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member=member,
+                signature=signature,
+                body=body,
+            )
+        )
 
     async def wait_item(self, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while not self.watcher.items:
-            assert time.monotonic() < deadline, "no StatusNotifierItem registered"
-            await asyncio.sleep(0.05)
+        await until(lambda: self.watcher.items, timeout, "a StatusNotifierItem to register")
         return self.watcher.items[-1][1]
 
     async def call(self, dest, path, iface, member, signature="", body=None) -> list:
-        reply = await self.bus.call(Message(destination=dest, path=path, interface=iface, member=member,
-                                            signature=signature, body=body or []))
+        reply = await self.bus.call(
+            Message(destination=dest, path=path, interface=iface, member=member, signature=signature, body=body or [])
+        )
         assert reply.message_type == MessageType.METHOD_RETURN, (member, reply.error_name, reply.body)
         return reply.body
 
     async def item_properties(self, service: str) -> dict:
-        body = await self.call(service, "/StatusNotifierItem", "org.freedesktop.DBus.Properties", "GetAll", "s",
-                               ["org.kde.StatusNotifierItem"])
+        body = await self.call(
+            service,
+            "/StatusNotifierItem",
+            "org.freedesktop.DBus.Properties",
+            "GetAll",
+            "s",
+            ["org.kde.StatusNotifierItem"],
+        )
         return {k: v.value for k, v in body[0].items()}
 
     async def menu(self, service: str, menu_path: str) -> dict[str, dict]:
         """label -> {"id", "enabled", "toggle-state", "children"} for every item, depth-first."""
-        revision, layout = await self.call(service, menu_path, "com.canonical.dbusmenu", "GetLayout", "iias",
-                                           [0, -1, []])
+        revision, layout = await self.call(
+            service, menu_path, "com.canonical.dbusmenu", "GetLayout", "iias", [0, -1, []]
+        )
         out: dict[str, dict] = {}
 
         def walk(node) -> None:
             item_id, props, children = node
             props = {k: v.value for k, v in props.items()}
             if item_id and props.get("type") != "separator":
-                out[props.get("label", "")] = {"id": item_id, "enabled": props.get("enabled", True),
-                                               "toggle-state": props.get("toggle-state"),
-                                               "children": [c.value[0] for c in children]}
+                out[props.get("label", "")] = {
+                    "id": item_id,
+                    "enabled": props.get("enabled", True),
+                    "toggle-state": props.get("toggle-state"),
+                    "children": [c.value[0] for c in children],
+                }
             for child in children:
                 walk(child.value)
 
@@ -119,8 +135,14 @@ class SniHost:
 
     async def click(self, service: str, menu_path: str, item_id: int) -> None:
         await self.call(service, menu_path, "com.canonical.dbusmenu", "AboutToShow", "i", [0])
-        await self.call(service, menu_path, "com.canonical.dbusmenu", "Event", "isvu",
-                        [item_id, "clicked", Variant("i", 0), int(time.time())])
+        await self.call(
+            service,
+            menu_path,
+            "com.canonical.dbusmenu",
+            "Event",
+            "isvu",
+            [item_id, "clicked", Variant("i", 0), int(time.time())],
+        )
 
     def named(self, member: str) -> list[Message]:
         return [m for m in self.signals if m.member == member]

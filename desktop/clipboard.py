@@ -11,6 +11,9 @@ killed, and the text is served by a small Tk clipboard owner instead (Tk
 talks X11, which XWayland bridges to Wayland clients).
 
 Used by the tray, the transcript window and ``listenctl copy`` alike.
+Background copies are coalesced: one helper runs at a time and the newest
+text wins, so a burst of copy requests (a peer clicking the tray 300 times)
+starts one or two helpers, not 300.
 """
 
 from __future__ import annotations
@@ -22,7 +25,9 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable, Mapping
+
+from listend.outcome import Outcome
 
 log = logging.getLogger("listend.clipboard")
 
@@ -30,7 +35,7 @@ HELPER_TIMEOUT_S = 3.0
 OWNER_LIFETIME_S = 12 * 3600
 
 
-def clipboard_command(env: dict | None = None) -> list[str] | None:
+def clipboard_command(env: Mapping[str, str] | None = None) -> list[str] | None:
     env = os.environ if env is None else env
     if env.get("WAYLAND_DISPLAY") and shutil.which("wl-copy"):
         return ["wl-copy"]
@@ -48,31 +53,56 @@ class Clipboard:
     def __init__(self, on_error: Callable[[str], None] | None = None):
         self.last_error = ""
         self._on_error = on_error or (lambda message: None)
+        self._lock = threading.Lock()
+        self._next: str | None = None  # the newest text a background copy still has to put there
+        self._copying = False
 
     def copy(self, text: str) -> None:
-        """Start copying ``text`` in the background; failures go to ``on_error`` and the log."""
-        threading.Thread(target=self.copy_and_wait, args=(text,), name="listend-clipboard", daemon=True).start()
+        """Copy ``text`` in the background (coalesced: the newest text wins); failures go to ``on_error``."""
+        with self._lock:
+            self._next = text
+            if self._copying:
+                return
+            self._copying = True
+        threading.Thread(target=self._copy_pending, name="listend-clipboard", daemon=True).start()
 
-    def copy_and_wait(self, text: str) -> bool:
-        """Copy ``text``; True once a helper (or the fallback owner) serves it."""
+    def _copy_pending(self) -> None:
+        while True:
+            with self._lock:
+                text, self._next = self._next, None
+                if text is None:
+                    self._copying = False
+                    return
+            self.copy_and_wait(text)
+
+    def copy_and_wait(self, text: str) -> Outcome:
+        """Copy ``text``; done once a helper (or the fallback owner) serves it."""
         command = clipboard_command()
         if command is not None and self._run_helper(command, text):
-            return True
-        if os.environ.get("DISPLAY") and self._run_helper([sys.executable, "-m", "listend_ctl.clipboard", "--own"],
-                                                          text):
-            return True
+            return Outcome.done(command[0])
+        if os.environ.get("DISPLAY") and self._run_helper(
+            [sys.executable, "-m", "listend_desktop.clipboard", "--own"], text
+        ):
+            return Outcome.done("a Tk clipboard owner")
         if command is None and not os.environ.get("DISPLAY"):
             self._fail("no clipboard: neither WAYLAND_DISPLAY (with wl-copy) nor DISPLAY is set")
-        return False
+        return Outcome.failed(self.last_error)
 
     def _run_helper(self, command: list[str], text: str) -> bool:
         try:
-            proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                    stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                command,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
+                close_fds=True,
+            )
         except OSError as e:
             self._fail(f"cannot run {command[0]}: {e.strerror}")
             return False
         try:
+            assert proc.stdin is not None
             proc.stdin.write(text.encode("utf-8"))
             proc.stdin.close()
         except OSError:
@@ -139,6 +169,7 @@ def own_clipboard(text: str, lifetime_s: float = OWNER_LIFETIME_S) -> int:
     root.after(2000, check)
     root.mainloop()
     os._exit(0)
+    return 0  # not reached
 
 
 if __name__ == "__main__" and sys.argv[1:] == ["--own"]:

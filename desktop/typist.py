@@ -26,16 +26,27 @@ import logging
 import os
 import shutil
 import subprocess
-from typing import Callable
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING
+
+from listend.outcome import Outcome
 
 from .clipboard import Clipboard
+
+if TYPE_CHECKING:
+    from .remote_keyboard import PortalKeyboard
 
 log = logging.getLogger("listend.typing")
 
 TYPE_TIMEOUT_S = 30.0
 
 
-def typing_command(env: dict | None = None) -> list[str] | None:
+def refusal_notice(reason: str) -> tuple[str, str]:
+    """The desktop notification's (summary, body) when typing is refused."""
+    return "listend: cannot type here", f"{reason}. Refined text goes to the clipboard instead."
+
+
+def typing_command(env: Mapping[str, str] | None = None) -> list[str] | None:
     env = os.environ if env is None else env
     if env.get("WAYLAND_DISPLAY") and shutil.which("wtype"):
         # wtype uploads a keymap of its own first; 30 ms lets the focused client take it before the
@@ -63,75 +74,74 @@ class Typist:
         self._clipboard = Clipboard()
         self._typed_any = False
         self._paste_only = False  # typing was refused; the portal pastes instead
-        self._keyboard = None
+        self._keyboard: PortalKeyboard | None = None
         self.refused = ""
 
-    def type_segment(self, text: str) -> bool:
-        """Type ``text`` (a refined segment); returns False when it went to the clipboard instead."""
+    def type_segment(self, text: str) -> Outcome:
+        """Type ``text`` (a refined segment); not ok when it went to the clipboard instead (detail: why)."""
         text = text.strip()
         if not text:
-            return True
+            return Outcome.done()
         chunk = (" " if self._typed_any else "") + text  # a new segment continues the sentence flow
         if not self.refused:
-            problem = None if self._paste_only else self._type(chunk)
-            if problem is not None and os.environ.get("WAYLAND_DISPLAY"):
-                log.info("typing refused (%s); pasting through the remote desktop portal", problem)
-                self._paste_only, typing_problem = True, problem
-                problem = self._paste(chunk)
-                if problem is not None:
-                    problem = f"{typing_problem}; {problem}"
-            elif self._paste_only:
-                problem = self._paste(chunk)
-            if problem is None:
+            typed = self._paste(chunk) if self._paste_only else self._type(chunk)
+            if not typed and not self._paste_only and os.environ.get("WAYLAND_DISPLAY"):
+                log.info("typing refused (%s); pasting through the remote desktop portal", typed.detail)
+                self._paste_only = True
+                pasted = self._paste(chunk)
+                typed = pasted if pasted else Outcome.failed(f"{typed.detail}; {pasted.detail}")
+            if typed:
                 self._typed_any = True
-                return True
-            self.refused = problem
-            log.warning("typing refused (%s); refined text goes to the clipboard instead", problem)
-            self._on_refused(problem)
+                return typed
+            self.refused = typed.detail
+            log.warning("typing refused (%s); refined text goes to the clipboard instead", self.refused)
+            self._on_refused(self.refused)
         self._clipboard.copy_and_wait(text)
-        return False
+        return Outcome.failed(self.refused)
 
     def close(self) -> None:
         if self._keyboard is not None:
             self._keyboard.close()
             self._keyboard = None
 
-    def _stage_for_paste(self, text: str) -> str | None:
-        """Put ``text`` on the clipboard for a Ctrl+V; returns why not, or None."""
-        if not self._clipboard.copy_and_wait(text):
-            return f"cannot put the text on the clipboard to paste it: {self._clipboard.last_error}"
-        return None
+    def _stage_for_paste(self, text: str) -> Outcome:
+        """Put ``text`` on the clipboard for a Ctrl+V."""
+        copied = self._clipboard.copy_and_wait(text)
+        return (
+            copied if copied else Outcome.failed(f"cannot put the text on the clipboard to paste it: {copied.detail}")
+        )
 
-    def _paste(self, text: str) -> str | None:
-        problem = self._stage_for_paste(text)
-        if problem is not None:
-            return problem
+    def _paste(self, text: str) -> Outcome:
+        staged = self._stage_for_paste(text)
+        if not staged:
+            return staged
         if self._keyboard is None:
             from .remote_keyboard import PortalKeyboard
 
             self._keyboard = PortalKeyboard()
         return self._keyboard.paste()
 
-    def _type(self, text: str) -> str | None:
+    def _type(self, text: str) -> Outcome:
         command = typing_command()
         if command is None:
-            return "no way to type here: install wtype (wlroots Wayland) or xdotool (X11)"
+            return Outcome.failed("no way to type here: install wtype (wlroots Wayland) or xdotool (X11)")
         if command[0] == "xdotool" and not text.isascii():
             # XTest types a character outside the keymap by remapping a spare keycode, and the
             # application may read the key before the new mapping (measured: an accent dropped in
             # one run of three). Pasting is layout-independent: clipboard, then one Ctrl+V.
-            return self._stage_for_paste(text) or self._run(["xdotool", "key", "--clearmodifiers", "ctrl+v"], b"")
+            staged = self._stage_for_paste(text)
+            return self._run(["xdotool", "key", "--clearmodifiers", "ctrl+v"], b"") if staged else staged
         return self._run(command, text.encode("utf-8"))
 
     @staticmethod
-    def _run(command: list[str], stdin: bytes) -> str | None:
+    def _run(command: list[str], stdin: bytes) -> Outcome:
         try:
             result = subprocess.run(command, input=stdin, capture_output=True, timeout=TYPE_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            return f"{command[0]} did not finish within {TYPE_TIMEOUT_S:.0f} s"
+            return Outcome.failed(f"{command[0]} did not finish within {TYPE_TIMEOUT_S:.0f} s")
         except OSError as e:
-            return f"cannot run {command[0]}: {e.strerror}"
+            return Outcome.failed(f"cannot run {command[0]}: {e.strerror}")
         if result.returncode != 0:
             detail = result.stderr.decode("utf-8", "replace").strip().splitlines()
-            return f"{command[0]} failed: {detail[-1] if detail else result.returncode}"
-        return None
+            return Outcome.failed(f"{command[0]} failed: {detail[-1] if detail else result.returncode}")
+        return Outcome.done(command[0])

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from pathlib import Path
 
-from conftest import end_process
+from .processes import end_process
+from .waiting import wait_until
 
 
 class PulseServer:
@@ -24,27 +24,53 @@ class PulseServer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (root / "state").mkdir(exist_ok=True)
         self.server = f"unix:{self.run_dir}/native"
-        self.env = dict(os.environ, PULSE_SERVER=self.server, PULSE_RUNTIME_PATH=str(self.run_dir),
-                        PULSE_STATE_PATH=str(root / "state"))
+        self.env = dict(
+            os.environ,
+            PULSE_SERVER=self.server,
+            PULSE_RUNTIME_PATH=str(self.run_dir),
+            PULSE_STATE_PATH=str(root / "state"),
+        )
         self._log = open(root / "pulse.log", "w")
         self.proc = subprocess.Popen(
-            ["pulseaudio", "-n", "--daemonize=no", "--exit-idle-time=-1", "--disallow-exit", "--use-pid-file=no",
-             "--log-target=stderr", "-L", f"module-native-protocol-unix socket={self.run_dir}/native auth-anonymous=1",
-             "-L", "module-null-sink sink_name=vsink rate=16000", "-L", "module-always-sink"],
-            env=dict(self.env, HOME=str(root)), stdout=self._log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
-        while self.pactl("info", check=False).returncode != 0:
-            assert self.proc.poll() is None and time.monotonic() < deadline, (root / "pulse.log").read_text()
-            time.sleep(0.1)
+            [
+                "pulseaudio",
+                "-n",
+                "--daemonize=no",
+                "--exit-idle-time=-1",
+                "--disallow-exit",
+                "--use-pid-file=no",
+                "--log-target=stderr",
+                "-L",
+                f"module-native-protocol-unix socket={self.run_dir}/native auth-anonymous=1",
+                "-L",
+                "module-null-sink sink_name=vsink rate=16000",
+                "-L",
+                "module-always-sink",
+            ],
+            env=dict(self.env, HOME=str(root)),
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_until(
+            lambda: self._alive() and self.pactl("info", check=False).returncode == 0,
+            20,
+            lambda: f"PulseAudio to start:\n{(root / 'pulse.log').read_text()}",
+            poll=0.1,
+        )
         self.source_module = self.add_microphone()
         self.pactl("set-default-sink", "vsink")
+
+    def _alive(self) -> bool:
+        assert self.proc.poll() is None, f"PulseAudio exited:\n{(self.root / 'pulse.log').read_text()}"
+        return True
 
     def pactl(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
         return subprocess.run(["pactl", *args], env=self.env, capture_output=True, text=True, check=check, timeout=20)
 
     def add_microphone(self) -> str:
-        module = self.pactl("load-module", "module-virtual-source", "source_name=vmic",
-                            "master=vsink.monitor").stdout.strip()
+        module = self.pactl(
+            "load-module", "module-virtual-source", "source_name=vmic", "master=vsink.monitor"
+        ).stdout.strip()
         self.pactl("set-default-source", "vmic")
         return module
 
@@ -68,8 +94,9 @@ class PulseServer:
         subprocess.run(["paplay", "--device=vsink", str(wav)], env=self.env, check=True, timeout=120)
 
     def speak_async(self, wav: Path) -> subprocess.Popen:
-        return subprocess.Popen(["paplay", "--device=vsink", str(wav)], env=self.env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        return subprocess.Popen(
+            ["paplay", "--device=vsink", str(wav)], env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
 
     def close(self) -> None:
         end_process(self.proc)

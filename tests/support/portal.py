@@ -9,6 +9,7 @@ grants what is asked. :meth:`PortalStub.press` and :meth:`release` emit
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from dbus_next import Message, MessageType, Variant
@@ -69,8 +70,11 @@ class PortalStub:
         if msg.member == "CreateSession":
             options = msg.body[0]
             self.remote_session = f"{PATH}/session/{sender}/{options['session_handle_token'].value}"
-            self._respond(msg, f"{PATH}/request/{sender}/{options['handle_token'].value}",
-                          {"session_handle": Variant("s", self.remote_session)})
+            self._respond(
+                msg,
+                f"{PATH}/request/{sender}/{options['handle_token'].value}",
+                {"session_handle": Variant("s", self.remote_session)},
+            )
         elif msg.member == "SelectDevices":
             session, options = msg.body
             assert session == self.remote_session
@@ -78,8 +82,11 @@ class PortalStub:
             self._respond(msg, f"{PATH}/request/{sender}/{options['handle_token'].value}", {})
         elif msg.member == "Start":
             session, _parent, options = msg.body
-            self._respond(msg, f"{PATH}/request/{sender}/{options['handle_token'].value}",
-                          {"devices": Variant("u", 1), "restore_token": Variant("s", "restore-1")})
+            self._respond(
+                msg,
+                f"{PATH}/request/{sender}/{options['handle_token'].value}",
+                {"devices": Variant("u", 1), "restore_token": Variant("s", "restore-1")},
+            )
         elif msg.member == "NotifyKeyboardKeysym":
             session, _options, keysym, state = msg.body
             assert session == self.remote_session
@@ -91,15 +98,28 @@ class PortalStub:
 
     def _respond(self, call: Message, request: str, results: dict) -> None:
         self.bus.send(Message.new_method_return(call, "o", [request]))
-        self.bus.send(Message.new_signal(request, "org.freedesktop.portal.Request", "Response", "ua{sv}",
-                                         [0, results]))
+        self.bus.send(Message.new_signal(request, "org.freedesktop.portal.Request", "Response", "ua{sv}", [0, results]))
 
     def _emit(self, member: str, shortcut: str) -> None:
-        self.bus.send(Message.new_signal(PATH, SHORTCUTS, member, "osta{sv}",
-                                         [self.session, shortcut, int(time.time() * 1000), {}]))
+        self.bus.send(
+            Message.new_signal(
+                PATH, SHORTCUTS, member, "osta{sv}", [self.session, shortcut, int(time.time() * 1000), {}]
+            )
+        )
 
     def press(self, shortcut: str) -> None:
         self._emit("Activated", shortcut)
 
     def release(self, shortcut: str) -> None:
         self._emit("Deactivated", shortcut)
+
+    async def press_as_stranger(self, shortcut: str) -> None:
+        """The same ``Activated`` signal, sent by another connection than the portal's (a spoofing peer)."""
+        stranger = await MessageBus(bus_address=self.address).connect()
+        stranger.send(
+            Message.new_signal(
+                PATH, SHORTCUTS, "Activated", "osta{sv}", [self.session, shortcut, int(time.time() * 1000), {}]
+            )
+        )
+        await asyncio.sleep(0.2)
+        stranger.disconnect()

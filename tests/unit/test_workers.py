@@ -1,0 +1,74 @@
+"""The live worker's scheduling: when partials run, and how much audio each decodes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from listend.commit import Commit
+from listend.config import DecodeOptions, build_settings
+from listend.segmenter import Pause, Segmenter
+from listend.units import SAMPLE_RATE
+from listend.workers import LiveWorker
+from tests.support.pipeline import CountingDecoder, NotedSupervisor, loud_is_speech, make_router, tone
+
+
+def live_worker(commit: Commit, options: DecodeOptions) -> tuple[LiveWorker, Segmenter, CountingDecoder]:
+    ids = iter(range(1, 100))
+
+    def next_id() -> int:
+        seg_id = next(ids)
+        commit.register(seg_id)
+        return seg_id
+
+    seg = Segmenter(build_settings("full").vad, loud_is_speech, next_id)
+    router, _ = make_router(commit)
+    decoder = CountingDecoder()
+    live = LiveWorker(router, commit, seg, decoder, decoder, lambda: options, lambda: 0, NotedSupervisor())
+    return live, seg, decoder
+
+
+def partial_now(live: LiveWorker) -> None:
+    live._next_due = 0.0
+    live.step()
+
+
+def test_the_live_pass_stops_re_decoding_a_paused_utterance_once_a_partial_heard_all_its_speech(
+    commit: Commit,
+) -> None:
+    live, seg, decoder = live_worker(commit, DecodeOptions(partial_interval_s=0.1))
+    seg.feed(np.concatenate([tone(0.2, 0), tone(1.0, 0.5)]))
+    partial_now(live)
+    assert len(decoder.calls) == 1  # speaking: partials run
+    seg.feed(tone(0.35, 0))  # paused; this partial is the first to hear all the speech
+    assert seg.paused_at is not None
+    partial_now(live)
+    assert len(decoder.calls) == 2
+    for _ in range(3):  # only silence is added now: nothing more to decode
+        seg.feed(tone(0.064, 0))
+        partial_now(live)
+    assert len(decoder.calls) == 2
+    seg.feed(tone(0.2, 0.5))  # speech resumes: partials resume
+    partial_now(live)
+    assert len(decoder.calls) == 3
+    # This time the refine pass starts on the pause: the live pass leaves it the CPU at once.
+    events = seg.feed(tone(0.35, 0))
+    live._router.speculate(next(e for e in events if isinstance(e, Pause)), can_wait=False)
+    partial_now(live)
+    assert len(decoder.calls) == 3
+
+
+def test_no_partial_decodes_more_than_the_window_however_far_behind_it_is(commit: Commit) -> None:
+    """Partials that fell behind (a busy CPU) find much new audio: still no decode exceeds the window."""
+    window_s = 2.0
+    live, seg, decoder = live_worker(commit, DecodeOptions(partial_interval_s=0.1, partial_window_s=window_s))
+    speech = tone(19.0, 0.5)
+    for k in range(1, 19):  # a quiet chunk every second: pauses between words
+        speech[k * SAMPLE_RATE : k * SAMPLE_RATE + 512] = 0
+    cut = 3 * SAMPLE_RATE // 512 * 512
+    seg.feed(np.concatenate([tone(0.3, 0), speech[:cut]]))
+    partial_now(live)
+    seg.feed(speech[cut : len(speech) // 512 * 512])  # 16 s more before the next partial
+    partial_now(live)
+    assert decoder.calls and max(decoder.calls) <= window_s * SAMPLE_RATE, [c / SAMPLE_RATE for c in decoder.calls]
+    # The pieces cover the whole utterance, each once (the head is kept).
+    assert sum(decoder.calls[1:]) >= 18 * SAMPLE_RATE
