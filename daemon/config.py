@@ -168,20 +168,27 @@ def check_device(value: str) -> str | None:
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Which Whisper models run the two passes.
+    """Which models run the two passes, and when they are released.
 
-    A model is ``tiny.en`` or ``base`` (the embedded, offline models), a path
-    to a local CTranslate2 directory, or a Hugging Face hub name such as
-    ``small.en``, ``distil-large-v3`` or ``large-v3`` (downloaded once while
-    online). ``refine = ""`` disables the refine pass.
+    A model is ``moonshine-base`` (Moonshine base-en from the moonshine-cpp
+    package, converted once into the cache), ``tiny.en`` or ``base`` (the
+    embedded Whisper models), a path to a local CTranslate2 directory, or a
+    Hugging Face hub name such as ``small.en``, ``distil-large-v3`` or
+    ``large-v3`` (downloaded once while online). ``refine = ""`` disables
+    the refine pass. After ``unload_after_s`` without listening the models
+    are released; the next start loads them again while capture already runs.
     """
 
-    live: str = field(default="tiny.en", metadata={"doc": "fast model for partial text"})
+    live: str = field(default="moonshine-base", metadata={"doc": "fast model for partial text"})
     refine: str = field(default="base", metadata={"doc": "accurate model, '' to disable"})
     device: str = field(default="auto", metadata={"choices": ("auto", "cpu", "cuda")})
     compute_type: str = field(default="int8", metadata={"doc": "CTranslate2 compute type"})
     cpu_threads: int = field(
-        default=0, metadata=_num(0, 64, "threads per model, 0 = auto (refine: all cores, live: half)")
+        default=0,
+        metadata=_num(0, 64, "threads per model, 0 = auto (Whisper refine: all cores, live: half; Moonshine: one)"),
+    )
+    unload_after_s: float = field(
+        default=300.0, metadata=_num(0, 86_400, "release the models after this long without listening, 0 = never")
     )
 
 
@@ -271,7 +278,7 @@ class Settings:
 PROFILE_PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     "full": {},
     "lightweight": {
-        "models": {"refine": ""},
+        "models": {"live": "tiny.en", "refine": ""},
         "queues": {"refine": 2, "live_final": 4},
         "audio": {"ring_seconds": 15.0},
         "memory": {"warn_mb": 400, "cleanup_mb": 450, "limit_mb": 600, "trim_interval_s": 30.0},

@@ -14,6 +14,7 @@ never turns into text such as "Thanks for watching". Moonshine
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -35,6 +36,11 @@ class Decoded:
     text: str
     kept_segments: int
     dropped_segments: int
+    cancelled: bool = False  # the caller said stop before the decode was done (``text`` is then incomplete)
+
+
+Cancelled = Callable[[], bool]
+"""Asked while a decode runs: True once its result is no longer wanted (a voided speculation)."""
 
 
 class Decoder(Protocol):
@@ -43,9 +49,25 @@ class Decoder(Protocol):
     @property
     def model_name(self) -> str: ...
 
-    def decode(self, audio: Audio, prompt: str = "") -> Decoded:
-        """Text of ``audio`` (16 kHz mono); ``prompt`` is preceding text, where the model takes one."""
+    def decode(self, audio: Audio, prompt: str = "", cancelled: Cancelled | None = None) -> Decoded:
+        """Text of ``audio`` (16 kHz mono); ``prompt`` is preceding text, where the model takes one.
+
+        A decoder that can stop early checks ``cancelled`` as it goes (Moonshine, every token);
+        Whisper decodes in one call and ignores it.
+        """
         ...
+
+
+class _Released:
+    """Where a decoder was before the models were released (workers wait; nothing decodes with this)."""
+
+    model_name = "(released)"
+
+    def decode(self, audio: Audio, prompt: str = "", cancelled: Cancelled | None = None) -> Decoded:
+        raise RuntimeError("the models are released")
+
+
+RELEASED: Decoder = _Released()
 
 
 @dataclass(frozen=True)
@@ -114,7 +136,7 @@ class WhisperDecoder:
         """The same model with another pass's options (shares the loaded model)."""
         return WhisperDecoder(self.model, self._name, options)
 
-    def decode(self, audio: Audio, prompt: str = "") -> Decoded:
+    def decode(self, audio: Audio, prompt: str = "", cancelled: Cancelled | None = None) -> Decoded:
         o = self.options
         segments, _info = self.model.transcribe(
             audio,

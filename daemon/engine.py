@@ -24,6 +24,7 @@ from typing import Any
 from .capture import Capture, CaptureStats
 from .commit import Commit, CommitStats
 from .config import Settings
+from .decoders import RELEASED
 from .events import (
     EngineEvent,
     ErrorReported,
@@ -33,9 +34,8 @@ from .events import (
     StateChanged,
 )
 from .memory import MemoryStats, MemoryWatchdog
-from .models import load_whisper
 from .outcome import Outcome
-from .profiles import DecoderSet, ModelLoader, ProfileSwitcher
+from .profiles import DecoderSet, ModelLoader, ProfileSwitcher, load_model
 from .ringbuffer import RingBuffer
 from .router import QueueStats, Router
 from .segmenter import Segmenter, Utterance
@@ -66,6 +66,13 @@ class Thresholds:
 
 
 @dataclass(frozen=True)
+class ModelStats:
+    models_loaded: bool
+    model_releases: int  # times the models were released after unload_after_s without listening
+    model_loads: int  # times they were loaded again for a start
+
+
+@dataclass(frozen=True)
 class EngineStats:
     """A snapshot of every stage's counters and bounds (the D-Bus layer flattens it).
 
@@ -82,6 +89,7 @@ class EngineStats:
     buffers: BufferStats
     workers: tuple[WorkerStats, ...]
     partials_skipped: int
+    models: ModelStats
 
     def flat(self) -> dict[str, object]:
         """Leaf name -> value; per-worker fields become ``<worker>_worker_<field>``."""
@@ -146,7 +154,7 @@ class Engine:
         settings: Settings,
         overrides: Mapping[str, Any] | None = None,
         first_segment_id: int = 1,
-        model_loader: ModelLoader = load_whisper,
+        model_loader: ModelLoader = load_model,
         unfinished: UnfinishedAudio | None = None,
     ):
         self._unfinished = unfinished or UnfinishedAudio()
@@ -161,6 +169,10 @@ class Engine:
         self._stop_lock = threading.Lock()  # one stop at a time
         self._giving_up = threading.Event()  # a stop deadline passed or a stage died
         self._closing = threading.Event()
+        self._models_ready = threading.Event()  # clear while the models are released or loading
+        self._released = False
+        self._releases = self._loads = 0
+        self._last_active = time.monotonic()  # the idle clock: the last start, stop or decode
         self._ring = RingBuffer(int(settings.audio.ring_seconds * SAMPLE_RATE))
         self._commit = Commit(_Supervision(self))
         self._commit.subscribe(self._settle_retracted)
@@ -235,6 +247,7 @@ class Engine:
         capture = self._capture = Capture(
             self._ring, self._segmenter, self._router, lambda: self.settings.vad.hop_ms, self._set_state, supervision
         )
+        ready = self._models_ready
         self._live = LiveWorker(
             self._router,
             self._commit,
@@ -244,13 +257,18 @@ class Engine:
             lambda: self.settings.decode,
             lambda: capture.clock_origin,
             supervision,
+            ready,
         )
-        self._refine = RefineWorker(self._router, self._commit, decoders.refine, s.decode.prompt_chars, supervision)
+        self._refine = RefineWorker(
+            self._router, self._commit, decoders.refine, s.decode.prompt_chars, supervision, ready
+        )
         self._router.configure(s.queues, decoders.refine is not None)
+        ready.set()
         capture.start_thread()
         self._live.start()
         self._refine.start()
         self.memory.start()
+        threading.Thread(target=self._release_when_idle, name="listend-idle", daemon=True).start()
         self._set_state("idle")
 
     def start(self, source: AudioSource, reopen: Callable[[], AudioSource] | None = None) -> None:
@@ -259,7 +277,10 @@ class Engine:
         With ``reopen``, a source that fails (microphone unplugged, audio
         server restarted, a suspend) is replaced by ``reopen()`` as soon as
         that succeeds, retried every 1-3 s, without any call from outside.
-        Each session starts without a prompt from earlier text.
+        Each session starts without a prompt from earlier text. If the models
+        were released while idle, capture starts at once and they load beside
+        it: what is said meanwhile waits in the queues and is decoded as soon
+        as they are there.
         """
         if self._capture is None or self._refine is None:
             raise EngineError("the engine is not loaded")
@@ -270,11 +291,38 @@ class Engine:
         self._refine.reset_context()
         self._giving_up.clear()
         self._report("")
+        self._last_active = time.monotonic()
         try:
             self._capture.start(source, reopen)
         except SourceError as e:
             self._set_state("error", str(e))
             raise
+        if self._released:
+            threading.Thread(target=self._reload_models, name="listend-load", daemon=True).start()
+
+    def release_models(self) -> bool:
+        """Release the models now (the idle timer does after ``models.unload_after_s``); False if not loaded."""
+        if self._capture is None or self._capture.listening:
+            return False
+        return self._profiles.release(_Running(self))
+
+    def _reload_models(self) -> None:
+        try:
+            self._profiles.reload(_Running(self))
+        except Exception as e:  # nothing can decode what is heard: an error, and what waits is kept as audio
+            log.exception("loading the models again failed")
+            self._stage_died("loader", f"cannot load the models again: {type(e).__name__}: {e}")
+
+    def _release_when_idle(self) -> None:
+        """The idle timer: release the models after ``unload_after_s`` without listening or decoding."""
+        while not self._closing.wait(1.0):
+            after = self.settings.models.unload_after_s
+            capture = self._capture
+            if not after or self._released or capture is None or capture.listening or self._fatal:
+                continue
+            last = max([self._last_active, *(w.last_done for w in self._workers())])
+            if time.monotonic() - last >= after and not self._commit.pending_ids():
+                self.release_models()
 
     def stop(self, budget: float | None = 10.0) -> bool:
         """Stop capturing and finish what was heard, all within ``budget`` seconds.
@@ -288,25 +336,32 @@ class Engine:
         if self._capture is None:
             return True
         with self._stop_lock:
-            deadline = None if budget is None else time.monotonic() + budget
-            source = self._capture.request_stop()
-            if source is None and self._state == "error" and not self._fatal:
-                self._set_state("idle", "stopped")  # stopping ends reconnecting
-            self._capture.wait_done(_left(deadline, reserve=0.0))
-            # Keep a third of the budget (at most 3 s) for the fast fallbacks.
-            reserve = 0.0 if budget is None else min(3.0, budget / 3)
-            refined = self._commit.wait_drained(_left(deadline, reserve))
-            if refined:
-                return True
-            self._router.commit_refine_queue_with_live_text()
-            if self._commit.wait_drained(_left(deadline, reserve=min(0.5, reserve))):
-                return False
-            self._giving_up.set()  # nothing waits on decoders any more
-            self._keep_unfinished()
-            self._commit.wait_drained(max(0.2, _left(deadline, 0.0) or 0.0))
-            if not self._fatal:
-                self._giving_up.clear()
+            try:
+                return self._stop_within(budget)
+            finally:
+                self._last_active = time.monotonic()
+
+    def _stop_within(self, budget: float | None) -> bool:
+        assert self._capture is not None
+        deadline = None if budget is None else time.monotonic() + budget
+        source = self._capture.request_stop()
+        if source is None and self._state == "error" and not self._fatal:
+            self._set_state("idle", "stopped")  # stopping ends reconnecting
+        self._capture.wait_done(_left(deadline, reserve=0.0))
+        # Keep a third of the budget (at most 3 s) for the fast fallbacks.
+        reserve = 0.0 if budget is None else min(3.0, budget / 3)
+        refined = self._commit.wait_drained(_left(deadline, reserve))
+        if refined:
+            return True
+        self._router.commit_refine_queue_with_live_text()
+        if self._commit.wait_drained(_left(deadline, reserve=min(0.5, reserve))):
             return False
+        self._giving_up.set()  # nothing waits on decoders any more
+        self._keep_unfinished()
+        self._commit.wait_drained(max(0.2, _left(deadline, 0.0) or 0.0))
+        if not self._fatal:
+            self._giving_up.clear()
+        return False
 
     def wait_source_done(self, timeout: float | None = None) -> bool:
         """Wait until the current source has ended (end of file) and been flushed."""
@@ -375,6 +430,7 @@ class Engine:
             ),
             workers=tuple(w.stats() for w in self._workers()),
             partials_skipped=self._live.partials_skipped if self._live else 0,
+            models=ModelStats(not self._released and self._models_ready.is_set(), self._releases, self._loads),
         )
 
     def close(self, budget: float | None = 10.0) -> None:
@@ -487,7 +543,7 @@ class _Running:
 
     def decoders(self) -> DecoderSet | None:
         e = self._engine
-        if e._live is None or e._refine is None:
+        if e._live is None or e._refine is None or e._released:
             return None
         return DecoderSet(e._live.decoder, e._live.final_decoder, e._refine.decoder)
 
@@ -501,6 +557,20 @@ class _Running:
         # The workers may be mid-decode with the old models: the caller frees them only after.
         e._live.wait_current_item()
         e._refine.wait_current_item()
+        if e._released:
+            e._released = False
+            e._loads += 1
+        e._models_ready.set()
+
+    def release(self) -> None:
+        e = self._engine
+        assert e._live is not None and e._refine is not None
+        e._models_ready.clear()  # the workers stop taking work
+        e._live.wait_current_item()
+        e._refine.wait_current_item()
+        e._live.decoder = e._live.final_decoder = e._refine.decoder = RELEASED
+        e._released = True
+        e._releases += 1
 
     def publish(self, event: ProfileChanged) -> None:
         self._engine._commit.publish(event)

@@ -137,7 +137,13 @@ def resolve_model(name: str) -> str:
     if name == "tiny.en":
         return str(embedded_tiny_en())
     if name == "base":
-        return str(embedded_base())
+        try:
+            return str(embedded_base())
+        except OSError as e:  # an unreadable or unwritable cache: say where and why, in one line
+            raise ModelUnavailable(
+                f"cannot prepare the embedded base model in {cache_dir()}: "
+                f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}"
+            ) from None
     path = Path(name).expanduser()
     if name.startswith(("/", ".", "~")) or path.is_dir():
         if (path / "model.bin").is_file():

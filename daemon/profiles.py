@@ -20,7 +20,9 @@ from .config import ConfigError, MemoryOptions, Settings, build_settings
 from .decoders import Decoder, PassOptions, WhisperDecoder
 from .events import ProfileChanged
 from .memory import MemoryWatchdog
-from .models import ModelSpec
+from .models import ModelSpec, load_whisper
+from .moonshine import NAME as MOONSHINE
+from .moonshine import MoonshineDecoder, load_moonshine
 from .outcome import Outcome
 
 log = logging.getLogger("listend.profiles")
@@ -49,6 +51,10 @@ class Pipeline(Protocol):
         """Hand the pipeline new settings and decoders; returns once no decode uses the old ones."""
         ...
 
+    def release(self) -> None:
+        """Drop the decoders once no decode uses them; decoding waits until :meth:`apply` hands new ones."""
+        ...
+
     def publish(self, event: ProfileChanged) -> None: ...
 
     def report(self, message: str) -> None:
@@ -56,29 +62,47 @@ class Pipeline(Protocol):
         ...
 
 
+def load_model(spec: ModelSpec) -> Any:
+    """A Moonshine model for ``moonshine-base``, else a faster-whisper model (see :mod:`models`)."""
+    if spec.name == MOONSHINE:
+        # One thread: its matrices are small (two threads measured no faster), and the live and refine
+        # passes share one model, each decoding on a core of its own.
+        return load_moonshine(spec.cpu_threads or 1)
+    return load_whisper(spec)
+
+
 def build_decoders(settings: Settings, load_model: ModelLoader, reuse: DecoderSet | None = None) -> DecoderSet:
     """Load the models ``settings`` names, reusing the loaded ones of ``reuse`` where the name is the same."""
     m, d = settings.models, settings.decode
+    moonshine: list[Any] = [reuse.live.model] if reuse and isinstance(reuse.live, MoonshineDecoder) else []
 
-    def whisper(name: str, options: PassOptions, current: Decoder | None, threads: int) -> WhisperDecoder:
+    def decoder(name: str, options: PassOptions, current: Decoder | None, threads: int) -> Decoder:
+        if name == MOONSHINE:
+            # An ONNX Runtime session runs from several threads at once: every pass shares one model.
+            if not moonshine and isinstance(current, MoonshineDecoder):
+                moonshine.append(current.model)
+            if not moonshine:
+                moonshine.append(load_model(ModelSpec(name, m.device, m.compute_type, m.cpu_threads)))
+            return MoonshineDecoder(moonshine[0])
         if isinstance(current, WhisperDecoder) and current.model_name == name:
             return current.with_options(options)
         spec = ModelSpec(name, m.device, m.compute_type, m.cpu_threads or threads)
         return WhisperDecoder(load_model(spec), name, options)
 
-    # Automatic threads: the refine pass gets every core (the live pass
+    # Automatic threads for Whisper: the refine pass gets every core (the live pass
     # pauses while an utterance ends, which is when refining runs); the
     # live pass gets half of them beside a refine model, all without one.
     cores = os.cpu_count() or 2
-    live = whisper(
+    live = decoder(
         m.live, PassOptions.live(d), reuse.live if reuse else None, max(1, cores // 2) if m.refine else cores
     )
     refine = None
     if m.refine:
-        # Never share one model between the two threads (faster-whisper #1055).
-        current = reuse.refine if reuse and m.refine != m.live else None
-        refine = whisper(m.refine, PassOptions.refine(d), current, cores)
-    return DecoderSet(live, live.with_options(PassOptions.final(d)), refine)
+        # Never share one Whisper model between the two threads (faster-whisper #1055).
+        current = reuse.refine if reuse and (m.refine != m.live or m.refine == MOONSHINE) else None
+        refine = decoder(m.refine, PassOptions.refine(d), current, cores)
+    final = live.with_options(PassOptions.final(d)) if isinstance(live, WhisperDecoder) else live
+    return DecoderSet(live, final, refine)
 
 
 class ProfileSwitcher:
@@ -130,6 +154,24 @@ class ProfileSwitcher:
             self._memory.release()
         log.info("profile %s%s", profile, f" ({reason})" if reason else "")
         pipeline.publish(ProfileChanged(profile, reason))
+
+    def release(self, pipeline: Pipeline) -> bool:
+        """Release the models (idle); returns False if they were not loaded."""
+        with self._lock:
+            if pipeline.decoders() is None:
+                return False
+            pipeline.release()
+            self._memory.release()
+        log.info("models released (idle)")
+        return True
+
+    def reload(self, pipeline: Pipeline) -> None:
+        """Load the models of the current settings again (after :meth:`release`)."""
+        with self._lock:
+            if pipeline.decoders() is not None:
+                return
+            pipeline.apply(self.settings, build_decoders(self.settings, self._load_model))
+        log.info("models loaded again")
 
     def degrade(self, pipeline: Pipeline) -> Outcome:
         """Memory over limit: shed the refine model by switching to lightweight (in the background)."""

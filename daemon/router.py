@@ -312,6 +312,12 @@ class Router:
     def _speculation_waiting(self) -> bool:
         return self._spec is not None and self._spec.phase == "waiting"
 
+    def speculation_void(self, utt: Utterance) -> bool:
+        """The speculation on ``utt`` is no longer wanted (speech resumed, or it was abandoned)."""
+        with self._lock:
+            spec = self._spec
+            return spec is None or spec.utt is not utt or (spec.void and spec.closed is None)
+
     def speculation_done(self, utt: Utterance, text: str | None) -> None:
         """The refine worker decoded a pause's audio ``utt`` (``text`` None: the decode failed)."""
         with self._cond:

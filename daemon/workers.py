@@ -56,9 +56,11 @@ class SupervisedWorker:
         Told of each failed item, and if the loop itself dies.
     """
 
-    def __init__(self, name: str, supervisor: Supervisor):
+    def __init__(self, name: str, supervisor: Supervisor, ready: threading.Event):
         self.name = name
         self._supervisor = supervisor
+        self._ready = ready  # clear while the models are released or loading: nothing to decode with
+        self.last_done = time.monotonic()  # when the last item ended (the engine's idle clock)
         self._closed = threading.Event()
         self._decoder_in_use = threading.Lock()  # held while a decode runs: swapping waits on it
         self._busy_since = 0.0
@@ -96,8 +98,9 @@ class SupervisedWorker:
     def _run(self) -> None:
         try:
             while not self._closed.is_set():
-                self.step()
-        except BaseException as e:
+                if self._ready.wait(0.2):
+                    self.step()
+        except BaseException as e:  # a dead worker is reported, never silent
             log.exception("%s worker died", self.name)
             self.alive = False
             self._supervisor.died(self.name, f"{self.name} worker died: {type(e).__name__}: {e}")
@@ -123,6 +126,7 @@ class SupervisedWorker:
             return None
         finally:
             self._busy_since = 0.0
+            self.last_done = time.monotonic()
 
     def wait_current_item(self) -> None:
         """Return once no decode started before this call is still running."""
@@ -144,9 +148,15 @@ class RefineWorker(SupervisedWorker):
     """
 
     def __init__(
-        self, router: Router, commit: Commit, decoder: Decoder | None, prompt_chars: int, supervisor: Supervisor
+        self,
+        router: Router,
+        commit: Commit,
+        decoder: Decoder | None,
+        prompt_chars: int,
+        supervisor: Supervisor,
+        ready: threading.Event,
     ):
-        super().__init__("refine", supervisor)
+        super().__init__("refine", supervisor, ready)
         self._router = router
         self._commit = commit
         self.decoder = decoder
@@ -186,13 +196,16 @@ class RefineWorker(SupervisedWorker):
             self._give_up(job)
             return
         what = f"{'pause of ' if job.speculative else ''}segment {utt.id}"
-        text = self._item(what, lambda: decoder.decode(utt.audio, self.prompt()).text)
-        if text is None:
+        # A speculation stops as soon as speech resumes (where the model can stop early): the refine
+        # pass is then free for the utterance's real close instead of finishing a decode nobody wants.
+        cancelled = (lambda: self._router.speculation_void(utt)) if job.speculative else None
+        decoded = self._item(what, lambda: decoder.decode(utt.audio, self.prompt(), cancelled))
+        if decoded is None or decoded.cancelled:
             self._give_up(job)
         elif job.speculative:
-            self._router.speculation_done(utt, text)
+            self._router.speculation_done(utt, decoded.text)
         else:
-            self._finish(utt, text)
+            self._finish(utt, decoded.text)
 
     def _give_up(self, job: RefineJob) -> None:
         if job.speculative:
@@ -248,8 +261,9 @@ class LiveWorker(SupervisedWorker):
         options: Callable[[], DecodeOptions],
         clock_origin: Callable[[], int],
         supervisor: Supervisor,
+        ready: threading.Event,
     ):
-        super().__init__("live", supervisor)
+        super().__init__("live", supervisor, ready)
         self._router = router
         self._commit = commit
         self._segmenter = segmenter

@@ -76,18 +76,29 @@ class PortalKeyboard:
         self._loop.call_soon_threadsafe(self._loop.stop)
 
     async def _paste(self) -> None:
-        if self._portal is not None and not self._portal.bus.connected:
-            log.info("the bus connection to the portal was lost; reconnecting")
-            self._portal, self._session = None, ""
-        if not self._session:
-            await self._start()
+        for attempt in (1, 2):
+            if self._portal is not None and not self._portal.bus.connected:
+                log.info("the bus connection to the portal was lost; reconnecting")
+                self._portal, self._session = None, ""
+            fresh = not self._session
+            if fresh:
+                await self._start()
+            try:
+                await self._press_paste()
+                return
+            except PortalUnavailable:
+                self._session = ""  # ended by the desktop (or the portal restarted): a new one next time
+                if fresh or attempt == 2:
+                    raise
+                log.info("the remote desktop session ended; starting a new one")
+
+    async def _press_paste(self) -> None:
         assert self._portal is not None
         for keysym, state in ((XK_CONTROL_L, 1), (XK_V, 1), (XK_V, 0), (XK_CONTROL_L, 0)):
             reply = await self._portal.call(
                 REMOTE_DESKTOP, "NotifyKeyboardKeysym", "oa{sv}iu", [self._session, {}, keysym, state]
             )
             if reply.message_type.name == "ERROR":
-                self._session = ""  # ended by the desktop: start a new one next time
                 raise PortalUnavailable(reply.error_name)
 
     async def _start(self) -> None:

@@ -138,3 +138,61 @@ def test_damaged_history_starts_and_ids_continue_above_the_highest_valid(
     assert sorted(old) == [3, 8, 12] and new_id == 13 and skipped == 3
     assert os.stat(history / today).st_mode & 0o777 == 0o600
     assert daemon.terminate() == 0
+
+
+def test_twenty_clients_fetching_the_whole_history_stay_inside_the_memory_limit(start_daemon, private_bus, tmp_path):
+    """20 concurrent GetTranscript(0, 100000) once took RSS from 166 to 727 MiB and GetMemory to 4.9 s."""
+    import psutil
+
+    from listend.config import build_settings
+
+    state = tmp_path / "state"
+    history = state / "listend" / "history"
+    history.mkdir(parents=True)
+    now = time.time()
+    with open(history / time.strftime("%Y-%m-%d.jsonl"), "w") as f:
+        for i in range(1, 100_001):
+            f.write(
+                json.dumps(
+                    {
+                        "id": i,
+                        "start": now,
+                        "end": now + 1,
+                        "text": f"segment {i} with a sentence of ordinary length in it",
+                    }
+                )
+                + "\n"
+            )
+    env = daemon_env(private_bus, state)
+    daemon = start_daemon("--lightweight", env=env)
+    process = psutil.Process(daemon.proc.pid)
+    limit = build_settings("lightweight").memory.limit_mb * 2**20
+
+    async def scenario():
+        async with BusClient(private_bus.address) as c:
+            order: list[str] = []
+            peak = process.memory_info().rss
+
+            async def fetch(i: int) -> int:
+                reply = await c.call("GetTranscript", "tu", [0, 100_000])
+                assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+                order.append(f"transcript{i}")
+                return len(reply.body[0])
+
+            fetches = [asyncio.create_task(fetch(i)) for i in range(20)]
+            await asyncio.sleep(0.2)
+            memory = asyncio.create_task(c.call("GetMemory"))
+            while not all(t.done() for t in fetches):
+                peak = max(peak, process.memory_info().rss)
+                if memory.done() and "memory" not in order:
+                    order.append("memory")
+                await asyncio.sleep(0.05)
+            sizes = await asyncio.gather(*fetches)
+            await memory
+            return sizes, order, peak
+
+    sizes, order, peak = asyncio.run(scenario())
+    assert sizes == [100_000] * 20
+    assert peak < limit, f"peak RSS {peak / 2**20:.0f} MiB over the limit {limit / 2**20:.0f} MiB"
+    assert "memory" in order  # answered while the big replies were still going out
+    assert daemon.terminate() == 0

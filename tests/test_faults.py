@@ -114,10 +114,10 @@ SLOW_REFINE = """
 import sys, time
 import listend.decoders as d
 original = d.WhisperDecoder.decode
-def slow(self, audio, prompt=""):
+def slow(self, audio, prompt="", cancelled=None):
     if self.model_name == "base":
         time.sleep(12.0)   # a starved CPU: slower than the stop budget allows for the queue
-    return original(self, audio, prompt)
+    return original(self, audio, prompt, cancelled)
 d.WhisperDecoder.decode = slow
 from listend.cli import main
 sys.exit(main(sys.argv[1:]))

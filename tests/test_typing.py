@@ -142,3 +142,55 @@ def test_where_typing_is_refused_the_remote_desktop_portal_pastes(desktop, priva
     asyncio.run(scenario())
     token = tmp_path / "state" / "listend" / "remote-desktop-token"
     assert token.read_text().strip() == "restore-1" and token.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_a_restore_token_that_is_no_token_counts_as_none_and_a_lost_portal_is_reconnected(
+    desktop, private_bus, tmp_path, monkeypatch
+):
+    """A token with a NUL made the bus drop the client; a link was followed on read and write."""
+    import asyncio
+
+    from tests.support.portal import PortalStub
+
+    monkeypatch.setenv("WAYLAND_DISPLAY", str(tmp_path / "no-virtual-keyboard"))
+    monkeypatch.setenv("DISPLAY", desktop.env["DISPLAY"])
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", private_bus.address)
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    token = tmp_path / "state" / "listend" / "remote-desktop-token"
+    token.parent.mkdir(parents=True)
+    victim = tmp_path / "precious"
+    victim.write_text("the user's file")
+    from listend_desktop.typist import Typist
+
+    async def scenario():
+        for planted in ("nul", "link"):
+            if planted == "nul":
+                token.write_bytes(b"restore\x00evil\n")
+            else:
+                token.unlink()
+                token.symlink_to(victim)
+            async with PortalStub(private_bus.address) as portal:
+                typist = Typist(on_refused=lambda reason: pytest.fail(reason))
+                assert await asyncio.to_thread(typist.type_segment, f"with a {planted} token")
+                assert "restore_token" not in portal.device_requests[0]  # it counted as none
+                typist.close()
+            assert not token.is_symlink() and token.read_text().strip() == "restore-1"
+            assert token.stat().st_mode & 0o777 == 0o600 and victim.read_text() == "the user's file"
+        # The portal goes away and comes back (a desktop restart): the next paste starts a new session.
+        typist = Typist(on_refused=lambda reason: pytest.fail(reason))
+        async with PortalStub(private_bus.address):
+            assert await asyncio.to_thread(typist.type_segment, "before the restart")
+        async with PortalStub(private_bus.address) as again:
+            assert await asyncio.to_thread(typist.type_segment, "after it")
+            assert again.keys  # the paste went through the new portal
+            # The client's own connection is dropped (as the bus did on a NUL): the next paste reconnects.
+            keyboard = typist._keyboard
+            assert keyboard is not None and keyboard._portal is not None
+            keyboard._loop.call_soon_threadsafe(keyboard._portal.bus.disconnect)
+            await asyncio.sleep(0.3)
+            assert await asyncio.to_thread(typist.type_segment, "after a lost connection")
+            assert len(again.keys) == 8
+        typist.close()
+
+    asyncio.run(scenario())

@@ -100,6 +100,6 @@ class CountingDecoder:
     def __init__(self) -> None:
         self.calls: list[int] = []
 
-    def decode(self, audio: np.ndarray, prompt: str = "") -> Decoded:
+    def decode(self, audio: np.ndarray, prompt: str = "", cancelled: object = None) -> Decoded:
         self.calls.append(len(audio))
         return Decoded(f"words {len(self.calls)}", 1, 0)

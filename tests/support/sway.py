@@ -20,19 +20,26 @@ class HeadlessSway:
 
     USER = "listendtest"
 
-    def __init__(self, tmp: Path):
+    @classmethod
+    def ensure_user(cls) -> str:
+        """The unprivileged user the compositor (and other-user tests) run as, created if missing."""
         import pwd
-        import shutil
 
         try:
-            pwd.getpwnam(self.USER)
+            pwd.getpwnam(cls.USER)
         except KeyError:
             subprocess.run(
-                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", self.USER],
+                ["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin", cls.USER],
                 check=True,
                 capture_output=True,
                 timeout=30,
             )
+        return cls.USER
+
+    def __init__(self, tmp: Path):
+        import shutil
+
+        self.ensure_user()
         import tempfile
 
         tmp.mkdir(parents=True, exist_ok=True)

@@ -10,7 +10,7 @@ from dbus_next import Variant
 
 from listend.client import SeenIds
 from listend.config import MemoryOptions
-from listend.engine import EngineStats, flatten
+from listend.engine import EngineStats, ModelStats, flatten
 from listend.memory import pressure_level
 from listend.outcome import Outcome
 from listend.ringbuffer import RingBuffer
@@ -79,10 +79,12 @@ def test_nested_stats_flatten_to_variants_with_per_worker_names() -> None:
         BufferStats(4, 5),
         (WorkerStats("live", True, 3, 1, "boom"),),
         7,
+        ModelStats(True, 2, 1),
     )
     flat = flatten(stats)
     assert flat["audio_seconds"] == 1.5 and flat["queue_refine"] == 2 and flat["live_worker_items"] == 3
     assert flat["live_worker_last_failure"] == "boom" and flat["partials_skipped"] == 7
+    assert flat["models_loaded"] is True and flat["model_releases"] == 2
     variants = to_variants({**flat, "negative": -5})
     assert variants["audio_seconds"] == Variant("d", 1.5) and variants["live_worker_alive"] == Variant("b", True)
     assert variants["level"] == Variant("s", "warn") and variants["negative"] == Variant("t", 0)

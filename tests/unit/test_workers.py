@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 
 from listend.commit import Commit
@@ -23,7 +25,9 @@ def live_worker(commit: Commit, options: DecodeOptions) -> tuple[LiveWorker, Seg
     seg = Segmenter(build_settings("full").vad, loud_is_speech, next_id)
     router, _ = make_router(commit)
     decoder = CountingDecoder()
-    live = LiveWorker(router, commit, seg, decoder, decoder, lambda: options, lambda: 0, NotedSupervisor())
+    ready = threading.Event()
+    ready.set()
+    live = LiveWorker(router, commit, seg, decoder, decoder, lambda: options, lambda: 0, NotedSupervisor(), ready)
     return live, seg, decoder
 
 
