@@ -27,6 +27,10 @@ from .paths import owned_by_me, owned_private_dir, runtime_dir, trusted_runtime_
 BUS_NAME = "io.github.listend"
 OBJECT_PATH = "/io/github/listend"
 INTERFACE = "io.github.listend.Dictation1"
+# listend-ime's status of its delivery (io.github.listend.InputMethod1), for listenctl and the tray.
+IME_BUS_NAME = "io.github.listend.InputMethod"
+IME_OBJECT_PATH = "/io/github/listend/InputMethod"
+IME_INTERFACE = "io.github.listend.InputMethod1"
 ERROR_PREFIX = "io.github.listend.Error."
 
 

@@ -21,6 +21,9 @@ from dbus_next import BusType, Message, MessageType, Variant
 
 from .bus import (
     BUS_NAME,
+    IME_BUS_NAME,
+    IME_INTERFACE,
+    IME_OBJECT_PATH,
     INTERFACE,
     OBJECT_PATH,
     NoBusError,
@@ -75,6 +78,14 @@ class PartialEvent:
 
 
 @dataclass(frozen=True)
+class RetractedEvent:
+    """``SegmentRetracted``: segment ``id`` has no text (``kind``: no-speech, kept-as-audio, lost)."""
+
+    id: int
+    kind: str
+
+
+@dataclass(frozen=True)
 class StateEvent:
     state: str
 
@@ -99,7 +110,9 @@ class PresenceEvent:
     running: bool
 
 
-ClientEvent = SegmentEvent | PartialEvent | StateEvent | PressureEvent | PropertiesEvent | PresenceEvent
+ClientEvent = (
+    SegmentEvent | PartialEvent | RetractedEvent | StateEvent | PressureEvent | PropertiesEvent | PresenceEvent
+)
 
 
 def event_of(msg: Message) -> ClientEvent | None:
@@ -124,6 +137,8 @@ def event_of(msg: Message) -> ClientEvent | None:
             if msg.signature != "ts":
                 return None
             return PartialEvent(*body)
+        if msg.member == "SegmentRetracted":
+            return RetractedEvent(*body) if msg.signature == "ts" else None
         if msg.member == "StateChanged":
             return StateEvent(body[0])
         if msg.member == "MemoryPressure":
@@ -214,6 +229,22 @@ class DictationClient:
 
     async def recent(self, count: int) -> list[TranscriptEntry]:
         return [TranscriptEntry(*row) for row in (await self.call("GetRecent", "u", [count]))[0]]
+
+    async def input_method(self) -> dict[str, Any] | None:
+        """``listend-ime``'s status (``Connected``, ``Active``, ``Delivered``, ...), or None when it is not running."""
+        reply = await self.bus.call(
+            Message(
+                destination=IME_BUS_NAME,
+                path=IME_OBJECT_PATH,
+                interface="org.freedesktop.DBus.Properties",
+                member="GetAll",
+                signature="s",
+                body=[IME_INTERFACE],
+            )
+        )
+        if reply is None or reply.message_type != MessageType.METHOD_RETURN:
+            return None
+        return {k: _unwrap(v) for k, v in reply.body[0].items()}
 
     async def subscribe(self, handler: Callable[[ClientEvent], None]) -> None:
         """Call ``handler(event)`` for every signal of the daemon, its property changes and its presence.

@@ -185,7 +185,12 @@ class ModelOptions:
     compute_type: str = field(default="int8", metadata={"doc": "CTranslate2 compute type"})
     cpu_threads: int = field(
         default=0,
-        metadata=_num(0, 64, "threads per model, 0 = auto (Whisper refine: all cores, live: half; Moonshine: one)"),
+        metadata=_num(
+            0,
+            64,
+            "threads per model; 0 = auto: a Whisper refine model gets every core, a Whisper live model "
+            "half of them beside a refine model (all without one), Moonshine one",
+        ),
     )
     unload_after_s: float = field(
         default=300.0, metadata=_num(0, 86_400, "release the models after this long without listening, 0 = never")
@@ -218,9 +223,20 @@ class VadOptions:
 class DecodeOptions:
     """How the live and refine passes decode."""
 
-    language: str = field(default="en", metadata={"doc": "language code, '' = detect", "choices": ("", *LANGUAGES)})
+    language: str = field(
+        default="en",
+        metadata={"doc": "a Whisper language code (Moonshine: en only), '' = detect", "choices": ("", *LANGUAGES)},
+    )
     partial_interval_s: float = field(default=0.5, metadata=_num(0.1, 10))
-    partial_window_s: float = field(default=8.0, metadata=_num(2, 30, "most audio one partial re-decodes"))
+    partial_window_s: float = field(
+        default=8.0,
+        metadata=_num(
+            2,
+            30,
+            "most audio one partial re-decodes: a longer utterance keeps the text of its head "
+            "(cut at its quietest moment) and re-decodes only the rest",
+        ),
+    )
     live_beam_size: int = field(default=1, metadata=_num(1, 10))
     refine_beam_size: int = field(default=5, metadata=_num(1, 10))
     prompt_chars: int = field(default=80, metadata=_num(0, 1_000, "previous text as prompt"))
@@ -239,7 +255,7 @@ class QueueOptions:
 
 @dataclass(frozen=True)
 class MemoryOptions:
-    """Memory watchdog thresholds (MiB of resident memory: the keys say _mb, the unit is 2**20 bytes) and cadence."""
+    """Memory watchdog thresholds (MiB of resident memory; the keys say `_mb`, the unit is 2^20 bytes) and cadence."""
 
     warn_mb: int = field(default=700, metadata=_num(50, 1_000_000))
     cleanup_mb: int = field(default=850, metadata=_num(50, 1_000_000))
@@ -256,6 +272,21 @@ class HistoryOptions:
     directory: str = field(default="", metadata={"doc": "'' = $XDG_STATE_HOME/listend/history"})
 
 
+DELIVERY_METHODS = ("auto", "ime", "type", "clipboard")
+
+
+@dataclass(frozen=True)
+class DeliveryOptions:
+    """Where refined text goes in the desktop (the clients deliver it; the daemon only holds the choice).
+
+    ``auto``: through the input method (``listend-ime``) when IBus runs, else
+    typed by the tray; ``ime``: the input method only; ``type``: the tray
+    types it; ``clipboard``: the tray copies each segment.
+    """
+
+    method: str = field(default="auto", metadata={"choices": DELIVERY_METHODS, "doc": "see below"})
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything listend can be configured with; see ``docs/configuration.md``."""
@@ -268,6 +299,7 @@ class Settings:
     queues: QueueOptions = QueueOptions()
     memory: MemoryOptions = MemoryOptions()
     history: HistoryOptions = HistoryOptions()
+    delivery: DeliveryOptions = DeliveryOptions()
 
     @property
     def sections(self) -> dict[str, Any]:
@@ -475,3 +507,38 @@ def load_settings(path: str | os.PathLike[str] | None = None, profile: str | Non
                 origin = overrides.get("", {}).get("origin", "config")
                 raise ConfigError(f"{origin}: {e}") from None
     return settings, overrides
+
+
+def reference() -> str:
+    """The key tables of ``docs/configuration.md``, written from the dataclasses (a test keeps the doc equal)."""
+    lines: list[str] = []
+    light = PROFILE_PRESETS["lightweight"]
+    for section, options in Settings().sections.items():
+        doc = " ".join((type(options).__doc__ or "").split("\n\n")[0].split())
+        lines += [
+            f"## [{section}]",
+            "",
+            doc,
+            "",
+            "| key | type | default | lightweight | range / meaning |",
+            "|---|---|---|---|---|",
+        ]
+        for f in dataclasses.fields(options):
+            meta = f.metadata
+            kind = f.type if isinstance(f.type, str) else f.type.__name__
+            preset = light.get(section, {}).get(f.name)
+            shown = "" if preset is None else ("`''` (none)" if preset == "" else f"`{preset!r}`")
+            parts = []
+            if "choices" in meta and len(meta["choices"]) <= 8:  # languages: the doc names them
+                parts.append(" / ".join(c for c in meta["choices"] if c))
+            if meta.get("min") is not None:
+                parts.append(f"{_number(meta['min'])} … {_number(meta['max'])}")
+            if meta.get("doc"):
+                parts.append(meta["doc"])
+            lines.append(f"| `{f.name}` | {kind} | `{getattr(options, f.name)!r}` | {shown} | {'; '.join(parts)} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -213,6 +213,11 @@ class Engine:
         return self._router.refine_queue_length
 
     @property
+    def pending_segments(self) -> int:
+        """Segments with an id and no final text yet (what a stop still owes its listeners)."""
+        return len(self._commit.pending_ids())
+
+    @property
     def last_error(self) -> str:
         """Why the engine is in error, else the latest failure it went on after ('' if none)."""
         with self._state_lock:

@@ -110,6 +110,16 @@ def prepare(target: Path | None = None, source: Path | None = None) -> Path:
     target = target or cache_dir() / NAME
     source = source or source_dir()
     _check_source(source)
+    try:
+        return _prepare_locked(target, source)
+    except OSError as e:  # an unreadable or unwritable cache: say where and why, in one line
+        raise ModelUnavailable(
+            f"cannot prepare the embedded {NAME} model in {target.parent}: "
+            f"{e.strerror or e}{f' ({e.filename})' if e.filename else ''}"
+        ) from None
+
+
+def _prepare_locked(target: Path, source: Path) -> Path:
     with _prepare_lock:
         wanted = _wanted_manifest(source)
         if _matches(target, wanted):

@@ -44,7 +44,7 @@ from .bus import (
     start_private_bus,
 )
 from .cliutil import EXIT_FAIL, EXIT_USAGE
-from .config import ConfigError, Settings, load_settings
+from .config import DELIVERY_METHODS, ConfigError, Settings, load_settings
 from .dbusio import MessageBus, QuietPeerErrors
 from .engine import Engine
 from .events import (
@@ -96,6 +96,7 @@ class Daemon:
         self._live_id = 0
         self.rss_bytes = 0
         self.session_first_id = 0  # first segment id of the current (or last) listening session
+        self.delivery = settings.delivery.method
         self._last_state = "loading"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._busy = asyncio.Lock()
@@ -123,6 +124,19 @@ class Daemon:
     @property
     def queue_refine(self) -> int:
         return self.engine.refine_queue_length
+
+    @property
+    def pending_segments(self) -> int:
+        return self.engine.pending_segments
+
+    def set_delivery(self, method: str) -> None:
+        """Change where clients deliver text, for this run (``[delivery] method`` is the lasting choice)."""
+        if method not in DELIVERY_METHODS:
+            raise ConfigError(f"unknown delivery method {method[:40]!r} (one of {', '.join(DELIVERY_METHODS)})")
+        if method != self.delivery:
+            self.delivery = method
+            if self.bus is not None:
+                self.interface.emit_properties_changed({"Delivery": method})
 
     # -- engine events (the engine's publisher thread) ---------------------------
 
@@ -164,9 +178,10 @@ class Daemon:
                     self._set_live(event.id, "")
                 i.SegmentRefined(event.id, event.wall_start, event.wall_end, event.text)
                 i.emit_properties_changed({"LastSegmentId": event.id})
-            case Retracted(id=seg_id):
+            case Retracted(id=seg_id, kind=kind):
                 if seg_id >= self._live_id:
                     self._set_live(seg_id, "")
+                i.SegmentRetracted(seg_id, kind)
             case StateChanged(state=state, reason=reason):
                 i.StateChanged(state)
                 i.emit_properties_changed({"State": state, "LastError": self.last_error})

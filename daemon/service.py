@@ -77,6 +77,14 @@ class DaemonControl(Protocol):
     def queue_refine(self) -> int: ...
 
     @property
+    def pending_segments(self) -> int: ...
+
+    @property
+    def delivery(self) -> str: ...
+
+    def set_delivery(self, method: str) -> None: ...
+
+    @property
     def history(self) -> SegmentHistory: ...
 
     async def start(self) -> None: ...
@@ -164,6 +172,11 @@ class DictationInterface(ServiceInterface):
     async def SetProfile(self, profile: "s") -> None:
         await self._d.set_profile(profile)  # build_settings rejects unknown profiles: InvalidArgs
 
+    @method()
+    @translate_errors
+    async def SetDelivery(self, delivery: "s") -> None:
+        self._d.set_delivery(delivery)  # an unknown method is InvalidArgs
+
     # -- properties -------------------------------------------------------------
 
     @dbus_property(access=PropertyAccess.READ)
@@ -198,6 +211,14 @@ class DictationInterface(ServiceInterface):
     def QueueRefine(self) -> "u":
         return self._d.queue_refine
 
+    @dbus_property(access=PropertyAccess.READ)
+    def PendingSegments(self) -> "u":
+        return self._d.pending_segments
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Delivery(self) -> "s":
+        return self._d.delivery
+
     # -- signals ----------------------------------------------------------------
 
     @dbus_signal()
@@ -207,6 +228,10 @@ class DictationInterface(ServiceInterface):
     @dbus_signal()
     def SegmentRefined(self, seg_id: int, start: float, end: float, text: str) -> "tdds":
         return [seg_id, start, end, text]
+
+    @dbus_signal()
+    def SegmentRetracted(self, seg_id: int, kind: str) -> "ts":
+        return [seg_id, kind]
 
     @dbus_signal()
     def StateChanged(self, state: str) -> "s":

@@ -139,6 +139,8 @@ def test_bad_calls_get_dbus_errors_and_change_nothing(start_daemon, private_bus,
             assert await error_of("SetProfile", "s", [""]) == "io.github.listend.Error.InvalidArgs"
             assert await error_of("GetTranscript", "tu", [0, 4_000_000_000]) == "io.github.listend.Error.InvalidArgs"
             assert await error_of("GetRecent", "u", [10**9]) == "io.github.listend.Error.InvalidArgs"
+            assert await error_of("SetDelivery", "s", ["telepathy"]) == "io.github.listend.Error.InvalidArgs"
+            assert await error_of("SetDelivery", "s", ["x" * 100_000]) == "io.github.listend.Error.InvalidArgs"
             assert (await error_of("GetTranscript", "s", ["zero"])).startswith("org.freedesktop.DBus.Error")
             assert (await error_of("SetProfile", "i", [3])).startswith("org.freedesktop.DBus.Error")
             assert (await error_of("NoSuchMethod")) == "org.freedesktop.DBus.Error.UnknownMethod"
@@ -155,6 +157,7 @@ def test_bad_calls_get_dbus_errors_and_change_nothing(start_daemon, private_bus,
             ).startswith("org.freedesktop.DBus.Error")
             # Still serving, nothing changed.
             assert await c.prop("Profile") == "full" and await c.prop("State") == "idle"
+            assert await c.prop("Delivery") == "auto" and await c.prop("PendingSegments") == 0
             # No microphone on this machine: Start says so with NotAvailable and the state shows it.
             reply = await c.call("Start")
             if reply.message_type == MessageType.ERROR:
@@ -170,6 +173,12 @@ def test_bad_calls_get_dbus_errors_and_change_nothing(start_daemon, private_bus,
     assert r.returncode == 2
     r = ctl(env, "status")
     assert r.returncode == 0
+    assert "delivery: auto" in r.stdout and "input method: not running" in r.stdout
+    r = ctl(env, "delivery", "clipboard")
+    assert r.returncode == 0 and r.stdout.strip() == "clipboard"
+    assert ctl(env, "delivery").stdout.strip() == "clipboard"
+    r = ctl(env, "delivery", "telepathy")
+    assert r.returncode == 2 and "invalid choice" in r.stderr and "Traceback" not in r.stderr
     assert daemon.terminate() == 0
 
 

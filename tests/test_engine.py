@@ -11,6 +11,7 @@ from listend.config import build_settings
 from listend.engine import Engine
 from listend.events import MemoryPressure, Partial, ProfileChanged, Refined
 from listend.models import ModelSpec, load_whisper
+from listend.profiles import load_model
 from listend.sources import FileSource
 from tests.support.audio import SENTENCES, concat, silence, speak, words
 from tests.support.pipeline import Recorder
@@ -133,7 +134,7 @@ def _slow_loader(delay: float):
             return self.model.transcribe(audio, **kw)
 
     def load(spec: ModelSpec):
-        model = load_whisper(spec)
+        model = load_model(spec)
         return Slow(model) if spec.name == "base" else model
 
     return load

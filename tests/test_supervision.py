@@ -159,6 +159,7 @@ def test_stop_fits_its_budget_and_keeps_what_it_cannot_decode(tmp_path, audio_di
     later.load()
     try:
         assert later.recover_unfinished() == len(kept_ids)
+        assert later.wait_drained(30)  # final is not yet delivered: the publisher hands events on in order
         recovered = rec2.of(Refined)
         assert recovered and all(r.id > registered for r in recovered)
         assert all(abs(r.wall_start - time.time()) < 120 for r in recovered)

@@ -38,9 +38,13 @@ SESSION_LIMITS = "".join(
 class PrivateBus:
     """``dbus-daemon --session --fork`` with its own config (optionally an activation dir)."""
 
-    def __init__(self, tmp: Path, services_dir: Path | None = None, kind: str = "session"):
+    def __init__(
+        self, tmp: Path, services_dir: Path | None = None, kind: str = "session", standard_services: bool = False
+    ):
         config = tmp / f"{kind}.conf"
         services = f"<servicedir>{services_dir}</servicedir>" if services_dir else ""
+        if standard_services:  # what a desktop session activates (dconf, the portals, AT-SPI)
+            services += "<standard_session_servicedirs/>"
         config.write_text(f"""<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Configuration 1.0//EN"
  "http://www.freedesktop.org/standards/dbus/1.0/busconfig.dtd">
 <busconfig><type>{kind}</type><listen>unix:dir={tmp}</listen>{services}{SESSION_LIMITS}
