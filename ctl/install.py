@@ -1,4 +1,7 @@
-"""``listenctl install`` / ``uninstall``: the systemd user unit, D-Bus activation and tray autostart.
+"""``listenctl install`` / ``uninstall``: the systemd user unit, D-Bus activation, tray and input method autostart.
+
+The input method (``listend-ime``) is autostarted only where IBus is
+installed; ``uninstall`` removes its entry wherever it is.
 
 The file texts live here, rendered with the absolute path of the entry
 points actually installed (a venv or pipx). The copies in the repository's
@@ -22,6 +25,7 @@ from listend.paths import config_home, data_home
 UNIT_NAME = "listend.service"
 ACTIVATION_NAME = f"{BUS_NAME}.service"
 AUTOSTART_NAME = "listend-tray.desktop"
+IME_AUTOSTART_NAME = "listend-ime.desktop"
 TRAY_UNIT_NAME = "listend-tray.service"
 REPO_BIN = "%h/.local/bin"  # what the repository copies use (pipx's default)
 
@@ -84,6 +88,20 @@ X-GNOME-Autostart-enabled=true
 """
 
 
+IME_AUTOSTART = """\
+[Desktop Entry]
+Type=Application
+Name=listend input method
+Comment=Live dictation at the cursor of any application (an IBus engine)
+Exec={ime}
+Icon=audio-input-microphone
+Terminal=false
+NoDisplay=true
+Categories=Utility;Accessibility;
+X-GNOME-Autostart-enabled=true
+"""
+
+
 @dataclass(frozen=True)
 class InstallTarget:
     path: Path
@@ -103,21 +121,30 @@ def render(bin_dir: str | None = None) -> dict[str, str]:
     """The three file texts for entry points in ``bin_dir`` (default: the installed ones)."""
     listend = f"{bin_dir}/listend" if bin_dir else entry_point("listend")
     tray = f"{bin_dir}/listend-tray" if bin_dir else entry_point("listend-tray")
+    ime = f"{bin_dir}/listend-ime" if bin_dir else entry_point("listend-ime")
     return {
         UNIT_NAME: UNIT.format(bus_name=BUS_NAME, listend=listend),
         ACTIVATION_NAME: ACTIVATION.format(bus_name=BUS_NAME, listend=listend, unit=UNIT_NAME),
         AUTOSTART_NAME: AUTOSTART.format(tray=tray),
+        IME_AUTOSTART_NAME: IME_AUTOSTART.format(ime=ime),
     }
 
 
-def targets(bin_dir: str | None = None) -> list[InstallTarget]:
+def ibus_installed() -> bool:
+    return shutil.which("ibus-daemon") is not None
+
+
+def targets(bin_dir: str | None = None, with_ime: bool = True) -> list[InstallTarget]:
     config, data = config_home(), data_home()
     texts = render(bin_dir)
-    return [
+    out = [
         InstallTarget(config / "systemd" / "user" / UNIT_NAME, texts[UNIT_NAME]),
         InstallTarget(data / "dbus-1" / "services" / ACTIVATION_NAME, texts[ACTIVATION_NAME]),
         InstallTarget(config / "autostart" / AUTOSTART_NAME, texts[AUTOSTART_NAME]),
     ]
+    if with_ime:
+        out.append(InstallTarget(config / "autostart" / IME_AUTOSTART_NAME, texts[IME_AUTOSTART_NAME]))
+    return out
 
 
 def _systemctl(*args: str) -> subprocess.CompletedProcess[str] | None:
@@ -136,7 +163,10 @@ def user_systemd_available() -> bool:
 
 
 def install(now: bool = False) -> int:
-    for t in targets():
+    with_ime = ibus_installed()
+    if not with_ime:
+        print("IBus is not installed: skipped the input method's autostart (listend-ime needs ibus-daemon)")
+    for t in targets(with_ime=with_ime):
         t.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             same = t.path.read_text() == t.text

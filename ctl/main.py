@@ -25,7 +25,7 @@ from listend.client import (
     TranscriptEntry,
 )
 from listend.cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser
-from listend.config import PROFILES
+from listend.config import DELIVERY_METHODS, PROFILES
 from listend.units import MIB
 
 
@@ -70,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--json", action="store_true")
     pr = sub.add_parser("profile", help="show or set the profile")
     pr.add_argument("profile", nargs="?", choices=PROFILES)
+    dl = sub.add_parser(
+        "delivery",
+        help="show or set where refined text goes (for this run; [delivery] method is the lasting choice)",
+        description="auto: the input method (listend-ime) when IBus runs, else typed by the tray; ime: the input "
+        "method only; type: typed by the tray; clipboard: copied by the tray.",
+    )
+    dl.add_argument("method", nargs="?", choices=DELIVERY_METHODS)
     mon = sub.add_parser("monitor", help="watch listend's RSS/CPU from outside (works without the bus)")
     mon.add_argument("pid", nargs="?", type=int, help="process id (default: find listend processes)")
     mon.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between samples")
@@ -205,6 +212,7 @@ async def _run(args: argparse.Namespace) -> int:
         if c == "status":
             props = await client.get_all()
             if args.json:
+                props["InputMethod"] = await client.input_method()
                 print(json.dumps(props, sort_keys=True))
             else:
                 print(
@@ -213,6 +221,16 @@ async def _run(args: argparse.Namespace) -> int:
                 )
                 if props.get("LastError"):
                     print(f"error: {props['LastError']}")
+                print(f"delivery: {props.get('Delivery', 'auto')}")
+                ime = await client.input_method()
+                if ime is None:
+                    print("input method: not running")
+                else:
+                    where = "active" if ime["Active"] else ("ready" if ime["Connected"] else "waiting for IBus")
+                    print(
+                        f"input method: {where}, delivered {ime['Delivered']}, unconfirmed {ime['Unconfirmed']}, "
+                        f"failed {ime['Failed']}"
+                    )
         elif c == "start":
             await client.call("Start")
         elif c == "stop":
@@ -232,6 +250,10 @@ async def _run(args: argparse.Namespace) -> int:
                 if not args.watch:
                     break
                 await asyncio.sleep(1.0)
+        elif c == "delivery":
+            if args.method:
+                await client.call("SetDelivery", "s", [args.method])
+            print(await client.get("Delivery"))
         elif c == "profile":
             if args.profile:
                 await client.call("SetProfile", "s", [args.profile])

@@ -133,6 +133,16 @@ def test_tray_registers_when_the_panel_starts_after_it(spawn, private_bus, tmp_p
 
     asyncio.run(scenario())
     assert tray.wait(20) == 0
+    log = (tmp_path / "tray.log").read_text()
+    assert log.count("no tray host is running") == 1, log  # said once, in one line, with what to start
+
+
+def test_on_gnome_without_a_tray_host_the_tray_says_what_to_install():
+    from listend_tray.sni import no_host_hint
+
+    assert "gnome-shell-extension-appindicator" in no_host_hint("GNOME")
+    assert "gnome-shell-extension-appindicator" in no_host_hint("ubuntu:GNOME")
+    assert "waybar" in no_host_hint("sway") and "\n" not in no_host_hint("")
 
 
 @pytest.mark.parametrize("desktop", ["x11"], indirect=True)

@@ -205,17 +205,19 @@ def test_install_and_uninstall_are_idempotent(tmp_path):
         home / ".config" / "systemd" / "user" / "listend.service",
         home / ".local" / "share" / "dbus-1" / "services" / "io.github.listend.service",
         home / ".config" / "autostart" / "listend-tray.desktop",
+        home / ".config" / "autostart" / "listend-ime.desktop",  # IBus is installed here (scripts/install-deps)
     }
     first = ctl(env, "install")
     assert first.returncode == 0, first.stderr
-    assert first.stdout.count("wrote ") == 3 and "skipped daemon-reload" in first.stdout
+    assert first.stdout.count("wrote ") == 4 and "skipped daemon-reload" in first.stdout
     files = {p for p in home.rglob("*") if p.is_file()}
     assert files == expected
     unit = (home / ".config" / "systemd" / "user" / "listend.service").read_text()
     assert f"ExecStart={BIN / 'listend'} run" in unit
     assert f"Exec={BIN / 'listend-tray'}" in (home / ".config" / "autostart" / "listend-tray.desktop").read_text()
+    assert f"Exec={BIN / 'listend-ime'}" in (home / ".config" / "autostart" / "listend-ime.desktop").read_text()
     second = ctl(env, "install")
-    assert second.returncode == 0 and second.stdout.count("unchanged ") == 3
+    assert second.returncode == 0 and second.stdout.count("unchanged ") == 4
     assert {p for p in home.rglob("*") if p.is_file()} == expected
     now = ctl(env, "install", "--now")
     assert now.returncode == 1 and "enable --now" in now.stdout
@@ -223,4 +225,14 @@ def test_install_and_uninstall_are_idempotent(tmp_path):
         gone = ctl(env, "uninstall")
         assert gone.returncode == 0
         assert not [p for p in home.rglob("*") if p.is_file()]
-    assert gone.stdout.count("absent ") == 3
+    assert gone.stdout.count("absent ") == 4
+
+
+def test_without_ibus_install_skips_the_input_method_and_says_so(tmp_path):
+    env = {**_no_systemd_env(tmp_path), "PATH": str(tmp_path / "empty-path")}  # no ibus-daemon, no systemctl
+    home = Path(env["HOME"])
+    result = ctl(env, "install")
+    assert result.returncode == 0, result.stderr
+    assert "IBus is not installed" in result.stdout and result.stdout.count("wrote ") == 3
+    assert not (home / ".config" / "autostart" / "listend-ime.desktop").exists()
+    assert (home / ".config" / "autostart" / "listend-tray.desktop").exists()

@@ -55,7 +55,7 @@ def settings_path() -> Path:
 
 
 class TraySettings:
-    """Persisted tray choices (auto-copy and what it copies).
+    """Persisted tray choices (auto-copy and what it copies; where text is delivered is the daemon's ``Delivery``).
 
     A file that is not a small JSON object of ours (a FIFO, a device, a
     document nested a million deep) counts as no settings.
@@ -65,7 +65,6 @@ class TraySettings:
         self.path = path or settings_path()
         self.auto_copy = False
         self.auto_copy_mode = "segment"  # or "session": the running session text
-        self.type_text = False  # type refined text into the focused window (opt-in)
         try:
             data = json.loads(read_regular(self.path, _MAX_SETTINGS_BYTES))
         except FileNotFoundError:
@@ -76,17 +75,24 @@ class TraySettings:
         if not isinstance(data, dict):
             return
         self.auto_copy = data.get("auto_copy") is True
-        self.type_text = data.get("type_text") is True
         if data.get("auto_copy_mode") in ("segment", "session"):
             self.auto_copy_mode = data["auto_copy_mode"]
 
     def save(self) -> None:
         write_private(
             self.path,
-            json.dumps(
-                {"auto_copy": self.auto_copy, "auto_copy_mode": self.auto_copy_mode, "type_text": self.type_text}
-            ).encode(),
+            json.dumps({"auto_copy": self.auto_copy, "auto_copy_mode": self.auto_copy_mode}).encode(),
         )
+
+
+def delivery_route(method: str, ime_connected: bool) -> str:
+    """What the tray does with a refined segment: ``type``, ``clipboard``, ``ime`` (the input method has it)
+    or ``nowhere`` (the input method was chosen and is not there: the tray copies it and says so once)."""
+    if method == "type" or (method == "auto" and not ime_connected):
+        return "type"
+    if method == "clipboard":
+        return "clipboard"
+    return "ime" if ime_connected else "nowhere"
 
 
 class TrayView(Protocol):
@@ -119,6 +125,7 @@ class TrayApp:
         self._typist: Typist | None = None
         self._window: subprocess.Popen[bytes] | None = None
         self._window_lock = threading.Lock()
+        self._said_no_ime = False
         from .shortcuts import PortalShortcuts
 
         self.shortcuts = PortalShortcuts(self.toggle, self.worker.start_listening, self.worker.stop_listening)
@@ -165,11 +172,10 @@ class TrayApp:
         self._save_settings()
         self.worker.changed()
 
-    def toggle_typing(self) -> None:
-        self.settings.type_text = not self.settings.type_text
-        self._save_settings()
+    def set_delivery(self, method: str) -> Future[Any]:
         self._typist = None  # a new choice starts afresh (a refused backend may work now)
-        self.worker.changed()
+        self._said_no_ime = False
+        return self.worker.set_delivery(method)
 
     def _save_settings(self) -> None:
         try:
@@ -199,14 +205,25 @@ class TrayApp:
     # -- updates from the bus worker (its thread) -------------------------------------
 
     def _on_refined(self, _seg_id: int, text: str) -> None:
-        if self.settings.type_text:
+        state = self.worker.state
+        route = delivery_route(state.delivery, state.ime.connected)
+        if route == "type":
             if self._typist is None:
                 from listend_desktop.typist import Typist, refusal_notice
 
                 self._typist = Typist(on_refused=lambda reason: self.worker.notify(*refusal_notice(reason)))
             threading.Thread(target=self._typist.type_segment, args=(text,), name="listend-type", daemon=True).start()
-        if self.settings.auto_copy:
-            self.clipboard.copy(text if self.settings.auto_copy_mode == "segment" else self.worker.state.session_text())
+        elif route == "clipboard" or route == "nowhere":
+            if route == "nowhere" and not self._said_no_ime:
+                self._said_no_ime = True
+                self.worker.notify(
+                    "listend: no input method",
+                    "Delivery is set to the input method, but listend-ime is not connected to IBus. "
+                    "Refined text goes to the clipboard.",
+                )
+            self.clipboard.copy(text)
+        if self.settings.auto_copy and route not in ("clipboard", "nowhere"):
+            self.clipboard.copy(text if self.settings.auto_copy_mode == "segment" else state.session_text())
 
     def _on_change(self, state: TrayState) -> None:
         if self.view is not None:

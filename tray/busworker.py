@@ -18,8 +18,18 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-from listend.bus import BUS_NAME, call_bus_daemon, notification
+from dbus_next import Message, MessageType
+
+from listend.bus import (
+    BUS_NAME,
+    IME_BUS_NAME,
+    IME_INTERFACE,
+    IME_OBJECT_PATH,
+    call_bus_daemon,
+    notification,
+)
 from listend.client import (
+    BUS_DAEMON,
     CallFailed,
     ClientEvent,
     DictationClient,
@@ -34,8 +44,27 @@ from listend.client import (
 )
 
 log = logging.getLogger("listend.tray")
+_IME_PROPERTIES = {
+    "Connected": "connected",
+    "Active": "active",
+    "Delivered": "delivered",
+    "Unconfirmed": "unconfirmed",
+    "Failed": "failed",
+}
 RECENT = 10
 SESSION_MAX = 5000
+
+
+@dataclass
+class ImeStatus:
+    """``listend-ime`` as the tray last saw it (``io.github.listend.InputMethod1``)."""
+
+    present: bool = False
+    connected: bool = False  # registered with IBus
+    active: bool = False  # listend's engine is the active one
+    delivered: int = 0
+    unconfirmed: int = 0
+    failed: int = 0
 
 
 @dataclass
@@ -51,6 +80,8 @@ class TrayState:
     last_error: str = ""
     last_partial_id: int = 0
     last_final_id: int = 0
+    delivery: str = "auto"  # the daemon's Delivery: where refined text goes
+    ime: ImeStatus = field(default_factory=ImeStatus)
     # Appended by the bus thread, read by the GUI thread: only through the methods below.
     recent: collections.deque[tuple[int, str]] = field(default_factory=lambda: collections.deque(maxlen=RECENT))
     session: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=SESSION_MAX))
@@ -110,6 +141,7 @@ class BusWorker:
         self.on_connected: Callable[[Any], Awaitable[None]] | None = None
         self._background: list[Coroutine[Any, Any, Any]] = []
         self._stopping: asyncio.Event | None = None
+        self._ime_owner = ""  # unique name of listend-ime's connection ('' while none runs)
         self._thread = threading.Thread(target=self._run, name="listend-tray-bus", daemon=True)
 
     def start(self) -> None:
@@ -148,6 +180,7 @@ class BusWorker:
                 await asyncio.sleep(2)
                 continue
             await self.client.subscribe(self._on_signal)
+            await self._watch_input_method(self.client.bus)
             if self.on_connected is not None:
                 await self.on_connected(self.client.bus)
             self.connected.set()
@@ -162,6 +195,50 @@ class BusWorker:
             self._changed()
             await asyncio.sleep(1)
 
+    async def _watch_input_method(self, bus: Any) -> None:
+        """Follow ``listend-ime``: its presence and its status properties (only from the name's owner)."""
+        for rule in (
+            f"type='signal',sender='{BUS_DAEMON}',member='NameOwnerChanged',arg0='{IME_BUS_NAME}'",
+            f"type='signal',sender='{IME_BUS_NAME}',interface='org.freedesktop.DBus.Properties',"
+            f"path='{IME_OBJECT_PATH}'",
+        ):
+            await call_bus_daemon(bus, "AddMatch", "s", [rule])
+        reply = await call_bus_daemon(bus, "GetNameOwner", "s", [IME_BUS_NAME])
+        self._ime_owner = reply.body[0] if reply.message_type == MessageType.METHOD_RETURN else ""
+
+        def on_message(msg: Message) -> None:
+            if msg.message_type != MessageType.SIGNAL:
+                return
+            if msg.member == "NameOwnerChanged" and msg.sender == BUS_DAEMON and msg.body[:1] == [IME_BUS_NAME]:
+                self._ime_owner = msg.body[2]
+                self.loop.create_task(self.refresh_input_method())
+            elif (
+                msg.member == "PropertiesChanged"
+                and msg.path == IME_OBJECT_PATH
+                and msg.sender == self._ime_owner
+                and msg.body[:1] == [IME_INTERFACE]
+            ):
+                self._apply_ime({k: v.value for k, v in msg.body[1].items()})
+
+        bus.add_message_handler(on_message)
+        await self.refresh_input_method()
+
+    async def refresh_input_method(self) -> None:
+        status = await self.client.input_method() if self.client is not None else None
+        if status is None:
+            self.state.ime = ImeStatus()
+            self._changed()
+        else:
+            self._apply_ime(status, present=True)
+
+    def _apply_ime(self, changed: dict[str, Any], present: bool = True) -> None:
+        ime = self.state.ime
+        ime.present = present
+        for prop, attribute in _IME_PROPERTIES.items():
+            if prop in changed:
+                setattr(ime, attribute, changed[prop])
+        self._changed()
+
     async def refresh(self) -> None:
         s = self.state
         assert self.client is not None
@@ -174,6 +251,7 @@ class BusWorker:
             s.running = True
             s.state, s.profile = props["State"], props["Profile"]
             s.rss_bytes, s.live, s.last_error = props["RssBytes"], props["LiveText"], props["LastError"]
+            s.delivery = props.get("Delivery", s.delivery)
             if not s.last_text():
                 for entry in await self.client.recent(RECENT):
                     if self._seen.first_time(entry.id):
@@ -246,6 +324,7 @@ class BusWorker:
             s.profile = changed.get("Profile", s.profile)
             s.rss_bytes = changed.get("RssBytes", s.rss_bytes)
             s.last_error = changed.get("LastError", s.last_error)
+            s.delivery = changed.get("Delivery", s.delivery)
             if "State" in changed:
                 s.state = changed["State"]
             if "RssBytes" in changed and s.pressure != "normal":
@@ -291,6 +370,9 @@ class BusWorker:
 
     def set_profile(self, profile: str) -> Future[Any]:
         return self._call("SetProfile", "s", [profile])
+
+    def set_delivery(self, method: str) -> Future[Any]:
+        return self._call("SetDelivery", "s", [method])
 
     def start_daemon(self) -> Future[Any]:
         """D-Bus activation where an activation file exists, else ``systemctl --user start``."""

@@ -7,6 +7,7 @@ menu holds no logic of its own; each entry names an action of the tray app.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
@@ -28,7 +29,7 @@ class MenuActions(Protocol):
 
     def toggle_auto_copy(self) -> object: ...
 
-    def toggle_typing(self) -> object: ...
+    def set_delivery(self, method: str) -> object: ...
 
     def set_profile(self, profile: str) -> object: ...
 
@@ -41,7 +42,6 @@ class MenuSettings(Protocol):
     """The tray's choices the menu shows."""
 
     auto_copy: bool
-    type_text: bool
 
 
 @dataclass
@@ -90,12 +90,21 @@ def build_menu(state: TrayState, settings: MenuSettings, actions: MenuActions) -
             checked=settings.auto_copy,
         ),
         MenuEntry(
-            "type_text",
-            "Type into focused window",
-            actions.toggle_typing,
-            toggle="checkmark",
-            checked=settings.type_text,
+            "delivery",
+            "Deliver text",
+            enabled=state.running,
+            children=[
+                MenuEntry(
+                    f"delivery_{method}",
+                    label,
+                    functools.partial(actions.set_delivery, method),
+                    toggle="radio",
+                    checked=state.delivery == method,
+                )
+                for method, label in _delivery_labels(state)
+            ],
         ),
+        MenuEntry("ime", ime_line(state), enabled=False, visible=state.running),
         MenuEntry("sep2", separator=True),
         MenuEntry(
             "profile",
@@ -124,6 +133,28 @@ def build_menu(state: TrayState, settings: MenuSettings, actions: MenuActions) -
         MenuEntry("sep3", separator=True),
         MenuEntry("quit", "Quit tray", actions.quit),
     ]
+
+
+def _delivery_labels(state: TrayState) -> list[tuple[str, str]]:
+    ime = state.ime
+    now = "input method" if ime.connected else "typing"
+    return [
+        ("auto", f"Automatic (now: {now})"),
+        ("ime", "At the cursor, live (input method)" + ("" if ime.connected else " — not running")),
+        ("type", "Type into focused window"),
+        ("clipboard", "Clipboard only"),
+    ]
+
+
+def ime_line(state: TrayState) -> str:
+    """The input method's part: whether it runs, and how its deliveries went."""
+    ime = state.ime
+    if not ime.present:
+        return "Input method: not running"
+    if not ime.connected:
+        return "Input method: waiting for IBus"
+    where = "active" if ime.active else "ready"
+    return f"Input method: {where}, {ime.delivered} delivered, {ime.unconfirmed} unconfirmed, {ime.failed} failed"
 
 
 def tooltip(state: TrayState) -> tuple[str, str]:

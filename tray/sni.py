@@ -20,6 +20,7 @@ No ``from __future__ import annotations``: dbus-next reads signatures from annot
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -319,6 +320,20 @@ class DBusMenu(ServiceInterface):
         return True
 
 
+def no_host_hint(desktop: str) -> str:
+    """One line: no tray host runs, and what to do about it on this desktop (``$XDG_CURRENT_DESKTOP``)."""
+    if "GNOME" in desktop.upper().split(":") or "UBUNTU" in desktop.upper():
+        return (
+            "no tray host is running: GNOME shows tray icons only with the AppIndicator extension "
+            "(install gnome-shell-extension-appindicator and enable it); the icon appears as soon as it runs, "
+            "and listend-ime shows dictation by the cursor meanwhile"
+        )
+    return (
+        "no tray host is running (no org.kde.StatusNotifierWatcher on the session bus): start your panel's "
+        "tray (waybar's tray module, xfce4-panel's status tray, ...); the icon appears as soon as one runs"
+    )
+
+
 class SniTray:
     """Exports the item and its menu on ``bus`` and keeps them registered with the watcher."""
 
@@ -328,6 +343,7 @@ class SniTray:
         self.bus: Any = None
         self.name = ""
         self.registered = False
+        self._said_no_host = False
 
     async def attach(self, bus: Any, pid: int) -> None:
         """Export on ``bus``, take the item's name, follow the watcher, and register."""
@@ -361,8 +377,9 @@ class SniTray:
         self.registered = reply.message_type == MessageType.METHOD_RETURN
         if self.registered:
             log.info("registered with the StatusNotifierWatcher as %s", self.name)
-        else:
-            log.info("no StatusNotifierWatcher yet (%s); waiting for one", reply.error_name)
+        elif not self._said_no_host:
+            self._said_no_host = True  # once: the item registers by itself when a host appears
+            log.warning("%s", no_host_hint(os.environ.get("XDG_CURRENT_DESKTOP", "")))
         return self.registered
 
     def _on_message(self, msg: Message) -> bool:

@@ -98,11 +98,22 @@ def entries(menu: list[Any]) -> dict[str, Any]:
 
 
 def test_the_menu_follows_the_state() -> None:
-    settings = SimpleNamespace(auto_copy=True, type_text=False)
+    settings = SimpleNamespace(auto_copy=True)
     actions = Actions()
     menu = entries(build_menu(tray_state(), settings, actions))  # type: ignore[arg-type]
     assert menu["toggle"].label == "Start dictation" and not menu["copy_last"].enabled
-    assert menu["auto_copy"].checked and not menu["type_text"].checked
+    assert menu["auto_copy"].checked and menu["delivery_auto"].checked and not menu["delivery_type"].checked
+    assert menu["delivery_auto"].label == "Automatic (now: typing)" and "not running" in menu["delivery_ime"].label
+    assert menu["ime"].label == "Input method: not running"
+    menu["delivery_clipboard"].action()
+    assert actions.done == ["set_delivery:clipboard"]
+    actions.done.clear()
+    with_ime = tray_state(delivery="ime")
+    with_ime.ime.present = with_ime.ime.connected = with_ime.ime.active = True
+    with_ime.ime.delivered, with_ime.ime.failed = 4, 1
+    menu = entries(build_menu(with_ime, settings, actions))  # type: ignore[arg-type]
+    assert menu["delivery_ime"].checked and menu["delivery_ime"].label == "At the cursor, live (input method)"
+    assert menu["ime"].label == "Input method: active, 4 delivered, 0 unconfirmed, 1 failed"
     assert menu["profile_full"].checked and not menu["profile_lightweight"].checked
     listening = tray_state(state="listening", live="hello there")
     listening.add_final(3, "last words")
@@ -117,7 +128,7 @@ def test_the_menu_follows_the_state() -> None:
 
 
 def test_the_dbusmenu_layout_keeps_ids_and_bumps_the_revision_only_on_visible_changes() -> None:
-    settings = SimpleNamespace(auto_copy=False, type_text=False)
+    settings = SimpleNamespace(auto_copy=False)
     menu = DBusMenu()
     assert menu.set_entries(build_menu(tray_state(), settings, Actions()))  # type: ignore[arg-type]
     revision, layout = menu.layout(0, -1)
@@ -153,3 +164,13 @@ def test_a_restore_token_that_cannot_be_one_counts_as_none(tmp_path: Path) -> No
     path.write_text("restore-1\n")
     os.chmod(path, 0o644)
     assert read_token(path) == "restore-1" and path.stat().st_mode & 0o777 == 0o600
+
+
+def test_refined_text_goes_where_the_delivery_choice_says() -> None:
+    from listend_tray.app import delivery_route
+
+    assert delivery_route("auto", ime_connected=True) == "ime"  # the input method commits it
+    assert delivery_route("auto", ime_connected=False) == "type"
+    assert delivery_route("type", ime_connected=True) == "type"
+    assert delivery_route("clipboard", ime_connected=True) == "clipboard"
+    assert delivery_route("ime", ime_connected=False) == "nowhere"  # copied, and the user is told once

@@ -1,0 +1,1 @@
+"""listend's input method: live text at the cursor of any application, through IBus (``listend-ime``)."""

@@ -1,0 +1,266 @@
+"""What the input method shows and commits: plain logic, no bus, no threads.
+
+listend's events come in (a partial, the final text of a segment, a
+retraction), and so do the input context's (focus, surrounding text). Out come
+*effects* for the engine to carry out: show a preedit, commit text, or put
+text on the clipboard when it cannot go where it was spoken.
+
+The rules:
+
+- **Preedit is live text.** Every segment without final text yet shows its
+  newest partial, in id order, underlined at the cursor; it is replaced as it
+  changes and never committed.
+- **Final text is committed once**, in id order, in place of its segment's
+  preedit, with the spacing and capitals a careful typist would use: a space
+  unless the cursor follows whitespace or starts the field; a capital after
+  the end of a sentence or at the start of the field.
+- **Text goes to the field it was spoken into.** A segment belongs to the field
+  that had focus when its first word was shown. If that field has focus again
+  when its text is final, it is committed there; if another field has focus
+  (or none, for more than :data:`FOCUS_GRACE_S`), the text goes to the
+  clipboard and the user is told -- never silently nowhere.
+- **Delivery is confirmed where the field can say so.** A field that reports
+  the text around the cursor (GTK and Qt do) confirms a commit when the text
+  before the cursor ends with it; a field that cannot leaves it unconfirmed.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+FOCUS_GRACE_S = 2.0  # a final waits this long for a field to have focus (switching windows takes a moment)
+CONFIRM_WITHIN_S = 3.0  # a commit not seen in the field's surrounding text by then counts as unconfirmed
+_SENTENCE_END = re.compile(r"[.!?…]['\")\]”’»]*\s*$")
+_OPENING = ("(", "[", "{", "“", "‘", "«", "/", "-", "\n", "\t", " ")  # no space after these
+_STRAIGHT_QUOTES = ('"', "'")  # opening after a space or at the start, else closing
+
+
+@dataclass(frozen=True)
+class ShowPreedit:
+    text: str
+
+
+@dataclass(frozen=True)
+class Commit:
+    text: str
+    seg_id: int
+
+
+@dataclass(frozen=True)
+class ToClipboard:
+    text: str
+    reason: str
+
+
+Effect = ShowPreedit | Commit | ToClipboard
+
+
+@dataclass
+class DeliveryCounts:
+    delivered: int = 0  # committed, and the field shows it
+    unconfirmed: int = 0  # committed; the field could not (or did not) show it
+    failed: int = 0  # not committed: it went to the clipboard
+
+
+@dataclass
+class _Segment:
+    text: str = ""
+    context: str | None = None  # the field it belongs to (where its first word was shown)
+    final: str | None = None
+    final_at: float = 0.0
+
+
+@dataclass
+class _Field:
+    surrounding: bool = False  # it reports the text around the cursor
+    before: str | None = None  # the text before the cursor, as last reported or as we left it
+
+
+@dataclass
+class _Awaiting:
+    text: str
+    context: str
+    deadline: float
+
+
+class Composer:
+    """The input method's state. Call from one thread; every method returns the effects to carry out."""
+
+    def __init__(self) -> None:
+        self._segments: dict[int, _Segment] = {}  # ids without a committed final, in id order
+        self._done: set[int] = set()  # committed or gone: never committed twice
+        self.focus: str | None = None
+        self._blurred_at = 0.0
+        self._fields: dict[str, _Field] = {}
+        self._awaiting: list[_Awaiting] = []
+        self.counts = DeliveryCounts()
+        self._shown = ""
+
+    # -- listend's events ------------------------------------------------------------------------
+
+    def partial(self, seg_id: int, text: str, now: float) -> list[Effect]:
+        if seg_id in self._done:
+            return []
+        segment = self._segment(seg_id)
+        segment.text = text
+        return self._settle(now)
+
+    def final(self, seg_id: int, text: str, now: float) -> list[Effect]:
+        if seg_id in self._done:
+            return []  # nothing is committed twice
+        segment = self._segment(seg_id)
+        segment.final, segment.final_at = text, now
+        return self._settle(now)
+
+    def retracted(self, seg_id: int, now: float) -> list[Effect]:
+        if seg_id in self._segments and self._segments[seg_id].final is None:
+            del self._segments[seg_id]
+            self._done.add(seg_id)
+        return self._settle(now)
+
+    # -- the input context -------------------------------------------------------------------------
+
+    def focus_in(self, context: str, surrounding: bool, now: float) -> list[Effect]:
+        self.focus = context
+        fld = self._fields.setdefault(context, _Field())
+        fld.surrounding = fld.surrounding or surrounding
+        self._shown = ""  # a field that gets focus shows no preedit of ours until we send one
+        return self._settle(now)
+
+    def focus_out(self, context: str | None, now: float) -> list[Effect]:
+        if context is None or context == self.focus:
+            self.focus = None
+            self._blurred_at = now
+            self._shown = ""  # the field dropped our preedit (PREEDIT_CLEAR)
+        return []
+
+    def capabilities(self, context: str, surrounding: bool) -> None:
+        self._fields.setdefault(context, _Field()).surrounding = surrounding
+
+    def surrounding_text(self, context: str, before: str, now: float) -> list[Effect]:
+        """The field reports the text before the cursor: remember it, and confirm what it shows."""
+        fld = self._fields.setdefault(context, _Field())
+        fld.surrounding = True
+        fld.before = before
+        seen = _normal(before)
+        for waiting in list(self._awaiting):
+            if waiting.context == context and seen.endswith(_normal(waiting.text)):
+                self._awaiting.remove(waiting)
+                self.counts.delivered += 1
+        return self.tick(now)
+
+    def tick(self, now: float) -> list[Effect]:
+        """Time passes: unconfirmed commits are counted, finals that waited too long for focus are handed on."""
+        for waiting in list(self._awaiting):
+            if now >= waiting.deadline:
+                self._awaiting.remove(waiting)
+                self.counts.unconfirmed += 1
+        return self._settle(now)
+
+    def flush(self) -> list[Effect]:
+        """The input method goes away: what has final text and was not committed goes to the clipboard."""
+        texts = [s.final for s in self._segments.values() if s.final]
+        self._segments.clear()
+        self.counts.unconfirmed += len(self._awaiting)
+        self._awaiting.clear()
+        if not texts:
+            return []
+        self.counts.failed += len(texts)
+        return [ToClipboard(" ".join(texts), "the input method stopped before it could type it")]
+
+    def pending_ids(self) -> set[int]:
+        """Segments shown (or known) without final text yet."""
+        return {seg_id for seg_id, segment in self._segments.items() if segment.final is None}
+
+    @property
+    def pending(self) -> bool:
+        """Some segment has text not yet committed (or not yet final)."""
+        return bool(self._segments)
+
+    # -- internals -----------------------------------------------------------------------------------
+
+    def _segment(self, seg_id: int) -> _Segment:
+        segment = self._segments.get(seg_id)
+        if segment is None:
+            segment = self._segments[seg_id] = _Segment(context=self.focus)
+            self._segments = dict(sorted(self._segments.items()))
+        if segment.context is None:
+            segment.context = self.focus
+        return segment
+
+    def _settle(self, now: float) -> list[Effect]:
+        """Commit (or hand on) the finals at the head of the order, then show the rest as preedit."""
+        effects: list[Effect] = []
+        for seg_id in list(self._segments):
+            segment = self._segments[seg_id]
+            if segment.final is None:
+                break  # finals are committed in id order
+            if segment.context is None:
+                segment.context = self.focus
+            if self.focus is not None and segment.context == self.focus:
+                if segment.final:
+                    effects.extend(self._commit(seg_id, segment.final, now))
+            elif self.focus is None and now - max(self._blurred_at, segment.final_at) < FOCUS_GRACE_S:
+                break  # no field has focus for a moment: wait for one
+            elif segment.final:
+                reason = (
+                    "focus moved to another field before the text was final"
+                    if self.focus is not None
+                    else "no text field had focus when the text was final"
+                )
+                self.counts.failed += 1
+                effects.append(ToClipboard(segment.final, reason))
+            del self._segments[seg_id]
+            self._done.add(seg_id)
+        preedit = self._preedit()
+        if preedit != self._shown:
+            self._shown = preedit
+            effects.append(ShowPreedit(preedit))
+        return effects
+
+    def _commit(self, seg_id: int, text: str, now: float) -> list[Effect]:
+        assert self.focus is not None
+        fld = self._fields.setdefault(self.focus, _Field())
+        committed = join(fld.before, text)
+        fld.before = (fld.before or "") + committed
+        self._shown = ""  # committing replaces the preedit
+        if fld.surrounding:
+            self._awaiting.append(_Awaiting(committed, self.focus, now + CONFIRM_WITHIN_S))
+        else:
+            self.counts.unconfirmed += 1
+        return [ShowPreedit(""), Commit(committed, seg_id)]
+
+    def _preedit(self) -> str:
+        if self.focus is None:
+            return ""
+        texts = [
+            s.text for s in self._segments.values() if s.final is None and s.text and s.context in (None, self.focus)
+        ]
+        if not texts:
+            return ""
+        return join(self._fields.get(self.focus, _Field()).before, " ".join(texts))
+
+
+def join(before: str | None, text: str) -> str:
+    """``text`` as it should follow ``before`` (the text before the cursor; None when unknown)."""
+    text = text.strip()
+    if not text:
+        return ""
+    if before is None:
+        return text  # nothing known: as the model wrote it, no space
+    line_start = before.rstrip(" \t").endswith("\n")
+    sentence_start = not before.strip() or line_start or bool(_SENTENCE_END.search(before))
+    if sentence_start and text[0].islower():
+        text = text[0].upper() + text[1:]
+    if before and not before.endswith(_OPENING) and not _opening_quote(before):
+        text = " " + text
+    return text
+
+
+def _opening_quote(before: str) -> bool:
+    return before.endswith(_STRAIGHT_QUOTES) and (len(before) == 1 or before[-2].isspace() or before[-2] in "([{")
+
+
+def _normal(text: str) -> str:
+    return " ".join(text.split())

@@ -1,0 +1,235 @@
+"""The D-Bus objects of the input method: IBus's factory and engine, and listend's status of it.
+
+These classes only translate: IBus's method calls become calls on an
+:class:`EngineHost` (the input method app), the app's decisions become IBus
+signals. Every key the user types is handed back unprocessed.
+
+No ``from __future__ import annotations`` here: dbus-next reads the D-Bus
+signatures from the annotations at run time.
+"""
+
+import logging
+from typing import Any, Protocol
+
+from dbus_next import Variant
+from dbus_next.constants import PropertyAccess
+from dbus_next.service import ServiceInterface, dbus_property, method, signal
+
+from listend.bus import IME_BUS_NAME, IME_INTERFACE, IME_OBJECT_PATH
+
+from . import ibus
+
+log = logging.getLogger("listend.ime")
+
+ENGINE_NAME = "listend"
+STATUS_NAME, STATUS_PATH, STATUS_INTERFACE = IME_BUS_NAME, IME_OBJECT_PATH, IME_INTERFACE
+
+
+class EngineHost(Protocol):
+    """What the engine tells the input method app (all on the IBus connection's loop)."""
+
+    def focus_in(self, engine: "Engine", context: str) -> None: ...
+
+    def focus_out(self, engine: "Engine", context: str | None) -> None: ...
+
+    def capabilities(self, engine: "Engine", caps: int) -> None: ...
+
+    def surrounding_text(self, engine: "Engine", before: str) -> None: ...
+
+    def enabled(self, engine: "Engine") -> None: ...
+
+    def destroyed(self, engine: "Engine") -> None: ...
+
+
+class Engine(ServiceInterface):
+    """``org.freedesktop.IBus.Engine``: one per ``CreateEngine``; IBus moves it between input contexts."""
+
+    def __init__(self, path: str, host: EngineHost):
+        super().__init__("org.freedesktop.IBus.Engine")
+        self.path = path
+        self._host = host
+        self._unidentified = f"{path}#field"
+
+    # -- keys pass through -----------------------------------------------------------------------
+
+    @method()
+    def ProcessKeyEvent(self, keyval: "u", keycode: "u", state: "u") -> "b":
+        return False  # keys the user types reach the application unchanged
+
+    # -- focus and the field's text -----------------------------------------------------------------
+
+    @method()
+    def FocusIn(self) -> None:
+        self._host.focus_in(self, self._unidentified)
+
+    @method()
+    def FocusInId(self, object_path: "s", client: "s") -> None:
+        self._host.focus_in(self, object_path)
+
+    @method()
+    def FocusOut(self) -> None:
+        self._host.focus_out(self, None)
+
+    @method()
+    def FocusOutId(self, object_path: "s") -> None:
+        self._host.focus_out(self, object_path)
+
+    @method()
+    def SetCapabilities(self, caps: "u") -> None:
+        self._host.capabilities(self, caps)
+
+    @method()
+    def SetSurroundingText(self, text: "v", cursor_pos: "u", anchor_pos: "u") -> None:
+        self._host.surrounding_text(self, ibus.text_of(text)[:cursor_pos])
+
+    @method()
+    def SetCursorLocation(self, x: "i", y: "i", w: "i", h: "i") -> None:
+        pass
+
+    @method()
+    def SetContentType(self, purpose: "u", hints: "u") -> None:
+        pass
+
+    @method()
+    def Reset(self) -> None:
+        pass  # the client reset its state (a click): our preedit is live text, re-sent as it changes
+
+    @method()
+    def Enable(self) -> None:
+        self.RequireSurroundingText()  # ask the field to report the text around the cursor
+        self._host.enabled(self)
+
+    @method()
+    def Disable(self) -> None:
+        pass
+
+    @method()
+    def PropertyActivate(self, name: "s", state: "u") -> None:
+        pass
+
+    @method()
+    def PageUp(self) -> None:
+        pass
+
+    @method()
+    def PageDown(self) -> None:
+        pass
+
+    @method()
+    def CursorUp(self) -> None:
+        pass
+
+    @method()
+    def CursorDown(self) -> None:
+        pass
+
+    @method()
+    def CandidateClicked(self, index: "u", button: "u", state: "u") -> None:
+        pass
+
+    @dbus_property(access=PropertyAccess.READ)
+    def FocusId(self) -> "b":
+        # IBus's introspection says "(b)" but it reads (and libibus answers) a plain boolean.
+        return True  # tell IBus to name the input context in FocusInId
+
+    @dbus_property()
+    def ContentType(self) -> "(uu)":
+        return [0, 0]
+
+    @ContentType.setter  # type: ignore[no-redef]  # dbus-next's property setter keeps the D-Bus name
+    def ContentType(self, value: "(uu)") -> None:
+        pass
+
+    # -- what the engine says ------------------------------------------------------------------------
+
+    @signal()
+    def CommitText(self, text: Variant) -> "v":
+        return text
+
+    @signal()
+    def UpdatePreeditText(self, text: Variant, cursor_pos: int, visible: bool, mode: int) -> "vubu":
+        return [text, cursor_pos, visible, mode]
+
+    @signal()
+    def UpdateAuxiliaryText(self, text: Variant, visible: bool) -> "vb":
+        return [text, visible]
+
+    @signal()
+    def RequireSurroundingText(self) -> None:
+        pass
+
+    @signal()
+    def RegisterProperties(self, props: Variant) -> "v":
+        return props
+
+    @signal()
+    def UpdateProperty(self, prop: Variant) -> "v":
+        return prop
+
+
+class Service(ServiceInterface):
+    """``org.freedesktop.IBus.Service``: IBus destroys an engine it no longer needs through it."""
+
+    def __init__(self, engine: Engine, host: EngineHost):
+        super().__init__("org.freedesktop.IBus.Service")
+        self._engine = engine
+        self._host = host
+
+    @method()
+    def Destroy(self) -> None:
+        self._host.destroyed(self._engine)
+
+
+class Factory(ServiceInterface):
+    """``org.freedesktop.IBus.Factory``: IBus asks it for an engine when the user (or listend) selects ours."""
+
+    def __init__(self, bus: Any, host: EngineHost):
+        super().__init__("org.freedesktop.IBus.Factory")
+        self._bus = bus
+        self._host = host
+        self._count = 0
+
+    @method()
+    def CreateEngine(self, name: "s") -> "o":
+        self._count += 1
+        path = f"{ibus.ENGINE_PREFIX}{self._count}"
+        engine = Engine(path, self._host)
+        self._bus.export(path, engine)
+        self._bus.export(path, Service(engine, self._host))
+        log.info("IBus created engine %s for %s", path, name)
+        return path
+
+
+class Status(ServiceInterface):
+    """``io.github.listend.InputMethod1`` on the session bus: whether the input method delivers, and how well."""
+
+    def __init__(self) -> None:
+        super().__init__(STATUS_INTERFACE)
+        self.connected = False
+        self.active = False
+        self.previous_engine = ""
+        self.delivered = self.unconfirmed = self.failed = 0
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Connected(self) -> "b":
+        return self.connected
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Active(self) -> "b":
+        return self.active
+
+    @dbus_property(access=PropertyAccess.READ)
+    def PreviousEngine(self) -> "s":
+        return self.previous_engine
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Delivered(self) -> "t":
+        return self.delivered
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Unconfirmed(self) -> "t":
+        return self.unconfirmed
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Failed(self) -> "t":
+        return self.failed

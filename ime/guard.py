@@ -1,0 +1,94 @@
+"""Hand the keyboard back if ``listend-ime`` dies without doing so itself (SIGKILL, the OOM killer, a crash).
+
+IBus does not: when the process behind a runtime-registered engine leaves
+its bus, IBus falls back only to another *runtime-registered* engine
+(``bus_ibus_impl_check_global_engine`` searches ``register_engine_list``),
+never to an engine from ``/usr/share/ibus/component`` such as ``xkb:us::eng``
+or a CJK input method, so the user is left with no engine at all.
+
+``listend-ime`` starts this guard in a session of its own; it waits for
+``listend-ime``'s process to end (a pidfd: no polling), and then, if IBus
+has our engine or none selected, selects the engine ``listend-ime`` wrote
+down before it took over. A clean exit has already handed the keyboard
+back, and the guard then finds nothing to do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import select
+import sys
+import time
+
+from . import ibus
+from .engine import ENGINE_NAME
+from .previous import read_previous
+
+
+def wait_for_exit(pid: int) -> None:
+    """Return once process ``pid`` has ended."""
+    try:
+        fd = os.pidfd_open(pid)
+    except ProcessLookupError:
+        return
+    except OSError:  # no pidfd (an old kernel): look once a second
+        while _alive(pid):
+            time.sleep(1.0)
+        return
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while not poller.poll(60_000):
+            pass
+    finally:
+        os.close(fd)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def restore(previous: str) -> str:
+    """Select ``previous`` if our engine (or none) is selected; what was done, in words."""
+    from listend.dbusio import MessageBus
+
+    address = ibus.find_address()
+    if address is None:
+        return "IBus is gone too: nothing to hand back"
+    bus = await MessageBus(bus_address=address).connect()
+    try:
+        current = await ibus.global_engine(bus)
+        if current not in ("", ENGINE_NAME):
+            return f"{current} is selected: nothing to do"
+        error = await ibus.set_global_engine(bus, previous)
+        return f"cannot select {previous}: {error}" if error else f"keyboard handed back to {previous}"
+    finally:
+        bus.disconnect()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 1 or not args[0].isdigit():
+        print("usage: python -m listend_ime.guard PID", file=sys.stderr)
+        return 2
+    wait_for_exit(int(args[0]))
+    previous = read_previous()
+    if not previous:
+        return 0
+    try:
+        said = asyncio.run(asyncio.wait_for(restore(previous), 15))
+    except Exception as e:  # IBus gone or hung: nothing more a guard can do
+        said = f"cannot reach IBus: {type(e).__name__}"
+    print(f"listend-ime guard: {said}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,137 @@
+"""A real ibus-daemon for one test, and a real GTK3 application whose text views talk to it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .processes import end_process
+from .waiting import wait_until
+
+SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi and GTK 3 (not the venv's)
+FIELD = Path(__file__).with_name("gtk_field.py")
+KEYBOARD_ENGINE = "xkb:us::eng"  # the user's engine before dictation, from ibus's own simple.xml
+
+
+def ibus_tool(env: dict[str, str], *args: str, timeout: float = 20) -> subprocess.CompletedProcess[str]:
+    """The ``ibus`` command line, IBus's own client (``ibus engine`` names the active engine)."""
+    return subprocess.run(["ibus", *args], env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def current_engine(env: dict[str, str]) -> str:
+    return ibus_tool(env, "engine").stdout.strip()
+
+
+class IBusDaemon:
+    """``ibus-daemon`` for one display, its address in ``$XDG_CONFIG_HOME/ibus/bus`` as on a desktop.
+
+    No panel and no dconf: what the input method does is all there is. The user's keyboard
+    engine is :data:`KEYBOARD_ENGINE`, selected before the test starts.
+    """
+
+    def __init__(self, tmp: Path, env: dict[str, str]):
+        self.env = dict(env)
+        self._log = open(tmp / "ibus-daemon.log", "w")
+        self.log_path = tmp / "ibus-daemon.log"
+        xim = ["--xim"] if env.get("DISPLAY") else []  # X11 clients without an IM module talk XIM
+        self.proc = subprocess.Popen(
+            ["ibus-daemon", *xim, "--panel=disable", "--emoji-extension=disable", "--config=disable", "--replace"],
+            env=self.env,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+        def up() -> bool:
+            assert self.proc.poll() is None, self.log_path.read_text()
+            return ibus_tool(self.env, "address").returncode == 0
+
+        def keyboard_selected() -> bool:
+            # `ibus engine NAME` exits 1 on Wayland (it runs setxkbmap after switching): look, don't trust it.
+            ibus_tool(self.env, "engine", KEYBOARD_ENGINE)
+            return current_engine(self.env) == KEYBOARD_ENGINE
+
+        wait_until(up, 30, lambda: f"ibus-daemon to answer:\n{self.log_path.read_text()}", poll=0.3)
+        wait_until(keyboard_selected, 20, "the keyboard engine to be selected", poll=0.5)
+
+    def engine(self) -> str:
+        return current_engine(self.env)
+
+    def close(self) -> None:
+        end_process(self.proc)
+        self._log.close()
+
+
+class GtkField:
+    """The GTK application of :mod:`gtk_field`: what its views show, as it reported it."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], name: str = "field"):
+        self.events_path = tmp / f"{name}.jsonl"
+        self.events_path.touch()
+        self.log_path = tmp / f"{name}.log"
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(FIELD), str(self.events_path)],
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        self.wait(lambda e: e["kind"] == "ready", 60, "the GTK window")
+        self.wait(lambda e: e["kind"] == "focus" and e["view"] == "a", 30, "the first view to have focus")
+
+    def events(self) -> list[dict[str, Any]]:
+        lines = self.events_path.read_text(encoding="utf-8").splitlines()
+        return [json.loads(line) for line in lines if line.strip()]
+
+    def wait(self, match: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
+        found: list[dict[str, Any]] = []
+
+        def seen() -> bool:
+            assert self.proc.poll() is None, f"the GTK app exited:\n{self.log_path.read_text()}"
+            found[:] = [e for e in self.events() if match(e)]
+            return bool(found)
+
+        wait_until(
+            seen, timeout, lambda: f"{what}; events: {self.events()[-12:]}\n{self.log_path.read_text()}", poll=0.1
+        )
+        return found[0]
+
+    def text(self, view: str = "a") -> str:
+        texts = [e["text"] for e in self.events() if e["kind"] == "text" and e["view"] == view]
+        return texts[-1] if texts else ""
+
+    def preedits(self, view: str = "a") -> list[dict[str, Any]]:
+        return [e for e in self.events() if e["kind"] == "preedit" and e["view"] == view and e["text"]]
+
+    def focus(self, view: str) -> None:
+        assert self.proc.stdin is not None
+        sent = time.time()
+        self.proc.stdin.write(f"focus {view}\n")
+        self.proc.stdin.flush()
+        self.wait(lambda e: e["kind"] == "focus" and e["view"] == view and e["t"] >= sent, 20, f"focus in view {view}")
+
+    def close(self) -> None:
+        if self.proc.poll() is None and self.proc.stdin is not None:
+            try:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.flush()
+            except OSError:
+                pass
+        end_process(self.proc)
+        self._log.close()
+
+
+def display_env(env: dict[str, str], config_home: Path, **extra: str) -> dict[str, str]:
+    """``env`` with the XDG config dir IBus writes its address under (shared by the daemon and its clients)."""
+    out = dict(env)
+    out["XDG_CONFIG_HOME"] = str(config_home)
+    out.pop("IBUS_ADDRESS", None)
+    out.update(extra)
+    os.makedirs(config_home, exist_ok=True)
+    return out
