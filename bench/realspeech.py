@@ -31,7 +31,6 @@ import datetime
 import difflib
 import json
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -41,6 +40,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+from common import cache_dir, norm_words, session_bus, wer
 
 SR = 16_000
 ASSETS = ("two_cities.wav", "endgame_nagg_nell.wav", "beckett.wav")
@@ -56,11 +56,6 @@ REFERENCES = {
     "that some of its noisiest authorities insisted on its being received, for good or for evil, in "
     "the superlative degree of comparison only.",
 }
-
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "listend" / "bench"
 
 
 def real_speech() -> list[Path]:
@@ -90,10 +85,6 @@ def to_16k(path: Path, work: Path) -> Path:
     # itself; that alone changed a word or two of the transcripts between runs.
     subprocess.run(["sox", "-R", str(path), "-r", "16000", "-c", "1", "-b", "16", str(out)], check=True)
     return out
-
-
-def norm_words(text: str) -> list[str]:
-    return re.findall(r"[a-z0-9']+", text.lower())
 
 
 def offline(path: Path, model_name: str, word_times: bool) -> tuple[str, list[tuple[str, float]]]:
@@ -168,23 +159,18 @@ def replay_mic(path: Path, profile: str, settings: list[str], work: Path) -> dic
     """Play ``path`` into a PulseAudio virtual microphone; the daemon listens; events come from D-Bus."""
     import asyncio
 
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     from dbus_next import Message
-    from pulse import (
-        PulseServer,  # the tests' virtual microphone: a null sink and module-virtual-source
-    )
 
     from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH, call_bus_daemon
     from listend.dbusio import MessageBus
 
+    # The tests' virtual microphone: a null sink and module-virtual-source.
+    from tests.support.pulse import PulseServer
+
     root = Path(tempfile.mkdtemp(dir=work))
     pulse = PulseServer(root / "pulse")
-    address, bus_pid = subprocess.run(
-        ["dbus-daemon", "--session", "--fork", "--print-address=1", "--print-pid=1"],
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout.split()
+    address, bus_pid = session_bus()
     config = root / "config.toml"
     lines = [f'profile = "{profile}"']
     for section, values in parse_set(settings).items():
@@ -275,13 +261,6 @@ def lags(run: dict, reference: list[tuple[str, float]]) -> dict:
     return {"lags": out, "final_text": final_text}
 
 
-def wer(reference: str, hypothesis: str) -> float:
-    import jiwer
-
-    ref, hyp = " ".join(norm_words(reference)), " ".join(norm_words(hypothesis))
-    return float(jiwer.wer(ref, hyp)) if ref else 0.0
-
-
 def pct(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
@@ -291,7 +270,10 @@ def parse_set(values: list[str]) -> dict:
     for item in values:
         key, _, raw = item.partition("=")
         section, name = key.split(".")
-        value = json.loads(raw) if raw[:1] in '0123456789-[{tf"' else raw
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw  # a bare word such as tiny.en is a string
         out.setdefault(section, {})[name] = value
     return out
 

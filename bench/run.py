@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from common import wer as common_wer
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -356,18 +357,8 @@ def growth_mb_per_hour(samples, warmup_fraction=0.1) -> float | None:
 
 
 def wer(reference: str, hypothesis: str) -> float:
-    import jiwer
-
-    norm = jiwer.Compose(
-        [
-            jiwer.ToLowerCase(),
-            jiwer.RemovePunctuation(),
-            jiwer.RemoveMultipleSpaces(),
-            jiwer.Strip(),
-            jiwer.ReduceToListOfListOfWords(),
-        ]
-    )
-    return 100 * jiwer.wer(reference, hypothesis, reference_transform=norm, hypothesis_transform=norm)
+    """Word error rate in percent (the shared measure of bench/common.py)."""
+    return 100 * common_wer(reference, hypothesis)
 
 
 def _or_nan(value: float | None) -> float:
