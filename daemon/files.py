@@ -12,6 +12,7 @@ file atomically with mode 0600, never writing through a link.
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import secrets
 import stat
@@ -79,3 +80,12 @@ def write_private(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def sha256_hex(path: Path) -> str:
+    """The SHA-256 of the file at ``path``, read a MiB at a time (model files are tens of MiB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

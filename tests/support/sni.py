@@ -13,6 +13,7 @@ from dbus_next import Message, MessageType, Variant
 from dbus_next.constants import PropertyAccess
 from dbus_next.service import ServiceInterface, dbus_property, method, signal
 
+from listend.bus import call_bus_daemon
 from listend.dbusio import MessageBus
 
 from .waiting import until
@@ -64,8 +65,8 @@ class SniHost:
         self.bus = await MessageBus(bus_address=self.address).connect()
         self.bus.export("/StatusNotifierWatcher", self.watcher)
         await self.bus.request_name(WATCHER)
-        await self._daemon_call("AddMatch", "s", ["type='signal',interface='org.kde.StatusNotifierItem'"])
-        await self._daemon_call("AddMatch", "s", ["type='signal',interface='com.canonical.dbusmenu'"])
+        await call_bus_daemon(self.bus, "AddMatch", "s", ["type='signal',interface='org.kde.StatusNotifierItem'"])
+        await call_bus_daemon(self.bus, "AddMatch", "s", ["type='signal',interface='com.canonical.dbusmenu'"])
         self.bus.add_message_handler(self._on)
         return self
 
@@ -75,18 +76,6 @@ class SniHost:
     def _on(self, msg: Message):
         if msg.message_type == MessageType.SIGNAL:
             self.signals.append(msg)
-
-    async def _daemon_call(self, member, signature, body):
-        return await self.bus.call(
-            Message(
-                destination="org.freedesktop.DBus",
-                path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus",
-                member=member,
-                signature=signature,
-                body=body,
-            )
-        )
 
     async def wait_item(self, timeout: float = 60) -> str:
         await until(lambda: self.watcher.items, timeout, "a StatusNotifierItem to register")
