@@ -27,7 +27,10 @@ ACTIVATION_NAME = f"{BUS_NAME}.service"
 AUTOSTART_NAME = "listend-tray.desktop"
 IME_AUTOSTART_NAME = "listend-ime.desktop"
 TRAY_UNIT_NAME = "listend-tray.service"
-REPO_BIN = "%h/.local/bin"  # what the repository copies use (pipx's default)
+# The repository copies in systemd/ are what a distribution package installs, so they name /usr/bin.
+# (They used %h/.local/bin, a systemd specifier that desktop entries and D-Bus activation files do not
+# expand.) `listenctl install` writes the paths of the interpreter it runs from instead.
+REPO_BIN = "/usr/bin"
 
 UNIT = """\
 [Unit]

@@ -22,6 +22,18 @@ def test_repository_unit_files_are_the_rendered_ones():
         assert (REPO / "systemd" / name).read_text() == text, name
 
 
+def test_files_other_than_the_unit_name_their_program_without_systemd_specifiers():
+    """Desktop entries and D-Bus activation files expand no ``%h``: their Exec is an absolute path as written."""
+    for rendered in (install.render(install.REPO_BIN), install.render()):
+        for name, text in rendered.items():
+            if name == install.UNIT_NAME:
+                continue
+            exec_lines = [line for line in text.splitlines() if line.startswith("Exec=")]
+            assert len(exec_lines) == 1, (name, text)
+            program = exec_lines[0].removeprefix("Exec=").split()[0]
+            assert program.startswith("/") and "%" not in exec_lines[0], (name, exec_lines)
+
+
 def _verify(tmp_path: Path, listend: str) -> subprocess.CompletedProcess:
     unit_dir = tmp_path / "units"
     unit_dir.mkdir(exist_ok=True)
