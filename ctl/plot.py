@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
+
+
+def nice_ticks(lo: float, hi: float, most: int = 6) -> list[float]:
+    """Round values (1, 2 or 5 times a power of ten apart) from ``lo`` to ``hi``, at most ``most`` of them."""
+    if not hi > lo:
+        return [lo]
+    power = 10 ** math.floor(math.log10((hi - lo) / most))
+    for step in (m * power * scale for scale in (1, 10, 100) for m in (1, 2, 5)):
+        first = math.ceil(lo / step - 1e-9) * step
+        count = int(math.floor((hi - first) / step + 1e-9)) + 1
+        if count <= most:
+            break
+    return [round(first + i * step, 12) for i in range(count)]
 
 
 @dataclass
@@ -44,15 +58,14 @@ class Chart:
             )
 
         d.rectangle([left, top, w - right, h - bottom], outline="black")
-        for i in range(6):
-            yv = y0 + (y1 - y0) * i / 5
+        for yv in nice_ticks(y0, y1):
             _, yp = px(x0, yv)
             d.line([left - 4, yp, left, yp], fill="black")
-            d.text((4, yp - 6), f"{yv:.4g}", fill="black", font=font)
-            xv = x0 + (x1 - x0) * i / 5
+            d.text((4, yp - 6), f"{yv:g}", fill="black", font=font)
+        for xv in nice_ticks(x0, x1):
             xp, _ = px(xv, y0)
             d.line([xp, h - bottom, xp, h - bottom + 4], fill="black")
-            d.text((xp - 15, h - bottom + 8), f"{xv:.4g}", fill="black", font=font)
+            d.text((xp - 15, h - bottom + 8), f"{xv:g}", fill="black", font=font)
         for label, yv, color in self.hlines:
             _, yp = px(x0, yv)
             d.line([left, yp, w - right, yp], fill=color, width=1)

@@ -17,6 +17,7 @@ from listend.ringbuffer import RingBuffer
 from listend.sdnotify import Notifier
 from listend.service import to_variants
 from listend.units import MIB
+from listend_ctl.plot import nice_ticks
 
 
 def test_the_ring_counts_what_does_not_fit() -> None:
@@ -113,3 +114,11 @@ def test_the_watchdog_pings_only_its_own_pid(monkeypatch) -> None:  # type: igno
     assert Notifier.from_environment().watchdog_interval == 0.0
     monkeypatch.delenv("WATCHDOG_PID")
     assert Notifier.from_environment().watchdog_interval == 0.5
+
+
+def test_chart_ticks_are_round_numbers_inside_the_range() -> None:
+    assert nice_ticks(0.0002778, 1.0) == [0.2, 0.4, 0.6, 0.8, 1.0]
+    assert nice_ticks(0, 1155) == [0, 200, 400, 600, 800, 1000]
+    assert nice_ticks(357, 452) == [360, 380, 400, 420, 440]
+    assert nice_ticks(3, 3) == [3]
+    assert all(len(nice_ticks(0, hi)) <= 6 for hi in (0.7, 1, 9.9, 13, 47, 101, 4.2e6))
