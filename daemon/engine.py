@@ -13,16 +13,14 @@ heartbeat the systemd watchdog follows. Profile switches are
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from .capture import Capture, CaptureStats
-from .commit import Commit, CommitStats
+from .commit import Commit
 from .config import Settings
 from .decoders import RELEASED
 from .events import (
@@ -33,83 +31,24 @@ from .events import (
     State,
     StateChanged,
 )
-from .memory import MemoryStats, MemoryWatchdog
+from .memory import MemoryWatchdog
 from .outcome import Outcome
 from .profiles import DecoderSet, ModelLoader, ProfileSwitcher, load_model
 from .ringbuffer import RingBuffer
-from .router import QueueStats, Router
+from .router import Router
 from .segmenter import Segmenter, Utterance
 from .sources import AudioSource, SourceError
+from .stats import BufferStats, EngineStats, ModelStats, Thresholds
 from .unfinished import UnfinishedAudio
 from .units import MIB, SAMPLE_RATE
 from .vad import StreamingVad
-from .workers import LiveWorker, RefineWorker, SupervisedWorker, WorkerStats
+from .workers import LiveWorker, RefineWorker, SupervisedWorker
 
 log = logging.getLogger("listend.engine")
 
 
 class EngineError(RuntimeError):
     """The engine cannot do what was asked (not loaded, already listening, a worker died, ...)."""
-
-
-@dataclass(frozen=True)
-class BufferStats:
-    audio_buffer_bytes: int
-    audio_buffer_limit_bytes: int
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    warn_bytes: int
-    cleanup_bytes: int
-    limit_bytes: int
-
-
-@dataclass(frozen=True)
-class ModelStats:
-    models_loaded: bool
-    model_releases: int  # times the models were released after unload_after_s without listening
-    model_loads: int  # times they were loaded again for a start
-
-
-@dataclass(frozen=True)
-class EngineStats:
-    """A snapshot of every stage's counters and bounds (the D-Bus layer flattens it).
-
-    Each part is a frozen copy taken under its stage's own lock.
-    """
-
-    state: str
-    profile: str
-    capture: CaptureStats
-    queues: QueueStats
-    commits: CommitStats
-    memory: MemoryStats
-    thresholds: Thresholds
-    buffers: BufferStats
-    workers: tuple[WorkerStats, ...]
-    partials_skipped: int
-    models: ModelStats
-
-    def flat(self) -> dict[str, object]:
-        """Leaf name -> value; per-worker fields become ``<worker>_worker_<field>``."""
-        return flatten(self)
-
-
-def flatten(value: object, prefix: str = "") -> dict[str, object]:
-    """Nested stats dataclasses as one flat dict of their leaves."""
-    out: dict[str, object] = {}
-    if dataclasses.is_dataclass(value):
-        for f in dataclasses.fields(value):
-            inner = getattr(value, f.name)
-            if dataclasses.is_dataclass(inner) or isinstance(inner, tuple):
-                out.update(flatten(inner, prefix))
-            else:
-                out[prefix + f.name] = inner
-    elif isinstance(value, tuple):
-        for item in value:
-            out.update(flatten(item, f"{prefix}{item.name}_worker_"))
-    return out
 
 
 class _UntilClosing:

@@ -82,7 +82,8 @@ def test_full_interface_and_listenctl(start_daemon, private_bus, tmp_path, two_u
 
             assert (await c.call("SetProfile", "s", ["lightweight"])).message_type == MessageType.METHOD_RETURN
             assert await c.prop("Profile") == "lightweight"
-            assert any("Profile" in m.body[1] for m in c.named("PropertiesChanged"))
+            # The reply comes when the switch is done; its PropertiesChanged follows from the event path.
+            await c.wait_for(lambda: any("Profile" in m.body[1] for m in c.named("PropertiesChanged")), 30)
             assert (await c.call("Toggle")).body == [True]
             assert await c.prop("State") == "listening"
             assert (await c.call("Toggle")).body == [False]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from listend.config import ConfigError, build_settings, load_settings, validate_overrides
+from listend.config import LANGUAGES, ConfigError, build_settings, load_settings, validate_overrides
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -75,3 +75,10 @@ def test_languages_and_device_names_that_are_fine() -> None:
     settings = build_settings(None, validate_overrides({"decode": {"language": "de"}, "audio": {"device": 3}}))
     assert settings.decode.language == "de" and settings.audio.device == "3"
     assert build_settings(None, validate_overrides({"decode": {"language": ""}})).decode.language == ""
+
+
+def test_the_language_list_is_whispers_own() -> None:
+    """Kept in config.py so that checking a config does not load the model runtime; it must not drift."""
+    from faster_whisper.tokenizer import _LANGUAGE_CODES
+
+    assert tuple(LANGUAGES) == tuple(_LANGUAGE_CODES)

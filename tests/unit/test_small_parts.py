@@ -10,12 +10,12 @@ from dbus_next import Variant
 
 from listend.client import SeenIds
 from listend.config import MemoryOptions
-from listend.engine import EngineStats, ModelStats, flatten
 from listend.memory import pressure_level
 from listend.outcome import Outcome
 from listend.ringbuffer import RingBuffer
 from listend.sdnotify import Notifier
 from listend.service import to_variants
+from listend.stats import EngineStats, ModelStats, flatten
 from listend.units import MIB
 from listend_ctl.plot import nice_ticks
 
@@ -64,9 +64,9 @@ def test_seen_ids_hand_out_each_id_once_whatever_the_order() -> None:
 def test_nested_stats_flatten_to_variants_with_per_worker_names() -> None:
     from listend.capture import CaptureStats
     from listend.commit import CommitStats
-    from listend.engine import BufferStats, Thresholds
     from listend.memory import MemoryStats
     from listend.router import QueueStats
+    from listend.stats import BufferStats, Thresholds
     from listend.workers import WorkerStats
 
     stats = EngineStats(
