@@ -152,11 +152,44 @@ def _unwrap(value: Any) -> Any:
     return value.value if isinstance(value, Variant) else value
 
 
-class SignalGate:
+class NameOwner:
+    """Who owns the well-known bus name ``name`` now, as the bus daemon says: the one sender that speaks for it."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.owner = ""  # the owner's unique name ('' while nobody owns it)
+
+    @property
+    def match_rule(self) -> str:
+        """The AddMatch rule for the bus daemon's word on ``name`` (and nobody else's)."""
+        return (
+            f"type='signal',sender='{BUS_DAEMON}',interface='{BUS_DAEMON}',member='NameOwnerChanged',arg0='{self.name}'"
+        )
+
+    async def look_up(self, bus: Any) -> str:
+        """Ask the bus daemon for the owner, unless a NameOwnerChanged already told it."""
+        reply = await call_bus_daemon(bus, "GetNameOwner", "s", [self.name])
+        if reply.message_type == MessageType.METHOD_RETURN and not self.owner:
+            self.owner = reply.body[0]
+        return self.owner
+
+    def follow(self, msg: Message) -> bool:
+        """True if ``msg`` is the bus daemon saying that ``name`` changed hands (the owner is updated)."""
+        if msg.member != "NameOwnerChanged" or msg.sender != BUS_DAEMON or msg.body[:1] != [self.name]:
+            return False  # only the bus daemon says who owns a name
+        self.owner = msg.body[2]
+        return True
+
+    def sent(self, msg: Message) -> bool:
+        """Whether ``msg`` comes from the name's current owner."""
+        return bool(self.owner) and msg.sender == self.owner
+
+
+class SignalGate(NameOwner):
     """Which sender may speak for listend: the current owner of its name, and the bus daemon about that name."""
 
     def __init__(self) -> None:
-        self.owner = ""  # unique name of io.github.listend's owner ('' while nobody owns it)
+        super().__init__(BUS_NAME)
 
     def admit(self, msg: Message) -> ClientEvent | None:
         """The event ``msg`` carries, if its sender may send it; keeps track of the owner."""
@@ -164,13 +197,8 @@ class SignalGate:
         if event is None:
             return None
         if isinstance(event, PresenceEvent):
-            if msg.sender != BUS_DAEMON:
-                return None  # only the bus daemon says who owns a name
-            self.owner = msg.body[2]
-            return event
-        if not self.owner or msg.sender != self.owner:
-            return None
-        return event
+            return event if self.follow(msg) else None
+        return event if self.sent(msg) else None
 
 
 class DictationClient:
@@ -257,12 +285,10 @@ class DictationClient:
         for rule in (
             f"type='signal',sender='{BUS_NAME}',interface='{INTERFACE}',path='{OBJECT_PATH}'",
             f"type='signal',sender='{BUS_NAME}',interface='org.freedesktop.DBus.Properties',path='{OBJECT_PATH}'",
-            f"type='signal',sender='{BUS_DAEMON}',interface='{BUS_DAEMON}',member='NameOwnerChanged',arg0='{BUS_NAME}'",
+            gate.match_rule,
         ):
             await call_bus_daemon(self.bus, "AddMatch", "s", [rule])
-        reply = await call_bus_daemon(self.bus, "GetNameOwner", "s", [BUS_NAME])
-        if reply.message_type == MessageType.METHOD_RETURN and not gate.owner:
-            gate.owner = reply.body[0]
+        await gate.look_up(self.bus)
 
         def filter_(msg: Message) -> None:
             event = gate.admit(msg)

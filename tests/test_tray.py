@@ -283,3 +283,66 @@ def test_window_status_says_why_on_error():
     assert status_line(state) == "error: no input device found: ..."
     assert status_line(TrayState(running=True, state="idle", profile="full")) == "idle · full"
     assert status_line(TrayState()) == "listend is not running"
+
+
+def test_the_tray_follows_the_input_method_s_status_from_its_owner_only(private_bus, monkeypatch):
+    """Presence from the bus daemon, counts from listend-ime's own connection; a stranger's numbers are dropped."""
+    import asyncio
+
+    from dbus_next import Message, MessageType, Variant
+
+    from listend.bus import IME_BUS_NAME, IME_INTERFACE, IME_OBJECT_PATH
+    from listend.dbusio import MessageBus
+    from listend_ime.engine import Status
+    from listend_tray.busworker import BusWorker
+    from tests.support.waiting import until
+
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", private_bus.address)
+    worker = BusWorker(lambda s: None)
+    worker.start()
+    assert worker.connected.wait(30)
+
+    def ime():  # the worker replaces the status object when listend-ime goes
+        return worker.state.ime
+
+    def counts_changed(delivered: int) -> Message:
+        return Message.new_signal(
+            IME_OBJECT_PATH,
+            "org.freedesktop.DBus.Properties",
+            "PropertiesChanged",
+            "sa{sv}as",
+            [IME_INTERFACE, {"Delivered": Variant("t", delivered)}, []],
+        )
+
+    async def scenario() -> None:
+        stranger = await MessageBus(bus_address=private_bus.address).connect()
+        owner = await MessageBus(bus_address=private_bus.address).connect()
+        status = Status()
+        status.connected, status.delivered = True, 2
+        owner.export(IME_OBJECT_PATH, status)
+        reply = await owner.request_name(IME_BUS_NAME)
+        assert reply.value == 1, reply  # primary owner
+        await until(lambda: ime().present and ime().delivered == 2, 30, "the tray to find listend-ime")
+        assert ime().connected and not ime().active
+
+        await stranger.send(counts_changed(999))
+        status.delivered = 3
+        status.emit_properties_changed({"Delivered": 3})
+        await until(lambda: ime().delivered == 3, 30, "the owner's new count")
+        await stranger.send(counts_changed(999))
+        await asyncio.sleep(1)
+        assert ime().delivered == 3, "a stranger's count was taken"
+
+        owner.disconnect()
+        await until(lambda: not ime().present, 30, "the tray to see listend-ime leave")
+        ping = await stranger.call(
+            Message(destination="org.freedesktop.DBus", path="/org/freedesktop/DBus", member="GetId")
+        )
+        assert ping.message_type == MessageType.METHOD_RETURN
+        stranger.disconnect()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        worker.stop()
+        worker._thread.join(10)

@@ -29,10 +29,10 @@ from listend.bus import (
     notification,
 )
 from listend.client import (
-    BUS_DAEMON,
     CallFailed,
     ClientEvent,
     DictationClient,
+    NameOwner,
     NotRunning,
     PartialEvent,
     PresenceEvent,
@@ -141,7 +141,6 @@ class BusWorker:
         self.on_connected: Callable[[Any], Awaitable[None]] | None = None
         self._background: list[Coroutine[Any, Any, Any]] = []
         self._stopping: asyncio.Event | None = None
-        self._ime_owner = ""  # unique name of listend-ime's connection ('' while none runs)
         self._thread = threading.Thread(target=self._run, name="listend-tray-bus", daemon=True)
 
     def start(self) -> None:
@@ -197,25 +196,24 @@ class BusWorker:
 
     async def _watch_input_method(self, bus: Any) -> None:
         """Follow ``listend-ime``: its presence and its status properties (only from the name's owner)."""
+        ime = NameOwner(IME_BUS_NAME)  # a fresh one per connection: unique names do not outlive it
         for rule in (
-            f"type='signal',sender='{BUS_DAEMON}',member='NameOwnerChanged',arg0='{IME_BUS_NAME}'",
+            ime.match_rule,
             f"type='signal',sender='{IME_BUS_NAME}',interface='org.freedesktop.DBus.Properties',"
             f"path='{IME_OBJECT_PATH}'",
         ):
             await call_bus_daemon(bus, "AddMatch", "s", [rule])
-        reply = await call_bus_daemon(bus, "GetNameOwner", "s", [IME_BUS_NAME])
-        self._ime_owner = reply.body[0] if reply.message_type == MessageType.METHOD_RETURN else ""
+        await ime.look_up(bus)
 
         def on_message(msg: Message) -> None:
             if msg.message_type != MessageType.SIGNAL:
                 return
-            if msg.member == "NameOwnerChanged" and msg.sender == BUS_DAEMON and msg.body[:1] == [IME_BUS_NAME]:
-                self._ime_owner = msg.body[2]
+            if ime.follow(msg):
                 self.loop.create_task(self.refresh_input_method())
             elif (
                 msg.member == "PropertiesChanged"
                 and msg.path == IME_OBJECT_PATH
-                and msg.sender == self._ime_owner
+                and ime.sent(msg)
                 and msg.body[:1] == [IME_INTERFACE]
             ):
                 self._apply_ime({k: v.value for k, v in msg.body[1].items()})
