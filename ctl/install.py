@@ -121,7 +121,7 @@ def entry_point(name: str) -> str:
 
 
 def render(bin_dir: str | None = None) -> dict[str, str]:
-    """The three file texts for entry points in ``bin_dir`` (default: the installed ones)."""
+    """The file texts (by file name) for entry points in ``bin_dir`` (default: the installed ones)."""
     listend = f"{bin_dir}/listend" if bin_dir else entry_point("listend")
     tray = f"{bin_dir}/listend-tray" if bin_dir else entry_point("listend-tray")
     ime = f"{bin_dir}/listend-ime" if bin_dir else entry_point("listend-ime")

@@ -313,9 +313,13 @@ class SeenIds:
         self._order: list[int] = []
         self._keep = keep
 
+    def __contains__(self, seg_id: int) -> bool:
+        """Whether ``seg_id`` was handled already (asking does not remember it)."""
+        return seg_id <= self.floor or seg_id in self._ids
+
     def first_time(self, seg_id: int) -> bool:
         """True the first time ``seg_id`` (above the floor) is seen; it is remembered."""
-        if seg_id <= self.floor or seg_id in self._ids:
+        if seg_id in self:
             return False
         self._ids.add(seg_id)
         self._order.append(seg_id)

@@ -91,7 +91,6 @@ class InputMethod:
         self._seen = SeenIds()
         self._owed: set[int] = set()  # ids shown while selected whose final came after we let go
         self._drain_started: float | None = None
-        self._daemon_pending = 0
         self._last_notice = 0.0
         self._undelivered: list[str] = []
         self._switching = asyncio.Lock()  # one engine switch at a time
@@ -239,12 +238,13 @@ class InputMethod:
             return
         if self.composer.pending:
             return
+        daemon_pending = 0  # a daemon that is gone owes nothing more
         if self.client is not None:
             try:
-                self._daemon_pending = int(await self.client.get("PendingSegments"))
+                daemon_pending = int(await self.client.get("PendingSegments"))
             except (NotRunning, CallFailed):
-                self._daemon_pending = 0
-        if self._daemon_pending == 0 and not self.composer.pending:
+                pass
+        if daemon_pending == 0 and not self.composer.pending:  # again: events came in during the call
             await self._let_go("dictation stopped")
 
     async def _select(self) -> None:

@@ -29,6 +29,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from listend.client import SeenIds
+
 FOCUS_GRACE_S = 2.0  # a final waits this long for a field to have focus (switching windows takes a moment)
 CONFIRM_WITHIN_S = 3.0  # a commit not seen in the field's surrounding text by then counts as unconfirmed
 _SENTENCE_END = re.compile(r"[.!?…]['\")\]”’»]*\s*$")
@@ -89,7 +91,7 @@ class Composer:
 
     def __init__(self) -> None:
         self._segments: dict[int, _Segment] = {}  # ids without a committed final, in id order
-        self._done: set[int] = set()  # committed or gone: never committed twice
+        self._done = SeenIds()  # committed or gone: never committed twice (bounded, like any client's)
         self.focus: str | None = None
         self._blurred_at = 0.0
         self._fields: dict[str, _Field] = {}
@@ -116,7 +118,7 @@ class Composer:
     def retracted(self, seg_id: int, now: float) -> list[Effect]:
         if seg_id in self._segments and self._segments[seg_id].final is None:
             del self._segments[seg_id]
-            self._done.add(seg_id)
+            self._done.first_time(seg_id)
         return self._settle(now)
 
     # -- the input context -------------------------------------------------------------------------
@@ -212,7 +214,7 @@ class Composer:
                 self.counts.failed += 1
                 effects.append(ToClipboard(segment.final, reason))
             del self._segments[seg_id]
-            self._done.add(seg_id)
+            self._done.first_time(seg_id)
         preedit = self._preedit()
         if preedit != self._shown:
             self._shown = preedit

@@ -33,7 +33,7 @@ def wait_for_exit(pid: int) -> None:
     except ProcessLookupError:
         return
     except OSError:  # no pidfd (an old kernel): look once a second
-        while _alive(pid):
+        while ibus.pid_running(pid):
             time.sleep(1.0)
         return
     try:
@@ -43,16 +43,6 @@ def wait_for_exit(pid: int) -> None:
             pass
     finally:
         os.close(fd)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 async def restore(previous: str) -> str:

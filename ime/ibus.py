@@ -83,15 +83,20 @@ def find_address(env: dict[str, str] | None = None) -> str | None:
                 pid = int(line.split("=", 1)[1])
             except ValueError:
                 pid = None
-    if not address or pid is None:
-        return None
+    if not address or pid is None or not pid_running(pid):
+        return None  # no address, or a file left by a daemon that is gone
+    return address
+
+
+def pid_running(pid: int) -> bool:
+    """Whether process ``pid`` exists (one of another user counts: its bus will refuse us if it should)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
-        return None  # a file left by a daemon that is gone
+        return False
     except PermissionError:
-        pass  # it runs (as someone else: its bus will refuse us if it should)
-    return address
+        return True
+    return True
 
 
 def reachable(address: str) -> bool:

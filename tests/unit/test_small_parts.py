@@ -59,6 +59,8 @@ def test_seen_ids_hand_out_each_id_once_whatever_the_order() -> None:
     assert seen.first_time(13)
     assert seen.first_time(14) and seen.floor >= 11  # bounded: the oldest fold into the floor
     assert not seen.first_time(11)
+    assert 11 in seen and 14 in seen and 15 not in seen  # asking does not remember
+    assert 15 not in seen and seen.first_time(15)
 
 
 def test_nested_stats_flatten_to_variants_with_per_worker_names() -> None:
