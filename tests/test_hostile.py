@@ -17,7 +17,7 @@ from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH
 from listend.config import ConfigError, build_settings, validate_overrides
 from tests.support.audio import SENTENCES, concat, silence, speak, words
 from tests.support.bus import daemon_env
-from tests.support.processes import BIN, REPO, listend
+from tests.support.processes import BIN, PACKAGES, REPO, listend
 
 MEMBERS = [
     "Start",
@@ -289,8 +289,7 @@ def test_daemon_listens_on_no_network_socket(start_daemon, private_bus, tmp_path
 
 
 def test_no_shell_anywhere_in_the_code():
-    folders = ("daemon", "ctl", "desktop", "tray")
-    for path in [p for folder in folders for p in (REPO / folder).glob("*.py")]:
+    for path in [p for folder in PACKAGES.values() for p in (REPO / folder).glob("*.py")]:
         text = path.read_text()
         assert "shell=True" not in text, path
         assert "os.system(" not in text and "os.popen(" not in text, path

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 import ast
 import re
-import tomllib
 from pathlib import Path
 
-from tests.support.processes import REPO
-
-# Every import package and its folder, as pyproject.toml maps them (a new package is checked from its first day).
-PACKAGES: dict[str, str] = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["package-dir"]
+from tests.support.processes import PACKAGES, REPO
 
 
 def _readme_commands() -> list[str]:
@@ -177,7 +173,7 @@ def _locks_and_threads() -> tuple[set[str], set[str]]:
                     for kw in node.keywords:
                         if kw.arg in ("name", "thread_name_prefix"):
                             threads.add(ast.unparse(kw.value).strip("'\"f"))
-    workers = re.findall(r'super\(\).__init__\("(\w+)"', (REPO / "daemon" / "workers.py").read_text())
+    workers = re.findall(r'super\(\).__init__\("(\w+)"', (REPO / PACKAGES["listend"] / "workers.py").read_text())
     threads = {t for t in threads if "{" not in t} | {f"listend-{w}" for w in workers}
     return locks, threads
 

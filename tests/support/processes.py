@@ -4,10 +4,19 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent.parent
+
+# Every import package and its folder, as pyproject.toml finds them (a new package is checked from its first day).
+PACKAGES: dict[str, str] = {
+    package.name: f"{root}/{package.name}"
+    for root in tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["where"]
+    for package in sorted((REPO / root).iterdir())
+    if (package / "__init__.py").exists()
+}
 BIN = Path(sys.executable).parent
 
 
