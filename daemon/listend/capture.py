@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .audio import Pause, Utterance
 from .config import VadOptions
 from .events import State
 from .ringbuffer import RingBuffer
 from .router import Router
-from .segmenter import Pause, Segmenter, Utterance
+from .segmenter import Segmenter
 from .sources import AudioSource, SourceError
 from .supervision import Supervisor
 from .units import SAMPLE_RATE

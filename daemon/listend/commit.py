@@ -22,8 +22,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .audio import Utterance
 from .events import EngineEvent, Partial, Refined, Retracted, Source
-from .segmenter import Utterance
 from .supervision import Supervisor
 
 log = logging.getLogger("listend.commit")

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from .audio import Audio
 from .config import DecodeOptions
-from .segmenter import Audio
 
 # Phrases Whisper is known to invent on near-silence (WhisperLive #185 and
 # others). Dropped only when Whisper is itself unsure the segment is speech.

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from .audio import Utterance
 from .capture import Capture, CaptureStats
 from .commit import Commit
 from .config import Settings
@@ -36,7 +37,7 @@ from .outcome import Outcome
 from .profiles import DecoderSet, ModelLoader, ProfileSwitcher, load_model
 from .ringbuffer import RingBuffer
 from .router import Router
-from .segmenter import Segmenter, Utterance
+from .segmenter import Segmenter
 from .sources import AudioSource, SourceError
 from .stats import BufferStats, EngineStats, ModelStats, Thresholds
 from .unfinished import UnfinishedAudio

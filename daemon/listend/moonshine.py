@@ -44,10 +44,10 @@ from typing import Any
 
 import numpy as np
 
+from .audio import Audio
 from .decoders import Cancelled, Decoded
 from .files import sha256_hex
 from .models import ModelUnavailable, cache_dir
-from .segmenter import Audio
 from .units import SAMPLE_RATE
 
 log = logging.getLogger("listend.moonshine")

@@ -33,9 +33,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from .audio import Pause, Utterance
 from .commit import Commit
 from .config import QueueOptions
-from .segmenter import Pause, Utterance
 
 
 class Backpressure(Protocol):

@@ -28,10 +28,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .audio import Audio, Utterance
 from .files import UnsafeFile, read_regular
 from .outcome import Outcome
 from .paths import state_dir
-from .segmenter import Audio, Utterance
 from .units import SAMPLE_RATE
 
 log = logging.getLogger("listend.unfinished")

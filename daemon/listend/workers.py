@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
+from .audio import OpenSnapshot, Utterance
 from .commit import Commit
 from .config import DecodeOptions
 from .decoders import Decoder
 from .router import RefineJob, Router
-from .segmenter import OpenSnapshot, Segmenter, Utterance
+from .segmenter import Segmenter
 from .supervision import Supervisor
 from .units import SAMPLE_RATE
 from .vad import CHUNK

@@ -7,11 +7,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from listend.audio import Pause, Utterance
 from listend.commit import Commit
 from listend.config import QueueOptions
 from listend.decoders import Decoded
-from listend.router import MAY_WAIT, NEVER_WAIT, Pause, Router
-from listend.segmenter import Utterance
+from listend.router import MAY_WAIT, NEVER_WAIT, Router
 from listend.units import SAMPLE_RATE
 from listend.vad import CHUNK
 

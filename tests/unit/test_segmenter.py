@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from listend.audio import Pause, Resume
 from listend.config import build_settings
-from listend.segmenter import Pause, Resume, Segmenter
+from listend.segmenter import Segmenter
 from listend.units import SAMPLE_RATE
 from listend.vad import CHUNK
 from tests.support.pipeline import loud_is_speech, tone

@@ -6,9 +6,10 @@ import threading
 
 import numpy as np
 
+from listend.audio import Pause
 from listend.commit import Commit
 from listend.config import DecodeOptions, build_settings
-from listend.segmenter import Pause, Segmenter
+from listend.segmenter import Segmenter
 from listend.units import SAMPLE_RATE
 from listend.workers import LiveWorker
 from tests.support.pipeline import CountingDecoder, NotedSupervisor, loud_is_speech, make_router, tone
