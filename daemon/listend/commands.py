@@ -1,0 +1,196 @@
+"""Voice commands: which utterances are commands, and what a spoken mark does to the text before it.
+
+A command is a *whole utterance*: the speech between two pauses, as the
+segmenter cuts it. After the case and the punctuation the model added are
+dropped, the utterance must be exactly one of the phrases in force ("New
+line." is ``new line``; "a new line of products" is text). Inside running
+dictation the same words are always text, so nothing the user meant as words
+is ever turned into a symbol.
+
+Recognition is plain text logic here, in the daemon: it announces what an
+utterance meant with the segment, and the clients execute it as far as they
+can verify (the input method deletes only text it committed itself). This
+module holds:
+
+- :class:`Action` — what a command does;
+- :data:`PHRASES` — the phrase table per language (English, German, French);
+- :class:`CommandTable` — the phrases in force (the table plus the user's
+  phrases, less the actions turned off), and :meth:`CommandTable.recognise`;
+- :func:`normalise` — an utterance as it is compared: case folded, the
+  model's punctuation dropped, spaces collapsed;
+- :func:`amend_ending` — a spoken mark ("question mark") applied to the end of
+  the text before it.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+
+class Action(enum.Enum):
+    """What a command utterance does; the value is its name in config, on the bus and in the history."""
+
+    NEW_LINE = "new_line"
+    NEW_PARAGRAPH = "new_paragraph"
+    SCRATCH_THAT = "scratch_that"
+    STOP_LISTENING = "stop_listening"
+    PERIOD = "period"
+    COMMA = "comma"
+    QUESTION_MARK = "question_mark"
+    EXCLAMATION_MARK = "exclamation_mark"
+    COLON = "colon"
+
+    @property
+    def mark(self) -> str:
+        """The punctuation mark a spoken-mark action puts at the end of the previous text ('' for others)."""
+        return _MARKS.get(self, "")
+
+
+_MARKS = {
+    Action.PERIOD: ".",
+    Action.COMMA: ",",
+    Action.QUESTION_MARK: "?",
+    Action.EXCLAMATION_MARK: "!",
+    Action.COLON: ":",
+}
+
+# The phrases per language. A phrase is compared after normalise(), so write it in lower case, without
+# punctuation; apostrophes and hyphens inside words are kept by normalise() and must be written here as said
+# ("arrête d'écouter"). Several phrases may name one action; the first is the one shown to the user.
+PHRASES: Mapping[str, Mapping[Action, tuple[str, ...]]] = {
+    "en": {
+        Action.NEW_LINE: ("new line", "newline"),
+        Action.NEW_PARAGRAPH: ("new paragraph",),
+        Action.SCRATCH_THAT: ("scratch that", "delete that"),
+        Action.STOP_LISTENING: ("stop listening",),
+        Action.PERIOD: ("period", "full stop"),
+        Action.COMMA: ("comma",),
+        Action.QUESTION_MARK: ("question mark",),
+        Action.EXCLAMATION_MARK: ("exclamation mark", "exclamation point"),
+        Action.COLON: ("colon",),
+    },
+    "de": {
+        Action.NEW_LINE: ("neue zeile",),
+        Action.NEW_PARAGRAPH: ("neuer absatz",),
+        Action.SCRATCH_THAT: ("streich das", "lösch das"),
+        Action.STOP_LISTENING: ("zuhören beenden",),
+        Action.PERIOD: ("punkt",),
+        Action.COMMA: ("komma",),
+        Action.QUESTION_MARK: ("fragezeichen",),
+        Action.EXCLAMATION_MARK: ("ausrufezeichen",),
+        Action.COLON: ("doppelpunkt",),
+    },
+    "fr": {
+        Action.NEW_LINE: ("nouvelle ligne", "à la ligne"),
+        Action.NEW_PARAGRAPH: ("nouveau paragraphe",),
+        Action.SCRATCH_THAT: ("efface ça", "supprime ça"),
+        Action.STOP_LISTENING: ("arrête d'écouter",),
+        Action.PERIOD: ("point",),
+        Action.COMMA: ("virgule",),
+        Action.QUESTION_MARK: ("point d'interrogation",),
+        Action.EXCLAMATION_MARK: ("point d'exclamation",),
+        Action.COLON: ("deux points", "deux-points"),
+    },
+}
+
+MAX_PHRASE_CHARS = 64  # a command is a few words; a longer "phrase" in a config is a mistake, said at load
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u02bc": "'", "`": "'"})
+_SPACES = re.compile(r"\s+")
+
+
+def normalise(text: str) -> str:
+    """``text`` as commands are compared: case folded, the model's punctuation dropped, spaces collapsed.
+
+    Apostrophes and hyphens between letters stay ("d'écouter", "deux-points"); every other punctuation or
+    symbol character becomes a space. Unicode is composed first, so "à" typed or decoded either way is one
+    character.
+    """
+    text = unicodedata.normalize("NFC", text).translate(_APOSTROPHES).casefold()
+    kept: list[str] = []
+    for i, ch in enumerate(text):
+        category = unicodedata.category(ch)
+        if category[0] in "LNM" or ch.isspace():
+            kept.append(ch)
+        elif ch in "'-" and 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha():
+            kept.append(ch)
+        else:
+            kept.append(" ")
+    return _SPACES.sub(" ", "".join(kept)).strip()
+
+
+@dataclass(frozen=True)
+class CommandTable:
+    """The phrases in force: normalised phrase -> action, for the languages the user dictates in.
+
+    Build it with :meth:`build`; it is immutable, so the daemon swaps a new
+    table in when the settings change instead of editing one in place.
+    """
+
+    phrases: Mapping[str, Action]
+
+    @classmethod
+    def build(
+        cls,
+        languages: Iterable[str] = ("en",),
+        *,
+        extra: Mapping[Action, Iterable[str]] | None = None,
+        disabled: Iterable[Action] = (),
+    ) -> CommandTable:
+        """The built-in phrases of ``languages`` plus ``extra``, without the ``disabled`` actions.
+
+        A language without a table contributes nothing (its users add their
+        own phrases through ``extra``). Raises ``ValueError`` naming the phrase
+        when a user's phrase is empty, too long, or already means another
+        action.
+        """
+        off = set(disabled)
+        table: dict[str, Action] = {}
+        for language in languages:
+            for action, said in PHRASES.get(language, {}).items():
+                if action not in off:
+                    for phrase in said:
+                        table.setdefault(normalise(phrase), action)
+        for action, users in (extra or {}).items():
+            if action in off:
+                continue
+            for phrase in users:
+                key = normalise(phrase)
+                if not key or len(phrase) > MAX_PHRASE_CHARS:
+                    raise ValueError(
+                        f"command phrase {phrase[:MAX_PHRASE_CHARS]!r} must be 1-{MAX_PHRASE_CHARS} characters"
+                    )
+                if table.get(key, action) is not action:
+                    raise ValueError(f"command phrase {phrase!r} already means {table[key].value}")
+                table[key] = action
+        return cls(table)
+
+    def recognise(self, text: str) -> Action | None:
+        """The action ``text`` means when the whole utterance is a command phrase, else None (it is text)."""
+        if len(text) > 4 * MAX_PHRASE_CHARS:  # cheap: a long utterance is dictation
+            return None
+        return self.phrases.get(normalise(text))
+
+    def said(self, action: Action) -> list[str]:
+        """The phrases that mean ``action``, in table order (for ``listenctl commands`` and the tray)."""
+        return [phrase for phrase, meant in self.phrases.items() if meant is action]
+
+
+_ENDING_MARKS = ".,!?:;…"
+
+
+def amend_ending(text: str, mark: str) -> str:
+    """``text`` with its final punctuation replaced by ``mark`` ("Is it ready." + "?" -> "Is it ready?").
+
+    Text ending in a word gets the mark appended. Trailing spaces are kept
+    after the mark so that what follows is spaced as before. Empty text stays
+    empty: a mark said first has nothing to amend.
+    """
+    body = text.rstrip()
+    if not body:
+        return text
+    tail = text[len(body) :]
+    return body.rstrip(_ENDING_MARKS) + mark + tail
