@@ -1,0 +1,117 @@
+"""Which language an utterance is decoded in: the user's set, detection restricted to it, sticky in a session.
+
+The user names the languages they speak (``[decode] languages = ["en", "de"]``).
+One language, or one pinned for now (``listenctl language de``), means no
+detection at all. With several, the model's language probabilities are
+restricted to the set and renormalised, so a third language can never be
+chosen; and the choice is *sticky* within a dictation session, because short
+utterances are where detection fails ("short clips -> Russian"). The language
+in force changes only on clear evidence:
+
+- at once, when the utterance is at least :attr:`LanguagePolicy.min_seconds`
+  long and another language of the set has at least
+  :attr:`LanguagePolicy.switch_probability` of the restricted probability;
+- or when :attr:`LanguagePolicy.confirm` utterances in a row favour the same
+  other language (each with more than half of the probability) -- a run of
+  short utterances in the other language still switches.
+
+The first utterance of a session takes the most probable language of the set.
+Decoding in the language in force, not the detected one, is what keeps the
+text in the user's language: listend never asks a model to translate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LanguagePolicy:
+    """When detection may change the language in force (see the module's doc)."""
+
+    switch_probability: float = 0.8
+    min_seconds: float = 1.5
+    confirm: int = 2
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The language an utterance is decoded in, and why (for the log and ``listenctl language``)."""
+
+    language: str
+    switched: bool
+    why: str
+
+
+class LanguageChooser:
+    """The language in force for one dictation session; not thread-safe (the refine worker owns it)."""
+
+    def __init__(self, languages: Sequence[str], policy: LanguagePolicy | None = None):
+        if not languages:
+            raise ValueError("at least one language is needed")
+        self.languages: tuple[str, ...] = tuple(dict.fromkeys(languages))
+        self.policy = policy or LanguagePolicy()
+        self._pinned: str | None = None
+        self._current: str | None = None
+        self._streak_language: str | None = None
+        self._streak = 0
+
+    @property
+    def current(self) -> str:
+        """The language in force (before the first utterance: the pinned one, else the first of the set)."""
+        return self._pinned or self._current or self.languages[0]
+
+    @property
+    def pinned(self) -> str | None:
+        return self._pinned
+
+    @property
+    def needs_detection(self) -> bool:
+        """False when the answer is known without audio: one language, or one pinned."""
+        return self._pinned is None and len(self.languages) > 1
+
+    def pin(self, language: str | None) -> None:
+        """Use ``language`` for every utterance until unpinned (None); it must be in the set."""
+        if language is not None and language not in self.languages:
+            raise ValueError(f"{language!r} is not one of the languages set ({', '.join(self.languages)})")
+        self._pinned = language
+        self._streak_language, self._streak = None, 0
+
+    def new_session(self) -> None:
+        """A new dictation session: the first utterance decides again (a pin stays)."""
+        self._current = None
+        self._streak_language, self._streak = None, 0
+
+    def choose(self, probabilities: Mapping[str, float], seconds: float) -> Choice:
+        """The language to decode an utterance of ``seconds`` in, given the model's language probabilities."""
+        if not self.needs_detection:
+            return Choice(self.current, False, "pinned" if self._pinned else "the only language set")
+        restricted = {lang: max(0.0, probabilities.get(lang, 0.0)) for lang in self.languages}
+        total = sum(restricted.values())
+        if total <= 0.0:
+            return Choice(self.current, False, "no evidence")
+        best = max(self.languages, key=lambda lang: restricted[lang])  # ties: the set's order
+        share = restricted[best] / total
+        if self._current is None:
+            self._current = best
+            return Choice(best, False, f"first utterance: {best} {share:.0%}")
+        if best == self._current:
+            self._streak_language, self._streak = None, 0
+            return Choice(best, False, f"{best} {share:.0%}")
+        policy = self.policy
+        if share >= policy.switch_probability and seconds >= policy.min_seconds:
+            return self._switch(best, f"{best} {share:.0%} over {seconds:.1f} s")
+        if share > 0.5:
+            self._streak = self._streak + 1 if self._streak_language == best else 1
+            self._streak_language = best
+            if self._streak >= policy.confirm:
+                return self._switch(best, f"{best} in {self._streak} utterances in a row")
+        else:
+            self._streak_language, self._streak = None, 0
+        return Choice(self._current, False, f"kept {self._current}: {best} {share:.0%} over {seconds:.1f} s")
+
+    def _switch(self, language: str, why: str) -> Choice:
+        self._current = language
+        self._streak_language, self._streak = None, 0
+        return Choice(language, True, why)
