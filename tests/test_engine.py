@@ -304,11 +304,11 @@ def test_profile_switch_at_run_time_sheds_and_reloads_refine_model(two_utterance
     engine.subscribe(rec)
     try:
         engine.set_profile("lightweight")
-        assert engine._refine.decoder is None and engine.settings.queues.refine == 2
+        assert engine.decoders.refine is None and engine.settings.queues.refine == 2
         run_file(engine, two_utterances_wav)
         assert all(r.source == "live" for r in rec.of(Refined))
         engine.set_profile("full")
-        assert engine._refine.decoder is not None
+        assert engine.decoders.refine is not None
         rec.clear()
         run_file(engine, two_utterances_wav)
         assert [r.source for r in rec.of(Refined)] == ["refined", "refined"]

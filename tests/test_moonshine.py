@@ -2,18 +2,25 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
+import subprocess
+import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from listend.config import build_settings
 from listend.engine import Engine
-from listend.events import Partial, Refined
+from listend.events import ErrorReported, Partial, Refined, Retracted
 from listend.models import ModelUnavailable, load_whisper
-from listend.moonshine import MoonshineDecoder, MoonshineModel, max_tokens, prepare, source_dir
+from listend.moonshine import MoonshineDecoder, MoonshineModel, max_tokens
+from listend.moonshine_cache import prepare, read_manifest, source_dir
 from listend.sources import FileSource
+from listend.unfinished import UnfinishedAudio
 from listend.units import SAMPLE_RATE
 from tests.support.audio import SENTENCES, concat, heard, silence, speak, wav_samples, words
 from tests.support.pipeline import Recorder
@@ -38,6 +45,9 @@ def test_the_conversion_is_made_once_checked_and_made_again_when_the_source_chan
         "manifest.json",
     }
     assert target.stat().st_mode & 0o777 == 0o700
+    assert {p.name: p.stat().st_mode & 0o777 for p in target.iterdir()} == dict.fromkeys(
+        ("encoder_model.onnx", "decoder_model_merged.onnx", "tokenizer.bin", "manifest.json"), 0o600
+    )  # docs/security.md: the user's files are 0600
     started = time.monotonic()
     assert prepare(target, source) == target and (target / "manifest.json").stat().st_mtime == manifest
     assert time.monotonic() - started < 5  # checked, not converted again
@@ -148,8 +158,8 @@ def test_the_default_full_profile_runs_moonshine_live_and_whisper_refine(two_utt
     engine.subscribe(rec)
     engine.load()
     try:
-        assert engine._live.decoder.model_name == "moonshine-base"
-        assert engine._refine.decoder.model_name == "base"
+        assert engine.decoders.live.model_name == "moonshine-base"
+        assert engine.decoders.refine.model_name == "base"
         engine.start(FileSource(str(two_utterances_wav), realtime=True))
         assert engine.wait_source_done(120) and engine.wait_drained(120)
     finally:
@@ -169,7 +179,7 @@ def test_moonshine_can_serve_both_passes_sharing_one_model(two_utterances_wav):
     engine.subscribe(rec)
     engine.load()
     try:
-        assert engine._live.decoder.model is engine._refine.decoder.model  # one model in memory
+        assert engine.decoders.live.model is engine.decoders.refine.model  # one model in memory
         engine.start(FileSource(str(two_utterances_wav), realtime=True))
         assert engine.wait_source_done(120) and engine.wait_drained(120)
     finally:
@@ -185,3 +195,160 @@ def test_a_hub_model_name_offline_is_a_clear_error(tmp_path):
 
     with pytest.raises(ModelUnavailable, match="HF_HUB_OFFLINE is set"):
         load_whisper(ModelSpec("large-v3"))
+
+
+@pytest.fixture
+def converted(tmp_path, monkeypatch) -> Path:
+    """This test's own cache (``XDG_CACHE_HOME``) holding a copy of the converted model, to damage."""
+    shared = prepare()  # converted once in the tests' shared cache
+    cache = tmp_path / "cache"
+    target = cache / "listend" / "models" / "moonshine-base"
+    shutil.copytree(shared, target)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    return target
+
+
+def in_thread(work, timeout: float):
+    """``work()``'s result, failing the test (not hanging it) if it does not return within ``timeout``."""
+    result: list = []
+    thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+    thread.start()
+    thread.join(timeout)
+    assert result, f"{work} did not return within {timeout:.0f} s"
+    return result[0]
+
+
+def test_a_manifest_that_is_a_fifo_is_converted_again_not_waited_on(converted):
+    """A FIFO in the manifest's place hung every start for ever (issue 29, item 8)."""
+    (converted / "manifest.json").unlink()
+    os.mkfifo(converted / "manifest.json")
+    assert in_thread(lambda: prepare(converted), 300) == converted
+    assert read_manifest(converted / "manifest.json") is not None
+    MoonshineModel(converted)  # whole again
+
+
+def test_a_cache_directory_that_is_a_link_is_replaced_once_and_its_target_is_left_alone(tmp_path, converted):
+    """A linked cache directory was converted again at every start, then failed in rmtree, for ever."""
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(converted, elsewhere)
+    converted.symlink_to(elsewhere)
+    (elsewhere / "manifest.json").write_text("{}")  # stale: a conversion is due
+    before = sorted(os.listdir(elsewhere))
+    assert prepare(converted) == converted
+    assert converted.is_dir() and not converted.is_symlink()
+    assert sorted(os.listdir(elsewhere)) == before  # nothing deleted through the link
+    made = (converted / "manifest.json").stat().st_mtime_ns
+    assert prepare(converted) == converted and (converted / "manifest.json").stat().st_mtime_ns == made  # once
+    MoonshineModel(converted)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mounts = []
+
+    def mount(where: Path, size: str) -> Path:
+        where.mkdir(parents=True, exist_ok=True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(where)],
+            capture_output=True,
+            text=True,
+        )
+        assert result.returncode == 0, f"cannot mount a tmpfs (tests run as root): {result.stderr}"
+        mounts.append(where)
+        return where
+
+    yield mount
+    for where in reversed(mounts):
+        subprocess.run(["umount", "-l", str(where)])
+
+
+@pytest.mark.parametrize("size", ["120m", "250m"])
+def test_a_full_disk_during_the_conversion_is_reported_as_such(tmp_path, small_disk, size):
+    """On 120 and 250 MiB file systems the conversion said "Wire format was corrupt" (issue 29, item 12)."""
+    disk = small_disk(tmp_path / "disk", size)
+    with pytest.raises(ModelUnavailable) as e:
+        prepare(disk / "moonshine-base")
+    message = str(e.value)
+    assert "no space left on device" in message and "\n" not in message and "corrupt" not in message, message
+    assert not list(disk.iterdir())  # nothing half-built left behind
+
+
+def speech_then_silence(audio_dir: Path, name: str) -> Path:
+    return concat(
+        audio_dir / f"{name}.wav",
+        speak(audio_dir / f"{name}-0.wav", SENTENCES[0]),
+        silence(audio_dir / f"{name}-tail.wav", 1.5),
+    )
+
+
+def released_engine(tmp_path: Path) -> tuple[Engine, Recorder]:
+    """A Moonshine-only engine whose models were released after 1 s idle."""
+    overrides = {"models": {"live": "moonshine-base", "refine": "", "unload_after_s": 1.0}}
+    engine = Engine(
+        build_settings("lightweight", overrides), overrides, unfinished=UnfinishedAudio(tmp_path / "unfinished")
+    )
+    rec = Recorder()
+    engine.subscribe(rec)
+    engine.load()
+    wait_until(lambda: engine.stats().models.model_releases == 1, 30, "the models to be released")
+    return engine, rec
+
+
+def test_a_cache_damaged_while_the_models_were_released_is_rebuilt_at_the_start_and_no_word_is_lost(
+    tmp_path, converted, audio_dir, caplog
+):
+    """Issue 29, item 7: the start went to error, the words were lost and every later start failed."""
+    speech = speech_then_silence(audio_dir, "damaged-at-reload")
+    engine, rec = released_engine(tmp_path)
+    try:
+        encoder = converted / "encoder_model.onnx"
+        encoder.write_bytes(b"\0" * encoder.stat().st_size)  # damaged, same size: only loading finds it
+        with caplog.at_level(logging.INFO, logger="listend"):
+            engine.start(FileSource(str(speech), realtime=True))
+            assert engine.wait_source_done(120) and engine.wait_drained(300)
+        assert engine.state == "idle" and not engine.last_error
+        assert engine.stats().models.model_loads == 1
+    finally:
+        engine.close(10)
+    finals = rec.of(Refined)
+    assert len(finals) == 1 and heard(SENTENCES[0], finals[0].text, missing=1), finals
+    damaged = [r for r in caplog.records if "converting it again" in r.getMessage()]
+    assert len(damaged) == 1 and damaged[0].exc_info is None and "\n" not in damaged[0].getMessage()
+    MoonshineModel(converted)  # rebuilt
+
+
+def test_models_that_cannot_be_loaded_again_keep_the_words_as_audio_and_a_later_start_works(
+    tmp_path, converted, audio_dir, small_disk
+):
+    """A cache that cannot be rebuilt at the start (a full disk) is an error the next start recovers from."""
+    speech = speech_then_silence(audio_dir, "unloadable-at-reload")
+    models = converted.parent
+    saved = tmp_path / "saved"
+    shutil.move(models, saved)
+    small_disk(models, "100m")  # room for the converted model, not for converting it again
+    shutil.copytree(saved / "moonshine-base", converted)
+    engine, rec = released_engine(tmp_path)
+    try:
+        encoder = converted / "encoder_model.onnx"
+        encoder.write_bytes(b"\0" * encoder.stat().st_size)
+        engine.start(FileSource(str(speech)))  # all of it heard before the load fails
+        wait_until(lambda: engine.state == "error", 120, lambda: f"an error state (state {engine.state})")
+        assert engine.last_error.startswith("cannot load the models again:") and "no space left" in engine.last_error
+        assert "\n" not in engine.last_error
+        errors = rec.of(ErrorReported)
+        assert [e.message for e in errors if e.message] == [engine.last_error]
+        kept = wait_until(lambda: list((tmp_path / "unfinished").glob("*.wav")), 30, "the words kept as audio")
+        assert len(kept) == 1
+        heard_audio = UnfinishedAudio(tmp_path / "unfinished").load(kept[0])
+        assert heard_audio is not None and len(heard_audio.audio) > 2 * SAMPLE_RATE  # the sentence, not a blip
+        assert [r.kind for r in rec.of(Retracted)] == ["kept-as-audio"]
+        # The disk is freed: the next start converts again and decodes.
+        subprocess.run(["umount", "-l", str(models)], check=True)
+        rec.clear()
+        engine.start(FileSource(str(speech), realtime=True))
+        assert engine.wait_source_done(300) and engine.wait_drained(300)
+        assert engine.state == "idle"
+    finally:
+        engine.close(10)
+    finals = rec.of(Refined)
+    assert len(finals) == 1 and heard(SENTENCES[0], finals[0].text, missing=1), finals

@@ -181,7 +181,7 @@ def _locks_and_threads() -> tuple[set[str], set[str]]:
 def test_every_lock_and_named_thread_is_in_the_architecture_doc():
     doc = (REPO / "docs" / "architecture.md").read_text()
     locks, threads = _locks_and_threads()
-    assert len(locks) > 10 and "Segmenter._lock" in locks and "Engine._id_lock" in locks
+    assert len(locks) > 10 and "Segmenter._lock" in locks and "SegmentIds._lock" in locks
     missing = sorted(lock for lock in locks if f"`{lock}`" not in doc)
     assert not missing, f"locks the threading section of docs/architecture.md does not name: {missing}"
     assert {"listend-segmenter", "listend-live", "listend-refine", "listend-publish"} <= threads

@@ -24,22 +24,16 @@ from .capture import Capture, CaptureStats
 from .commit import Commit
 from .config import Settings
 from .decoders import RELEASED
-from .events import (
-    EngineEvent,
-    ErrorReported,
-    ProfileChanged,
-    Retracted,
-    State,
-    StateChanged,
-)
+from .events import EngineEvent, ErrorReported, Retracted, State, StateChanged
+from .lifecycle import ModelLifecycle
 from .memory import MemoryWatchdog
 from .outcome import Outcome
-from .profiles import DecoderSet, ModelLoader, ProfileSwitcher, load_model
+from .profiles import DecoderSet, ModelLoader, load_model
 from .ringbuffer import RingBuffer
 from .router import Router
 from .segmenter import Segmenter
 from .sources import AudioSource, SourceError
-from .stats import BufferStats, EngineStats, ModelStats, Thresholds
+from .stats import BufferStats, EngineStats, Thresholds
 from .unfinished import UnfinishedAudio
 from .units import MIB, SAMPLE_RATE
 from .vad import StreamingVad
@@ -104,18 +98,14 @@ class Engine:
         self._fatal = ""
         self._fatal_at = 0.0
         self._reported = ""
-        self._id_lock = threading.Lock()  # allocation and registration with the commit stage, together
-        self._next_id = first_segment_id
         self._stop_lock = threading.Lock()  # one stop at a time
         self._giving_up = threading.Event()  # a stop deadline passed or a stage died
         self._closing = threading.Event()
-        self._models_ready = threading.Event()  # clear while the models are released or loading
-        self._released = False
-        self._releases = self._loads = 0
         self._last_active = time.monotonic()  # the idle clock: the last start, stop or decode
         self._ring = RingBuffer(int(settings.audio.ring_seconds * SAMPLE_RATE))
         self._commit = Commit(_Supervision(self))
         self._commit.subscribe(self._settle_retracted)
+        self._ids = SegmentIds(first_segment_id, self._commit.register)
         self._router = Router(
             settings.queues, self._commit, bool(settings.models.refine), self._keep_audio, self._giving_up.is_set
         )
@@ -124,7 +114,9 @@ class Engine:
         self._live: LiveWorker | None = None
         self._refine: RefineWorker | None = None
         self.memory = MemoryWatchdog(settings.memory, self._commit.publish, self._degrade)
-        self._profiles = ProfileSwitcher(settings, dict(overrides or {}), model_loader, self.memory)
+        self._models = ModelLifecycle(
+            settings, overrides or {}, model_loader, self.memory, self._commit.publish, self._report
+        )
 
     # -- public API -------------------------------------------------------------
 
@@ -134,7 +126,7 @@ class Engine:
 
     @property
     def settings(self) -> Settings:
-        return self._profiles.settings
+        return self._models.settings
 
     @property
     def state(self) -> State:
@@ -146,7 +138,12 @@ class Engine:
 
     @property
     def next_segment_id(self) -> int:
-        return self._next_id
+        return self._ids.next
+
+    @property
+    def decoders(self) -> DecoderSet | None:
+        """The decoders in use (None before the first load and while released after idle)."""
+        return self._models.decoders
 
     @property
     def refine_queue_length(self) -> int:
@@ -185,21 +182,21 @@ class Engine:
     def load(self) -> None:
         """Load models and start the threads (state ``loading`` -> ``idle``)."""
         self._set_state("loading")
-        decoders = self._profiles.load()
+        decoders = self._models.load()
         s = self.settings
         supervision = _Supervision(self)
-        self._segmenter = Segmenter(s.vad, StreamingVad(), self._allocate_id)
+        self._segmenter = Segmenter(s.vad, StreamingVad(), self._ids.allocate)
         capture = self._capture = Capture(
             self._ring, self._segmenter, self._router, lambda: self.settings.vad.hop_ms, self._set_state, supervision
         )
-        ready = self._models_ready
+        ready = self._models.ready
         self._live = LiveWorker(
             self._router,
             self._commit,
             self._segmenter,
             decoders.live,
             decoders.final,
-            lambda: self.settings.decode,
+            s.decode,
             lambda: capture.clock_origin,
             supervision,
             ready,
@@ -208,12 +205,12 @@ class Engine:
             self._router, self._commit, decoders.refine, s.decode.prompt_chars, supervision, ready
         )
         self._router.configure(s.queues, decoders.refine is not None)
-        ready.set()
+        self._models.attach(_DecodingStages(self._router, capture, self._live, self._refine))
         capture.start_thread()
         self._live.start()
         self._refine.start()
         self.memory.start()
-        threading.Thread(target=self._release_when_idle, name="listend-idle", daemon=True).start()
+        self._models.release_when_idle(self._idle_since, self._closing)
         self._set_state("idle")
 
     def start(self, source: AudioSource, reopen: Callable[[], AudioSource] | None = None) -> None:
@@ -242,32 +239,33 @@ class Engine:
         except SourceError as e:
             self._set_state("error", str(e))
             raise
-        if self._released:
-            threading.Thread(target=self._reload_models, name="listend-load", daemon=True).start()
+        self._models.ensure_loaded(self._models_failed)
 
     def release_models(self) -> bool:
         """Release the models now (the idle timer does after ``models.unload_after_s``); False if not loaded."""
-        if self._capture is None or self._capture.listening:
-            return False
-        return self._profiles.release(_Running(self))
+        capture = self._capture
+        return capture is not None and self._models.release(lambda: not capture.listening)
 
-    def _reload_models(self) -> None:
-        try:
-            self._profiles.reload(_Running(self))
-        except Exception as e:  # nothing can decode what is heard: an error, and what waits is kept as audio
-            log.exception("loading the models again failed")
-            self._stage_died("loader", f"cannot load the models again: {type(e).__name__}: {e}")
+    def _idle_since(self) -> float | None:
+        """When the engine last did something (a start, a stop, a decode); None while it is busy."""
+        capture = self._capture
+        if capture is None or capture.listening or self._fatal or self._commit.pending_ids():
+            return None
+        return max([self._last_active, *(w.last_done for w in self._workers())])
 
-    def _release_when_idle(self) -> None:
-        """The idle timer: release the models after ``unload_after_s`` without listening or decoding."""
-        while not self._closing.wait(1.0):
-            after = self.settings.models.unload_after_s
-            capture = self._capture
-            if not after or self._released or capture is None or capture.listening or self._fatal:
-                continue
-            last = max([self._last_active, *(w.last_done for w in self._workers())])
-            if time.monotonic() - last >= after and not self._commit.pending_ids():
-                self.release_models()
+    def _models_failed(self, message: str) -> None:
+        """The models could not be loaded again for a start: keep what is heard as audio, let a start retry.
+
+        Not a dead stage: the next start loads again (a rebuilt cache, a freed disk).
+        """
+
+        def wind_down() -> None:
+            self._giving_up.set()  # nothing will decode: what waits is kept as audio
+            self.stop(budget=1.0)
+            self._set_state("error", message)
+
+        self._report(message)
+        threading.Thread(target=wind_down, name="listend-wind-down", daemon=True).start()
 
     def stop(self, budget: float | None = 10.0) -> bool:
         """Stop capturing and finish what was heard, all within ``budget`` seconds.
@@ -321,7 +319,7 @@ class Engine:
 
         Raises :class:`~listend.config.ConfigError` if the user's settings do not fit the profile.
         """
-        self._profiles.switch(_Running(self), profile, reason)
+        self._models.switch(profile, reason)
 
     def recover_unfinished(self) -> int:
         """Queue audio kept by an earlier stop for decoding, as new segments; returns how many were decoded.
@@ -339,7 +337,7 @@ class Engine:
             kept = self._unfinished.load(path)
             if kept is None:
                 continue
-            seg_id = self._allocate_id()
+            seg_id = self._ids.allocate()
             self._unfinished.decoding(seg_id, path)
             self._router.route(Utterance(seg_id, 0, kept.audio, kept.wall_start), backpressure)
             while not self._commit.wait_final(seg_id, 0.5):
@@ -375,7 +373,7 @@ class Engine:
             ),
             workers=tuple(w.stats() for w in self._workers()),
             partials_skipped=self._live.partials_skipped if self._live else 0,
-            models=ModelStats(not self._released and self._models_ready.is_set(), self._releases, self._loads),
+            models=self._models.stats(),
         )
 
     def close(self, budget: float | None = 10.0) -> None:
@@ -396,14 +394,6 @@ class Engine:
 
     def _workers(self) -> list[SupervisedWorker]:
         return [w for w in (self._live, self._refine) if w is not None]
-
-    def _allocate_id(self) -> int:
-        """The next segment id, registered with the commit stage at once: ids are published in order."""
-        with self._id_lock:
-            seg_id = self._next_id
-            self._next_id += 1
-            self._commit.register(seg_id)
-            return seg_id
 
     def _keep_audio(self, utt: Utterance) -> None:
         kept = self._unfinished.keep(utt)
@@ -429,7 +419,7 @@ class Engine:
                 self._keep_audio(open_utterance)
 
     def _degrade(self) -> Outcome:
-        return self._profiles.degrade(_Running(self))
+        return self._models.degrade()
 
     # -- state ------------------------------------------------------------------
 
@@ -480,48 +470,48 @@ class _Supervision:
         self._engine._stage_died(stage, message)
 
 
-class _Running:
-    """The running engine as a profile switch's :class:`~listend.profiles.Pipeline`."""
+class SegmentIds:
+    """Segment ids in order: each registered with the commit stage as it is allocated.
 
-    def __init__(self, engine: Engine):
-        self._engine = engine
+    Registering at allocation is what lets commit publish in id order: an id
+    is owed before any stage can finish it.
+    """
 
-    def decoders(self) -> DecoderSet | None:
-        e = self._engine
-        if e._live is None or e._refine is None or e._released:
-            return None
-        return DecoderSet(e._live.decoder, e._live.final_decoder, e._refine.decoder)
+    def __init__(self, first: int, register: Callable[[int], None]):
+        self._lock = threading.Lock()  # allocation and registration, together
+        self._next = first
+        self._register = register
 
-    def apply(self, settings: Settings, decoders: DecoderSet) -> None:
-        e = self._engine
-        assert e._live is not None and e._refine is not None and e._capture is not None
-        e._live.decoder, e._live.final_decoder, e._refine.decoder = decoders.live, decoders.final, decoders.refine
-        e._refine.prompt_chars = settings.decode.prompt_chars
-        e._router.configure(settings.queues, decoders.refine is not None)
-        e._capture.configure_vad(settings.vad)
-        # The workers may be mid-decode with the old models: the caller frees them only after.
-        e._live.wait_current_item()
-        e._refine.wait_current_item()
-        if e._released:
-            e._released = False
-            e._loads += 1
-        e._models_ready.set()
+    @property
+    def next(self) -> int:
+        return self._next
+
+    def allocate(self) -> int:
+        with self._lock:
+            seg_id = self._next
+            self._next += 1
+            self._register(seg_id)
+            return seg_id
+
+
+class _DecodingStages:
+    """The stages that decode, as the model life cycle's :class:`~listend.lifecycle.Stages`."""
+
+    def __init__(self, router: Router, capture: Capture, live: LiveWorker, refine: RefineWorker):
+        self._router, self._capture, self._live, self._refine = router, capture, live, refine
+
+    def use(self, settings: Settings, decoders: DecoderSet) -> None:
+        self._router.configure(settings.queues, decoders.refine is not None)
+        self._capture.configure_vad(settings.vad)
+        # Each returns once its worker no longer decodes with the old models: the caller frees them after.
+        self._live.use(decoders.live, decoders.final, settings.decode)
+        self._refine.use(decoders.refine, settings.decode.prompt_chars)
 
     def release(self) -> None:
-        e = self._engine
-        assert e._live is not None and e._refine is not None
-        e._models_ready.clear()  # the workers stop taking work
-        e._live.wait_current_item()
-        e._refine.wait_current_item()
-        e._live.decoder = e._live.final_decoder = e._refine.decoder = RELEASED
-        e._released = True
-        e._releases += 1
-
-    def publish(self, event: ProfileChanged) -> None:
-        self._engine._commit.publish(event)
-
-    def report(self, message: str) -> None:
-        self._engine._report(message)
+        self._live.wait_current_item()  # a decode under way ends with the model it began with
+        self._refine.wait_current_item()
+        self._live.use(RELEASED, RELEASED, self._live.options)
+        self._refine.use(RELEASED, self._refine.prompt_chars)
 
 
 def _left(deadline: float | None, reserve: float) -> float | None:

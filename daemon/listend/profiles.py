@@ -1,31 +1,23 @@
-"""Profiles at run time: which models the passes run, and switching between profiles.
+"""Which models the passes run: the decoders a profile's settings name.
 
-A profile is configuration (:mod:`config`); switching one means building the
-new settings, loading the models the new settings name (reusing those that
-stay), handing them to the running pipeline, and freeing the old ones once
-no decode uses them. :class:`ProfileSwitcher` does that, one switch at a
-time, for ``SetProfile`` and for the memory watchdog's degrade.
+A profile is configuration (:mod:`config`); :func:`build_decoders` loads the
+models the settings name, reusing those that stay across a switch, and
+:func:`load_model` knows where each model comes from. When models are loaded,
+released and switched is :mod:`lifecycle`'s.
 """
 
 from __future__ import annotations
 
-import logging
 import os
-import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
-from .config import ConfigError, MemoryOptions, Settings, build_settings
+from .config import Settings
 from .decoders import Decoder, PassOptions, WhisperDecoder
-from .events import ProfileChanged
-from .memory import MemoryWatchdog
 from .models import ModelSpec, load_whisper
 from .moonshine import NAME as MOONSHINE
 from .moonshine import MoonshineDecoder, load_moonshine
-from .outcome import Outcome
-
-log = logging.getLogger("listend.profiles")
 
 ModelLoader = Callable[[ModelSpec], Any]
 """Loads the model a :class:`ModelSpec` names (tests inject failing or slow ones)."""
@@ -38,28 +30,6 @@ class DecoderSet:
     live: Decoder
     final: Decoder  # what the live pass commits when it finalises an utterance itself
     refine: Decoder | None
-
-
-class Pipeline(Protocol):
-    """What a profile switch changes in the running engine."""
-
-    def decoders(self) -> DecoderSet | None:
-        """The decoders in use (None before the first load)."""
-        ...
-
-    def apply(self, settings: Settings, decoders: DecoderSet) -> None:
-        """Hand the pipeline new settings and decoders; returns once no decode uses the old ones."""
-        ...
-
-    def release(self) -> None:
-        """Drop the decoders once no decode uses them; decoding waits until :meth:`apply` hands new ones."""
-        ...
-
-    def publish(self, event: ProfileChanged) -> None: ...
-
-    def report(self, message: str) -> None:
-        """A failure the engine goes on after (shown on ``LastError``)."""
-        ...
 
 
 def load_model(spec: ModelSpec) -> Any:
@@ -103,104 +73,3 @@ def build_decoders(settings: Settings, load_model: ModelLoader, reuse: DecoderSe
         refine = decoder(m.refine, PassOptions.refine(d), current, cores)
     final = live.with_options(PassOptions.final(d)) if isinstance(live, WhisperDecoder) else live
     return DecoderSet(live, final, refine)
-
-
-class ProfileSwitcher:
-    """Owns the current settings and switches profiles, one switch at a time.
-
-    Parameters
-    ----------
-    settings : Settings
-        The settings to start with.
-    overrides : mapping
-        The user's config-file values, to rebuild settings for another profile.
-    load_model : callable
-        Loads a model for a :class:`ModelSpec`.
-    memory : MemoryWatchdog
-        Judged by the more generous limits while models load.
-    """
-
-    def __init__(
-        self, settings: Settings, overrides: Mapping[str, Any], load_model: ModelLoader, memory: MemoryWatchdog
-    ):
-        self.settings = settings
-        self._overrides = overrides
-        self._load_model = load_model
-        self._memory = memory
-        self._lock = threading.Lock()  # one switch at a time
-
-    def load(self) -> DecoderSet:
-        """The decoders of the current settings (the first load)."""
-        return build_decoders(self.settings, self._load_model)
-
-    def switch(self, pipeline: Pipeline, profile: str, reason: str = "") -> None:
-        """Switch to ``profile``, loading and unloading models as needed.
-
-        Raises :class:`ConfigError` if the user's settings do not fit the profile.
-        """
-        with self._lock:
-            new = build_settings(profile, self._overrides)
-            old = self.settings
-            current = pipeline.decoders()
-            if new.profile == old.profile and current is not None:
-                return
-            # Loading a model raises RSS: judge it by the more generous limits until the switch is done.
-            self._memory.configure(_generous(old.memory, new.memory))
-            decoders = build_decoders(new, self._load_model, reuse=current)
-            self.settings = new
-            pipeline.apply(new, decoders)
-            del current  # the old models go with the last reference
-            self._memory.configure(new.memory)
-            self._memory.release()
-        log.info("profile %s%s", profile, f" ({reason})" if reason else "")
-        pipeline.publish(ProfileChanged(profile, reason))
-
-    def release(self, pipeline: Pipeline) -> bool:
-        """Release the models (idle); returns False if they were not loaded."""
-        with self._lock:
-            if pipeline.decoders() is None:
-                return False
-            pipeline.release()
-            self._memory.release()
-        log.info("models released (idle)")
-        return True
-
-    def reload(self, pipeline: Pipeline) -> None:
-        """Load the models of the current settings again (after :meth:`release`)."""
-        with self._lock:
-            if pipeline.decoders() is not None:
-                return
-            pipeline.apply(self.settings, build_decoders(self.settings, self._load_model))
-        log.info("models loaded again")
-
-    def degrade(self, pipeline: Pipeline) -> Outcome:
-        """Memory over limit: shed the refine model by switching to lightweight (in the background)."""
-        if self.settings.profile == "lightweight":
-            return Outcome.failed("already lightweight; cleaned up")
-        if self._lock.locked():
-            return Outcome.failed("a profile switch is under way; cleaned up")
-        try:
-            build_settings("lightweight", self._overrides)
-        except ConfigError as e:
-            pipeline.report(f"memory limit: cannot switch to lightweight: {e}")
-            return Outcome.failed(f"cannot switch to lightweight: {e}")
-
-        def switch() -> None:
-            try:
-                self.switch(pipeline, "lightweight", "memory limit")
-            except Exception as e:  # reported, never a silent thread death
-                log.exception("switching to lightweight failed")
-                pipeline.report(f"memory limit: switching to lightweight failed: {e}")
-
-        threading.Thread(target=switch, name="listend-degrade", daemon=True).start()
-        return Outcome.done("switching to the lightweight profile (refine model unloaded)")
-
-
-def _generous(a: MemoryOptions, b: MemoryOptions) -> MemoryOptions:
-    return MemoryOptions(
-        max(a.warn_mb, b.warn_mb),
-        max(a.cleanup_mb, b.cleanup_mb),
-        max(a.limit_mb, b.limit_mb),
-        min(a.sample_interval_s, b.sample_interval_s),
-        min(a.trim_interval_s, b.trim_interval_s),
-    )

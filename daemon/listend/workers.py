@@ -21,7 +21,7 @@ from typing import TypeVar
 from .audio import OpenSnapshot, Utterance
 from .commit import Commit
 from .config import DecodeOptions
-from .decoders import Decoder
+from .decoders import Decoder, SessionDecoder
 from .router import RefineJob, Router
 from .segmenter import Segmenter
 from .supervision import Supervisor
@@ -164,8 +164,16 @@ class RefineWorker(SupervisedWorker):
         self.prompt_chars = prompt_chars
         self._context = ""
 
+    def use(self, decoder: Decoder | None, prompt_chars: int) -> None:
+        """Decode with ``decoder`` (None: no refine model) from now on; returns once no decode uses the old one."""
+        self.decoder, self.prompt_chars = decoder, prompt_chars
+        self.wait_current_item()
+
     def reset_context(self) -> None:
         self._context = ""
+        decoder = self.decoder
+        if isinstance(decoder, SessionDecoder):
+            decoder.new_session()
 
     def prompt(self) -> str:
         """The tail of the refined text, cut at a word boundary.
@@ -200,7 +208,10 @@ class RefineWorker(SupervisedWorker):
         # A speculation stops as soon as speech resumes (where the model can stop early): the refine
         # pass is then free for the utterance's real close instead of finishing a decode nobody wants.
         cancelled = (lambda: self._router.speculation_void(utt)) if job.speculative else None
-        decoded = self._item(what, lambda: decoder.decode(utt.audio, self.prompt(), cancelled))
+        if isinstance(decoder, SessionDecoder):  # decoded after what preceded it in this session
+            decoded = self._item(what, lambda: decoder.decode_next(utt, self.prompt(), cancelled))
+        else:
+            decoded = self._item(what, lambda: decoder.decode(utt.audio, self.prompt(), cancelled))
         if decoded is None or decoded.cancelled:
             self._give_up(job)
         elif job.speculative:
@@ -217,6 +228,9 @@ class RefineWorker(SupervisedWorker):
     def _finish(self, utt: Utterance, text: str) -> None:
         if text:
             self._context = (self._context + " " + text)[-1000:]
+        decoder = self.decoder
+        if isinstance(decoder, SessionDecoder):
+            decoder.heard(utt, text)
         self._commit.finish(utt, text, "refined")
         self._router.refined(utt)
 
@@ -259,7 +273,7 @@ class LiveWorker(SupervisedWorker):
         segmenter: Segmenter,
         decoder: Decoder,
         final_decoder: Decoder,
-        options: Callable[[], DecodeOptions],
+        options: DecodeOptions,
         clock_origin: Callable[[], int],
         supervisor: Supervisor,
         ready: threading.Event,
@@ -278,6 +292,15 @@ class LiveWorker(SupervisedWorker):
         self._head = _Head(None, 0, "")
         self.partials_skipped = 0
 
+    @property
+    def options(self) -> DecodeOptions:
+        return self._options
+
+    def use(self, decoder: Decoder, final_decoder: Decoder, options: DecodeOptions) -> None:
+        """Decode with these decoders and options from now on; returns once no decode uses the old ones."""
+        self.decoder, self.final_decoder, self._options = decoder, final_decoder, options
+        self.wait_current_item()
+
     def wake(self) -> None:
         self._router.wake()
 
@@ -286,7 +309,7 @@ class LiveWorker(SupervisedWorker):
         if utt is not None:
             self._final(utt)
             return
-        seg, options, now = self._segmenter, self._options(), time.monotonic()
+        seg, options, now = self._segmenter, self._options, time.monotonic()
         interval = options.partial_interval_s
         if (
             seg.open_id is not None

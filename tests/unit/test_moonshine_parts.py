@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 
 import pytest
 
 from listend.moonshine import load_tokens, max_tokens, repeating, trim_repetition
+from listend.moonshine_cache import MANIFEST_MAX_BYTES, read_manifest
 from listend.units import SAMPLE_RATE
 
 
@@ -43,3 +46,26 @@ def test_a_looping_tail_is_caught_and_cut_back_to_one_occurrence(
 ) -> None:
     assert repeating(ids) is looping
     assert trim_repetition(ids) == trimmed
+
+
+def test_a_manifest_that_is_not_a_small_regular_json_file_reads_as_none_without_hanging(tmp_path: Path) -> None:
+    """A FIFO hung every start, /dev/zero grew the daemon to 4 GB, deep nesting was a RecursionError."""
+    good = tmp_path / "good.json"
+    good.write_text(json.dumps({"converter": 1}))
+    assert read_manifest(good) == {"converter": 1}
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    zero = tmp_path / "zero.json"
+    zero.symlink_to("/dev/zero")
+    link = tmp_path / "link.json"
+    link.symlink_to(good)  # even a link to a good manifest: the cache is rebuilt as a real file
+    nested = tmp_path / "nested.json"
+    nested.write_text("[" * 100_000 + "]" * 100_000)
+    deep_but_small = tmp_path / "deep.json"
+    deep_but_small.write_text('{"a":' * 5000 + "1" + "}" * 5000)
+    huge = tmp_path / "huge.json"
+    huge.write_text(json.dumps({"x": "y" * (MANIFEST_MAX_BYTES + 1)}))
+    listed = tmp_path / "list.json"
+    listed.write_text("[1, 2]")
+    for path in (fifo, zero, link, nested, deep_but_small, huge, listed, tmp_path / "missing.json", tmp_path):
+        assert read_manifest(path) is None, path

@@ -28,7 +28,7 @@ def live_worker(commit: Commit, options: DecodeOptions) -> tuple[LiveWorker, Seg
     decoder = CountingDecoder()
     ready = threading.Event()
     ready.set()
-    live = LiveWorker(router, commit, seg, decoder, decoder, lambda: options, lambda: 0, NotedSupervisor(), ready)
+    live = LiveWorker(router, commit, seg, decoder, decoder, options, lambda: 0, NotedSupervisor(), ready)
     return live, seg, decoder
 
 
