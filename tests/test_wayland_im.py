@@ -1,0 +1,181 @@
+"""listend-ime's native Wayland input method (input-method-unstable-v2) on a real headless sway.
+
+Real parts: sway 1.7 (wlroots), a GTK3 app on Wayland with GTK's text-input-v3 module (a text view and a
+password entry), foot running ``cat`` into a file, and the user's keys through a virtual keyboard (wtype).
+Nothing is timed: each step waits for what the field reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from listend_ime.wayland import Purpose, Unavailable, WaylandInputMethod, offered
+from tests.support.waiting import until
+from tests.support.wayland_im import FootCat, RecordingHost, WaylandField, client_env, hold_keyboard, type_text
+
+pytestmark = pytest.mark.parametrize("desktop", ["wayland"], indirect=True)
+
+
+async def active_field(im: WaylandInputMethod, what: str = "a focused field to activate the input method"):
+    return await until(lambda: im.field, 30, what)
+
+
+def test_a_gtk_field_shows_the_preedit_takes_the_commit_and_keeps_the_users_keys(desktop, spawn, tmp_path):
+    env = client_env(desktop.server, tmp_path)
+    assert offered(env)
+    hold_keyboard(spawn, env)
+    field = WaylandField(tmp_path, env)
+
+    async def scenario() -> None:
+        host = RecordingHost()
+        im = await WaylandInputMethod.open(host, env)
+        try:
+            got = await active_field(im)
+            assert got.purpose == Purpose.NORMAL and not got.private
+            assert got.surrounding is not None and got.before_cursor == ""  # GTK reports the text around the cursor
+            assert host.told[0] == "activated"
+
+            # Partial text: the preedit at the cursor, not in the buffer.
+            assert im.show_preedit("hello wor")
+            await until(lambda: field.preedit() == "hello wor", 20, lambda: f"the preedit, events {field.events()}")
+            assert field.text() == ""
+            # Refined text replaces it: committed once, and the preedit is gone.
+            assert im.commit("Hello world.")
+            await until(lambda: field.text() == "Hello world.", 20, lambda: f"the commit, now {field.text()!r}")
+            await until(lambda: field.preedit() == "", 20, "the preedit to be cleared")
+            assert field.preedits() == ["hello wor"]
+            # The field reports what it now holds: the confirmation the app counts as delivered.
+            await until(
+                lambda: im.field and im.field.before_cursor == "Hello world.", 20, "the surrounding text to confirm"
+            )
+
+            # Keys the user types reach the field while listend is the input method (no grab).
+            await asyncio.to_thread(type_text, env, " ok")
+            await until(lambda: field.text() == "Hello world. ok", 20, lambda: f"the typed keys, now {field.text()!r}")
+
+            # "Scratch that": only text that is just before the cursor, as the field says.
+            await until(
+                lambda: im.field and (im.field.before_cursor or "").endswith(" ok"), 20, "the field to report the keys"
+            )
+            assert not im.delete_before("Hello world.")  # not at the cursor: the user's " ok" follows it
+            assert im.commit(" Naïve café")
+            await until(lambda: field.text() == "Hello world. ok Naïve café", 20, lambda: f"now {field.text()!r}")
+            await until(
+                lambda: im.field and (im.field.before_cursor or "").endswith("café"), 20, "the field to report it"
+            )
+            assert im.delete_before(" Naïve café")  # byte lengths: the accents count twice on the wire
+            await until(lambda: field.text() == "Hello world. ok", 20, lambda: f"the deletion, now {field.text()!r}")
+        finally:
+            im.close()
+        assert host.reasons == []
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        field.close()
+
+
+def test_a_password_entry_is_reported_as_such_and_receives_nothing(desktop, spawn, tmp_path):
+    env = client_env(desktop.server, tmp_path)
+    hold_keyboard(spawn, env)
+    field = WaylandField(tmp_path, env)
+
+    async def scenario() -> None:
+        im = await WaylandInputMethod.open(RecordingHost(), env)
+        try:
+            await active_field(im)
+            await asyncio.to_thread(field.focus, "p")
+            secret = await until(
+                lambda: im.field if im.field and im.field.purpose == Purpose.PASSWORD else None,
+                20,
+                "the password entry's purpose",
+            )
+            assert secret.private
+            assert not im.show_preedit("my secret")
+            assert not im.commit("my secret")
+            assert not im.delete_before("x")
+            # The entry has the keyboard: the user's keys arrive, and nothing of ours came before them.
+            await asyncio.to_thread(type_text, env, "pw")
+            await until(lambda: field.text("p") == "pw", 20, lambda: f"the typed password, now {field.text('p')!r}")
+            assert field.preedits("p") == []
+
+            # Focus leaves the password entry: dictation goes on in the text view.
+            await asyncio.to_thread(field.focus, "a")
+            await until(
+                lambda: im.field and im.field.purpose == Purpose.NORMAL, 20, "the text view to activate the method"
+            )
+            assert im.commit("resumed")
+            await until(lambda: field.text("a") == "resumed", 20, lambda: f"the commit, now {field.text('a')!r}")
+            assert field.text("p") == "pw"
+        finally:
+            im.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        field.close()
+
+
+def test_one_input_method_per_seat_and_nothing_left_after_close(desktop, spawn, tmp_path):
+    env = client_env(desktop.server, tmp_path)
+    hold_keyboard(spawn, env)
+    field = WaylandField(tmp_path, env)
+
+    async def scenario() -> None:
+        host = RecordingHost()
+        im = await WaylandInputMethod.open(host, env)
+        await active_field(im)
+        assert im.show_preedit("half a sent")
+        await until(lambda: field.preedit() == "half a sent", 20, "the preedit")
+
+        # Another input method holds the seat: said in the exception, and ours goes on working.
+        with pytest.raises(Unavailable, match="another input method"):
+            await WaylandInputMethod.open(RecordingHost(), env)
+        assert im.available and im.show_preedit("half a sentence")
+        await until(lambda: field.preedit() == "half a sentence", 20, "the preedit after the refusal")
+
+        # Dictation stops: the preedit is cleared and the seat is free again.
+        im.close()
+        await until(lambda: field.preedit() == "", 20, "the preedit to be cleared on close")
+        assert not im.commit("too late") and field.text() == ""
+        again = await WaylandInputMethod.open(RecordingHost(), env)
+        again.close()
+        assert host.reasons == []  # closing is no loss to report
+
+        # The compositor goes away while we are its input method: said once.
+        third_host = RecordingHost()
+        third = await WaylandInputMethod.open(third_host, env)
+        await asyncio.to_thread(desktop.server.proc.terminate)
+        await until(lambda: third_host.reasons, 30, "the input method to report the compositor's end")
+        assert len(third_host.reasons) == 1 and not third.available
+        assert not third.commit("nowhere")
+        third.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        field.close()
+
+
+def test_foot_receives_the_commit_and_the_users_keys(desktop, spawn, tmp_path):
+    env = client_env(desktop.server, tmp_path)
+    hold_keyboard(spawn, env)
+    foot = FootCat(desktop.server, spawn, tmp_path)
+
+    async def scenario() -> None:
+        im = await WaylandInputMethod.open(RecordingHost(), env)
+        try:
+            got = await active_field(im, "foot's terminal to activate the input method")
+            assert got.purpose == Purpose.TERMINAL and not got.private
+            assert got.surrounding is None  # a terminal reports no surrounding text: delivery stays unconfirmed
+            assert im.show_preedit("déjà v")  # foot draws it itself; the file shows only what was committed
+            assert im.commit("Déjà vu, café.")
+            await until(lambda: foot.text() == "Déjà vu, café.", 20, lambda: f"foot's input, now {foot.text()!r}")
+            await asyncio.to_thread(type_text, env, " ok")
+            await until(lambda: foot.text() == "Déjà vu, café. ok", 20, lambda: f"the typed keys, {foot.text()!r}")
+        finally:
+            im.close()
+
+    asyncio.run(scenario())
