@@ -18,6 +18,14 @@ from tests.support.wayland_im import FootCat, RecordingHost, WaylandField, clien
 pytestmark = pytest.mark.parametrize("desktop", ["wayland"], indirect=True)
 
 
+async def open_im(host: RecordingHost, env: dict[str, str]) -> WaylandInputMethod:
+    im = await WaylandInputMethod.open(host, env)
+    # Each change waits for the field's answer to the one before: here only the answer lets it go, so a
+    # field that did not answer fails the test instead of racing it on a busy machine.
+    im.answer_wait_s = 15
+    return im
+
+
 async def active_field(im: WaylandInputMethod, what: str = "a focused field to activate the input method"):
     return await until(lambda: im.field, 30, what)
 
@@ -30,7 +38,7 @@ def test_a_gtk_field_shows_the_preedit_takes_the_commit_and_keeps_the_users_keys
 
     async def scenario() -> None:
         host = RecordingHost()
-        im = await WaylandInputMethod.open(host, env)
+        im = await open_im(host, env)
         try:
             got = await active_field(im)
             assert got.purpose == Purpose.NORMAL and not got.private
@@ -83,7 +91,7 @@ def test_a_password_entry_is_reported_as_such_and_receives_nothing(desktop, spaw
     field = WaylandField(tmp_path, env)
 
     async def scenario() -> None:
-        im = await WaylandInputMethod.open(RecordingHost(), env)
+        im = await open_im(RecordingHost(), env)
         try:
             await active_field(im)
             await asyncio.to_thread(field.focus, "p")
@@ -125,7 +133,7 @@ def test_one_input_method_per_seat_and_nothing_left_after_close(desktop, spawn, 
 
     async def scenario() -> None:
         host = RecordingHost()
-        im = await WaylandInputMethod.open(host, env)
+        im = await open_im(host, env)
         await active_field(im)
         assert im.show_preedit("half a sent")
         await until(lambda: field.preedit() == "half a sent", 20, "the preedit")
@@ -140,13 +148,13 @@ def test_one_input_method_per_seat_and_nothing_left_after_close(desktop, spawn, 
         im.close()
         await until(lambda: field.preedit() == "", 20, "the preedit to be cleared on close")
         assert not im.commit("too late") and field.text() == ""
-        again = await WaylandInputMethod.open(RecordingHost(), env)
+        again = await open_im(RecordingHost(), env)
         again.close()
         assert host.reasons == []  # closing is no loss to report
 
         # The compositor goes away while we are its input method: said once.
         third_host = RecordingHost()
-        third = await WaylandInputMethod.open(third_host, env)
+        third = await open_im(third_host, env)
         await asyncio.to_thread(desktop.server.proc.terminate)
         await until(lambda: third_host.reasons, 30, "the input method to report the compositor's end")
         assert len(third_host.reasons) == 1 and not third.available
@@ -165,7 +173,7 @@ def test_foot_receives_the_commit_and_the_users_keys(desktop, spawn, tmp_path):
     foot = FootCat(desktop.server, spawn, tmp_path)
 
     async def scenario() -> None:
-        im = await WaylandInputMethod.open(RecordingHost(), env)
+        im = await open_im(RecordingHost(), env)
         try:
             got = await active_field(im, "foot's terminal to activate the input method")
             assert got.purpose == Purpose.TERMINAL and not got.private

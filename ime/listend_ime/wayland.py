@@ -46,8 +46,17 @@ encoding, and reads nothing but this one connection.
 Requests are double-buffered (input-method-v2): ``set_preedit_string``,
 ``commit_string`` and ``delete_surrounding_text`` take effect together on
 ``commit(serial)``, where the serial is the number of ``done`` events
-received -- the compositor ignores a commit that answers an older state.
-Strings are UTF-8 with lengths and cursor offsets in bytes, at most 4000.
+received. The protocol lets a compositor ignore a commit that answers an
+older state; wlroots (sway 1.7) applies it anyway and passes it on under the
+field's current serial, and a field that committed in between (foot does so
+after every preedit, to move its cursor rectangle) drops it, text and all --
+hence the waiting described in :class:`WaylandInputMethod`. Strings are
+UTF-8 with lengths and cursor offsets in bytes, at most 4000: longer commits
+go in pieces, a longer preedit shows its end.
+
+Tested on Debian 12's sway 1.7 with GTK 3.24 (its default on Wayland is
+text-input-v3; with ``GTK_IM_MODULE=ibus`` GTK talks to IBus instead and
+never activates this input method) and foot 1.13.
 """
 
 from __future__ import annotations
@@ -76,7 +85,9 @@ MANAGER = "zwp_input_method_manager_v2"
 SEAT = "wl_seat"
 MAX_TEXT_BYTES = 4000  # the protocol's limit for one string
 OPEN_TIMEOUT_S = 5.0
-ANSWER_WAIT_S = 0.25  # how long a change waits for the field's answer to the one before (see the class)
+# How long a change waits for the field's answer to the one before (see the class). Fields answer in
+# milliseconds (foot, GTK); one that never answers gets its preedit at most this often, collapsed to the newest.
+ANSWER_WAIT_S = 0.5
 
 # zwp_input_method_manager_v2 requests
 _MANAGER_GET_INPUT_METHOD, _MANAGER_DESTROY = 0, 1
@@ -294,7 +305,13 @@ class WaylandInputMethod:
         conn.on_closed = ime._lost
         ime._opened = True
         log.info("listend is the Wayland input method of this seat")
+        if ime.field is not None:  # a field had focus already: the host hears of it once it has the method
+            ime._loop.call_soon(ime._announce)
         return ime
+
+    def _announce(self) -> None:
+        if self.field is not None and self._gone is None:
+            self._host.activated(self.field)
 
     # -- what the field is told -------------------------------------------------------------------
 
@@ -369,8 +386,11 @@ class WaylandInputMethod:
             self._send_change(change)
             return
         last = self._queue[-1] if self._queue else None
+        if last is not None and last.commit is None and not last.delete_before:
+            self._queue[-1] = change  # a preedit that waited is replaced by whatever follows it
+            return
         if last is not None and change.commit is None and not change.delete_before:
-            last.preedit = change.preedit  # only the newest preedit matters, after what is queued
+            last.preedit = change.preedit  # shown with the queued commit, in the same change
             return
         self._queue.append(change)
 
@@ -442,7 +462,7 @@ class WaylandInputMethod:
         if not pending.active:
             pending.surrounding, pending.cause = None, 0
             was_active, self.field, self._preedit = self.field is not None, None, ""
-            if was_active:
+            if was_active and self._opened:
                 self._host.deactivated()
             return
         if fresh:
@@ -464,6 +484,8 @@ class WaylandInputMethod:
         if self._waiting is not None and self.field.surrounding is not None:
             # A change of ours is on its way: the field reported its text from before it, which confirms nothing.
             self.field = replace(self.field, surrounding=None)
+        if not self._opened:
+            return  # open() has not returned yet: the host hears of the field after it has
         if fresh:
             self._host.activated(self.field)
         else:

@@ -28,6 +28,7 @@ class ScriptedCompositor:
         self.path = path
         self.requests: list[tuple[object, ...]] = []  # the input methods' requests, parsed
         self.held = False  # one input method per seat
+        self.focused_text: str | None = None  # a field that has focus when an input method arrives
         self._writers: list[asyncio.StreamWriter] = []
         self._im: tuple[asyncio.StreamWriter, int] | None = None
         self._server: asyncio.AbstractServer | None = None
@@ -92,6 +93,8 @@ class ScriptedCompositor:
                     else:
                         self.held = True
                         self._im = (writer, im)
+                        if self.focused_text is not None:
+                            self.field(self.focused_text)
                 elif self._im is not None and msg.obj == self._im[1] and writer is self._im[0]:
                     self.requests.append(_parse(msg.opcode, args))
         writer.close()
@@ -232,3 +235,35 @@ def test_a_compositor_without_the_manager_is_unavailable(tmp_path):
             await WaylandInputMethod.open(RecordingHost(), {})
 
     asyncio.run(scenario())
+
+
+def test_a_field_that_never_answers_still_gets_every_change_in_order(tmp_path):
+    async def scenario(compositor: ScriptedCompositor) -> None:
+        im = await WaylandInputMethod.open(RecordingHost(), compositor.env())
+        im.answer_wait_s = 0.05  # no answer comes: each change goes when the wait is over
+        compositor.field()
+        await until(lambda: im.field, 10, "the activation")
+        assert im.show_preedit("one") and im.show_preedit("one two") and im.commit("One two.") and im.commit(" Three")
+        await until(lambda: len(compositor.sent("commit_string")) == 2, 10, "both commits")
+        assert compositor.sent("commit_string") == [("commit_string", "One two."), ("commit_string", " Three")]
+        # The queued preedit collapsed to its newest text; every commit carries the one done there was.
+        assert [r[1] for r in compositor.sent("preedit")] == ["one", "", ""]
+        assert {r[1] for r in compositor.sent("commit")} == {1}
+        im.close()
+
+    run(scenario, tmp_path)
+
+
+def test_a_field_focused_before_the_input_method_came_is_announced_once_it_is_open(tmp_path):
+    async def scenario(compositor: ScriptedCompositor) -> None:
+        compositor.focused_text = "already here"
+        host = RecordingHost()
+        im = await WaylandInputMethod.open(host, compositor.env())
+        assert im.field is not None and im.field.before_cursor == "already here"
+        assert host.told == []  # not while open() ran: the host had no input method to call yet
+        await until(lambda: host.told, 10, "the announcement")
+        assert host.told == ["activated"] and host.fields[0].activation == 1
+        assert im.show_preedit("x")
+        im.close()
+
+    run(scenario, tmp_path)
