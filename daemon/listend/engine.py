@@ -19,16 +19,19 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .audio import Utterance
+import numpy as np
+import numpy.typing as npt
+
+from .audio import Audio, Utterance
 from .capture import Capture, CaptureStats
 from .commit import Commit
 from .config import Settings
 from .decoders import RELEASED
 from .events import EngineEvent, ErrorReported, Retracted, State, StateChanged
-from .lifecycle import ModelLifecycle
+from .lifecycle import DecoderFactory, ModelLifecycle
 from .memory import MemoryWatchdog
 from .outcome import Outcome
-from .profiles import DecoderSet, ModelLoader, load_model
+from .profiles import DecoderSet, ModelLoader, build_decoders, load_model
 from .ringbuffer import RingBuffer
 from .router import Router
 from .segmenter import Segmenter
@@ -76,6 +79,11 @@ class Engine:
     unfinished : UnfinishedAudio, optional
         Where audio that cannot be decoded in time is kept (default: the
         state directory).
+    decoders : callable, optional
+        Builds the decoders for settings instead of loading models with
+        ``model_loader`` (unit tests inject stand-in decoders).
+    vad : callable, optional
+        The speech probability of each 512-sample chunk (default: Silero, :class:`~listend.vad.StreamingVad`).
 
     Use :meth:`load` once, then :meth:`start`/:meth:`stop` any number of
     times, and :meth:`close` at the end. Subscribe to events with
@@ -90,6 +98,8 @@ class Engine:
         first_segment_id: int = 1,
         model_loader: ModelLoader = load_model,
         unfinished: UnfinishedAudio | None = None,
+        decoders: DecoderFactory | None = None,
+        vad: Callable[[Audio], npt.NDArray[np.float32]] | None = None,
     ):
         self._unfinished = unfinished or UnfinishedAudio()
         self._state_lock = threading.Lock()  # guards state, reason, fatal, reported error
@@ -114,9 +124,9 @@ class Engine:
         self._live: LiveWorker | None = None
         self._refine: RefineWorker | None = None
         self.memory = MemoryWatchdog(settings.memory, self._commit.publish, self._degrade)
-        self._models = ModelLifecycle(
-            settings, overrides or {}, model_loader, self.memory, self._commit.publish, self._report
-        )
+        build = decoders or (lambda s, reuse: build_decoders(s, model_loader, reuse))
+        self._models = ModelLifecycle(settings, overrides or {}, build, self.memory, self._commit.publish, self._report)
+        self._vad = vad
 
     # -- public API -------------------------------------------------------------
 
@@ -185,7 +195,7 @@ class Engine:
         decoders = self._models.load()
         s = self.settings
         supervision = _Supervision(self)
-        self._segmenter = Segmenter(s.vad, StreamingVad(), self._ids.allocate)
+        self._segmenter = Segmenter(s.vad, self._vad or StreamingVad(), self._ids.allocate)
         capture = self._capture = Capture(
             self._ring, self._segmenter, self._router, lambda: self.settings.vad.hop_ms, self._set_state, supervision
         )

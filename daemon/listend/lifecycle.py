@@ -27,10 +27,14 @@ from .config import ConfigError, MemoryOptions, Settings, build_settings
 from .events import ProfileChanged
 from .memory import MemoryWatchdog
 from .outcome import Outcome
-from .profiles import DecoderSet, ModelLoader, build_decoders
+from .profiles import DecoderSet
 from .stats import ModelStats
 
 log = logging.getLogger("listend.lifecycle")
+
+DecoderFactory = Callable[[Settings, DecoderSet | None], DecoderSet]
+"""Builds the decoders ``settings`` name, reusing those of the second argument where it can
+(:func:`~listend.profiles.build_decoders` with a model loader; unit tests inject stand-ins)."""
 
 
 class Stages(Protocol):
@@ -54,8 +58,8 @@ class ModelLifecycle:
         The settings to start with.
     overrides : mapping
         The user's config-file values, to rebuild settings for another profile.
-    load_model : callable
-        Loads a model for a :class:`~listend.models.ModelSpec`.
+    build : callable
+        Builds the decoders for settings (a :data:`DecoderFactory`).
     memory : MemoryWatchdog
         Judged by the more generous limits while models load; trimmed after models go.
     publish : callable
@@ -68,14 +72,14 @@ class ModelLifecycle:
         self,
         settings: Settings,
         overrides: Mapping[str, Any],
-        load_model: ModelLoader,
+        build: DecoderFactory,
         memory: MemoryWatchdog,
         publish: Callable[[ProfileChanged], None],
         report: Callable[[str], None],
     ):
         self._settings = settings
         self._overrides = dict(overrides)
-        self._load_model = load_model
+        self._build = build
         self._memory = memory
         self._publish = publish
         self._report = report
@@ -104,7 +108,7 @@ class ModelLifecycle:
     def load(self) -> DecoderSet:
         """The first load: the decoders of the current settings, for the caller to build the stages with."""
         with self._lock:
-            self._decoders = build_decoders(self._settings, self._load_model)
+            self._decoders = self._build(self._settings, None)
             return self._decoders
 
     def attach(self, stages: Stages) -> None:
@@ -150,7 +154,7 @@ class ModelLifecycle:
         with self._lock:
             if self._decoders is not None or self._stages is None:
                 return
-            decoders = build_decoders(self._settings, self._load_model)
+            decoders = self._build(self._settings, None)
             self._stages.use(self._settings, decoders)
             self._decoders = decoders
             self._loads += 1
@@ -172,7 +176,7 @@ class ModelLifecycle:
             else:
                 # Loading a model raises RSS: judge it by the more generous limits until the switch is done.
                 self._memory.configure(_generous(old.memory, new.memory))
-                decoders = build_decoders(new, self._load_model, reuse=current)
+                decoders = self._build(new, current)
                 self._settings = new
                 stages.use(new, decoders)
                 if current is None:
