@@ -7,6 +7,7 @@ import json
 
 from tests.support.audio import SENTENCES, speak, words
 from tests.support.bus import BusClient, ctl, daemon_env
+from tests.support.pulse import PulseServer
 from tests.support.waiting import wait_until
 
 
@@ -91,3 +92,77 @@ def test_a_device_index_no_machine_has_is_a_usage_error(start_daemon, private_bu
     log = daemon.log().strip()
     assert "device index 2147483648 is out of range" in log and "Traceback" not in log
     assert len(log.splitlines()) == 1, log
+
+
+def test_a_daemon_started_before_the_audio_server_finds_the_microphone(start_daemon, private_bus, tmp_path, audio_dir):
+    """The login order of a user unit: listend first, PulseAudio later. PortAudio lists devices once, at its start."""
+    spoken = speak(audio_dir / "later.wav", SENTENCES[2])
+    root = tmp_path / "pulse"
+    env = daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": f"unix:{root}/run/native"})
+    daemon = start_daemon(env=env)
+    r = ctl(env, "start")  # no audio server yet: PortAudio in the daemon starts with no device
+    assert r.returncode == 1 and "no input device found" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    pulse = PulseServer(root)  # the audio server comes up
+    try:
+        r = ctl(env, "start")
+        assert r.returncode == 0, r.stderr
+
+        async def scenario():
+            async with BusClient(private_bus.address) as c:
+                await c.wait_audio_flowing()
+                pulse.speak(spoken)
+                await c.wait_for(lambda: c.named("SegmentRefined"), timeout=120)
+                return c.refined_texts()
+
+        texts = asyncio.run(scenario())
+        assert len({"milk", "bread", "eggs"} & set(words(texts[0]))) >= 2, texts
+        memory = json.loads(ctl(env, "memory", "--json").stdout)
+        assert memory["portaudio_restarts"] >= 1 and memory["dropped_samples"] == 0, memory
+        assert daemon.terminate() == 0
+    finally:
+        pulse.close()
+
+
+def test_the_audio_server_restarted_mid_dictation_resumes_listening_and_is_counted(
+    start_daemon, private_bus, tmp_path, pulse, audio_dir
+):
+    first = speak(audio_dir / "before-restart.wav", SENTENCES[0])
+    second = speak(audio_dir / "after-restart.wav", SENTENCES[2])
+    env = daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": pulse.server})
+    daemon = start_daemon("--start", env=env)
+
+    async def before():
+        async with BusClient(private_bus.address) as c:
+            await c.wait_audio_flowing()
+            pulse.speak(first)
+            await c.wait_for(lambda: c.named("SegmentRefined"), timeout=120)
+            return c.refined_texts()
+
+    heard_before = asyncio.run(before())
+    pulse.close()  # the audio server goes away mid-dictation (a crash, `systemctl --user restart`) ...
+    restarted = PulseServer(pulse.root)  # ... and comes back on the same socket
+    try:
+
+        def memory() -> dict:
+            return json.loads(ctl(env, "memory", "--json").stdout)
+
+        wait_until(lambda: memory()["reopens"] >= 1, 60, "capture to resume on the new server", poll=0.5)
+        status = json.loads(ctl(env, "status", "--json").stdout)
+        assert status["State"] == "listening" and status["LastError"] == "", status
+        heard = memory()["audio_seconds"]
+        wait_until(lambda: memory()["audio_seconds"] >= heard + 0.5, 30, "audio from the new server", poll=0.2)
+
+        async def after():
+            async with BusClient(private_bus.address) as c:
+                restarted.speak(second)
+                await c.wait_for(lambda: c.named("SegmentRefined"), timeout=120)
+                return c.refined_texts()
+
+        heard_after = asyncio.run(after())
+        assert len({"quarterly", "report", "friday"} & set(words(heard_before[0]))) >= 2, heard_before
+        assert len({"milk", "bread", "eggs"} & set(words(heard_after[0]))) >= 2, heard_after
+        assert memory()["reopens"] >= 1
+        assert daemon.terminate() == 0
+    finally:
+        restarted.close()

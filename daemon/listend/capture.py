@@ -24,7 +24,7 @@ from .events import State
 from .ringbuffer import RingBuffer
 from .router import Router
 from .segmenter import Segmenter
-from .sources import AudioSource, SourceError
+from .sources import AudioSource, SourceError, portaudio_restarts
 from .supervision import Supervisor
 from .units import SAMPLE_RATE
 from .vad import CHUNK
@@ -49,6 +49,7 @@ class CaptureStats:
     lost_samples: int = 0
     overflows: int = 0
     reopens: int = 0
+    portaudio_restarts: int = 0
     gap_closes: int = 0
     vad_rejected: int = 0
     splits: int = 0
@@ -180,6 +181,7 @@ class Capture:
             lost_samples=lost,
             overflows=self._overflows + (source.overflows if source is not None else 0),
             reopens=self.reopens,
+            portaudio_restarts=portaudio_restarts(),
             gap_closes=self.gap_closes,
             vad_rejected=seg.rejected,
             splits=seg.splits,

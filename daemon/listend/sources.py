@@ -39,14 +39,34 @@ def list_input_devices(fresh: bool = False) -> list[InputDevice]:
         raise SourceError(f"PortAudio is not available: {e} (apt install libportaudio2)") from None
     with MicrophoneSource._portaudio:
         if fresh:
-            sd._terminate()
-            sd._initialize()
+            _restart_portaudio(sd)
         default = sd.default.device[0]
         return [
             InputDevice(d["index"], d["name"], d["max_input_channels"], d["default_samplerate"], d["index"] == default)
             for d in sd.query_devices()
             if d["max_input_channels"] > 0
         ]
+
+
+_portaudio_restarts = 0  # written with MicrophoneSource._portaudio held
+
+
+def portaudio_restarts() -> int:
+    """How many times this process re-initialised PortAudio to see the devices as they are now."""
+    return _portaudio_restarts
+
+
+def _restart_portaudio(sd: Any) -> None:
+    """A fresh PortAudio session (lock held): it lists devices once, when it starts.
+
+    An audio server that came up after listend (a user unit started with the login, before PipeWire or
+    PulseAudio) or restarted, and a microphone plugged in since, are only seen by a new session. Streams of
+    this process end with the old one: callers do this only while none of listend's is open.
+    """
+    global _portaudio_restarts
+    sd._terminate()
+    sd._initialize()
+    _portaudio_restarts += 1
 
 
 def describe_devices(devices: list[InputDevice]) -> str:
@@ -163,25 +183,36 @@ class MicrophoneSource:
         self.description = f"microphone {self._stream.device!r}"
 
     def _open(self, sd: Any) -> None:
+        """Open and start the stream (lock held); a failure on PortAudio's old device list is retried on a new one."""
+        if self._rescan:  # a reopen after a failure: the device (or the audio server) may have changed
+            _restart_portaudio(sd)
         try:
+            self._open_stream(sd)
+            return
+        except (sd.PortAudioError, ValueError, OverflowError) as e:
+            self._stream = None
             if self._rescan:
-                # A device plugged in (or an audio server restarted) since
-                # start-up is only visible to a fresh PortAudio session.
-                sd._terminate()
-                sd._initialize()
-            self._stream = sd.InputStream(
-                samplerate=SAMPLE_RATE,
-                channels=1,
-                dtype="float32",
-                blocksize=self._block,
-                device=self._resolve_device(),
-                callback=self._callback,
-                finished_callback=self._on_finished,
-            )
-            self._stream.start()
+                raise SourceError(self._explain(sd, e)) from None
+        # The device list PortAudio made when listend started may be stale: no device (the audio server was not
+        # up yet), or not this one. Once more on a fresh list; nothing of listend's is capturing meanwhile.
+        _restart_portaudio(sd)
+        try:
+            self._open_stream(sd)
         except (sd.PortAudioError, ValueError, OverflowError) as e:
             self._stream = None
             raise SourceError(self._explain(sd, e)) from None
+
+    def _open_stream(self, sd: Any) -> None:
+        self._stream = sd.InputStream(
+            samplerate=SAMPLE_RATE,
+            channels=1,
+            dtype="float32",
+            blocksize=self._block,
+            device=self._resolve_device(),
+            callback=self._callback,
+            finished_callback=self._on_finished,
+        )
+        self._stream.start()
 
     def _explain(self, sd: Any, error: Exception) -> str:
         """What went wrong opening the device, and what the user can do (lock held)."""
