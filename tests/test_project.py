@@ -151,6 +151,38 @@ def test_the_import_rule_of_the_architecture_doc_is_the_code_s():
         assert actual == documented, f"{package}: imports {sorted(actual)}, the doc says {sorted(documented)}"
 
 
+def _module_table() -> list[tuple[str, set[str]]]:
+    """The module table of docs/architecture.md: each row's folder (for a package row) and the files it names."""
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    table = doc.split("| folder / module |", 1)[1].split("\n\n", 1)[0]
+    rows = []
+    for line in table.splitlines()[2:]:
+        first, rest = line.split("|")[1], "|".join(line.split("|")[2:])
+        folder = re.fullmatch(r"\s*`([\w/]+/)`\s*", first)
+        named = set(re.findall(r"`([\w/]+\.py)`", line))
+        if folder:  # a package's row: its modules by file name, in the text
+            rows.append((folder.group(1), {f"{folder.group(1)}{name}" for name in re.findall(r"`(\w+\.py)`", rest)}))
+        else:
+            rows.append(("", named))
+    return rows
+
+
+def test_the_module_table_of_the_architecture_doc_names_every_module_and_only_modules_that_exist():
+    rows = _module_table()
+    documented = set().union(*(files for _, files in rows))
+    on_disk = {
+        str(path.relative_to(REPO))
+        for folder in PACKAGES.values()
+        for path in (REPO / folder).glob("*.py")
+        if path.name != "__init__.py"
+    }
+    assert len(on_disk) > 60 and "daemon/listend/engine.py" in on_disk and "tray/listend_tray/xorg.py" in on_disk
+    assert sorted(on_disk - documented) == [], "modules docs/architecture.md's module table does not name"
+    assert sorted(documented - on_disk) == [], "modules docs/architecture.md's module table names that do not exist"
+    package_rows = {folder for folder, _ in rows if folder}
+    assert package_rows == {f"{folder}/" for package, folder in PACKAGES.items() if package != "listend"}
+
+
 def _locks_and_threads() -> tuple[set[str], set[str]]:
     """``Class._name`` of every lock and condition, and the name of every thread, in the daemon and clients."""
     locks, threads = set(), set()
