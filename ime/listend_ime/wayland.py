@@ -23,7 +23,8 @@ How it is used (all on listend-ime's one asyncio loop):
 - :meth:`~WaylandInputMethod.show_preedit`, :meth:`~WaylandInputMethod.commit`
   and :meth:`~WaylandInputMethod.delete_before` change the field; each
   returns False and sends nothing where it may not (no active field, a
-  password or PIN field, the input method gone, a deletion it cannot verify);
+  password or PIN field, the input method gone, a deletion it cannot verify
+  -- :meth:`~WaylandInputMethod.deletion_refused` says why);
 - :meth:`~WaylandInputMethod.close` when dictation stops: the preedit is
   cleared and the object destroyed, so nothing of listend stays in the
   user's input path.
@@ -339,17 +340,30 @@ class WaylandInputMethod:
         return True
 
     def delete_before(self, expected: str) -> bool:
-        """Delete ``expected`` just before the cursor -- only if the field reports that it is there."""
-        if not self._may_send() or not expected:
+        """Delete ``expected`` just before the cursor, if :meth:`deletion_refused` finds no reason not to."""
+        if self.deletion_refused(expected) is not None:
             return False
-        assert self.field is not None
-        before = self.field.before_cursor
-        if before is None or not before.endswith(expected) or self._queue:
-            return False  # the field does not say so (yet): the user's text is not touched on a guess
-        self._change(_Change(delete_before=len(expected.encode())))
+        self._change(_Change(delete_before=len(expected)))  # ASCII: as many bytes as characters
         self._preedit = ""
         self._forget_surrounding()
         return True
+
+    def deletion_refused(self, expected: str) -> str | None:
+        """Why :meth:`delete_before` would not delete ``expected`` now (None: it would), in words for the user."""
+        if not expected:
+            return "there is nothing to delete"
+        if not self._may_send():
+            return "no text field that listend may change has focus"
+        assert self.field is not None
+        if self.field.surrounding is None or self._queue:
+            return "the text field does not say (yet) what is before the cursor"
+        if not self.field.before_cursor or not self.field.before_cursor.endswith(expected):
+            return "the text before the cursor is not what listend wrote"
+        if not expected.isascii():
+            # The protocol counts bytes; GTK 4.8 (Debian 12) counts characters, and would delete more than
+            # asked where the text has a non-ASCII letter. In ASCII the two counts agree.
+            return "text with accents or other non-ASCII letters cannot be deleted safely in every application"
+        return None
 
     async def sync(self) -> None:
         """Wait until the compositor has read every request sent so far (and sent what it had before)."""

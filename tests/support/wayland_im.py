@@ -23,7 +23,7 @@ from .sway import HeadlessSway
 from .waiting import wait_until
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi and GTK 3 (not the venv's)
-FIELD = Path(__file__).with_name("gtk_wayland_field.py")
+FIELDS = {3: Path(__file__).with_name("gtk_wayland_field.py"), 4: Path(__file__).with_name("gtk4_wayland_field.py")}
 
 
 def client_env(sway: HeadlessSway, tmp: Path) -> dict[str, str]:
@@ -45,18 +45,19 @@ def type_text(env: dict[str, str], text: str) -> None:
 
 
 class WaylandField:
-    """The GTK app of :mod:`gtk_wayland_field` (text-input-v3): what its text view and password entry show."""
+    """The GTK app of :mod:`gtk_wayland_field` (GTK 3) or :mod:`gtk4_wayland_field` (text-input-v3 both):
+    what its text view and password entry show."""
 
-    def __init__(self, tmp: Path, env: dict[str, str]):
+    def __init__(self, tmp: Path, env: dict[str, str], gtk: int = 3):
         self.events_path = tmp / "wayland-field.jsonl"
         self.events_path.touch()
         self.log_path = tmp / "wayland-field.log"
         self._log = open(self.log_path, "w")
-        field_env = {**env, "GDK_BACKEND": "wayland", "GTK_IM_MODULE": "wayland"}
+        field_env = {**env, "GDK_BACKEND": "wayland", "GTK_IM_MODULE": "wayland", "GSK_RENDERER": "cairo"}
         for name in ("PYTHONPATH", "VIRTUAL_ENV"):
             field_env.pop(name, None)
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(FIELD), str(self.events_path)],
+            [SYSTEM_PYTHON, str(FIELDS[gtk]), str(self.events_path)],
             env=field_env,
             stdin=subprocess.PIPE,
             stdout=self._log,

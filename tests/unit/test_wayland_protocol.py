@@ -151,12 +151,18 @@ def test_each_change_is_one_commit_whose_serial_counts_the_done_events(tmp_path)
         compositor.answer("Hi. Hello.")
         await until(lambda: im.field.before_cursor == "Hi. Hello.", 10, "the confirmation")
 
-        # Deletion: only text the field reports just before the cursor.
+        # Deletion: only text the field reports just before the cursor, and only where bytes are characters.
         assert not im.delete_before("Hi.")
+        assert im.deletion_refused("Hi.") == "the text before the cursor is not what listend wrote"
+        assert im.deletion_refused(" Hello.") is None
         assert im.delete_before(" Hello.")
         await until(lambda: compositor.sent("delete"), 10, "the deletion")
         assert compositor.requests[-3:] == [("delete", 7, 0), ("preedit", "", 0, 0), ("commit", 3)]
         assert not im.delete_before(" Hello."), "not twice on the same report"
+        assert "does not say" in (im.deletion_refused(" Hello.") or "")
+        compositor.answer("Hi. Déjà")
+        await until(lambda: im.field.before_cursor == "Hi. Déjà", 10, "the report")
+        assert "non-ASCII" in (im.deletion_refused(" Déjà") or "") and not im.delete_before(" Déjà")
 
         im.close()
         await until(lambda: compositor.sent("destroy"), 10, "the destroy")
