@@ -233,11 +233,20 @@ def test_install_and_uninstall_are_idempotent(tmp_path):
     assert {p for p in home.rglob("*") if p.is_file()} == expected
     now = ctl(env, "install", "--now")
     assert now.returncode == 1 and "enable --now" in now.stdout
+    env.update(XDG_STATE_HOME=str(home / ".local" / "state"), XDG_CACHE_HOME=str(home / ".cache"))
+    history = home / ".local" / "state" / "listend" / "history"
+    history.mkdir(parents=True)
+    telemetry = home / ".cache" / "Microsoft" / "DeveloperTools" / ".onnxruntime"  # an older listend's onnxruntime
+    telemetry.mkdir(parents=True)
     for _ in range(2):
         gone = ctl(env, "uninstall")
         assert gone.returncode == 0
         assert not [p for p in home.rglob("*") if p.is_file()]
     assert gone.stdout.count("absent ") == 4
+    # What stays is said, each with the command that removes it: the user's data, the program, onnxruntime's files.
+    kept = gone.stdout.split("kept (remove by hand", 1)[1]
+    assert f"rm -rf {history.parent}" in kept and f"rm -rf {telemetry}" in kept, gone.stdout
+    assert f"rm -rf {BIN.parent}" in kept and ".cache/listend" not in kept  # no models were ever converted here
 
 
 def test_without_ibus_install_skips_the_input_method_and_says_so(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 
 import jiwer
@@ -146,6 +147,7 @@ def test_hub_model_offline_fails_fast_with_a_clear_message():
         models.resolve_model("large-v3")
     assert time.monotonic() - started < 10
     assert "large-v3" in str(err.value) and "download_model" in str(err.value)
+    assert f"({sys.executable} -c " in str(err.value)  # the venv's python: a bare `python` has no faster_whisper
 
 
 def test_hub_model_unreachable_hub_fails_without_hanging(monkeypatch):

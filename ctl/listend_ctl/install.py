@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -222,7 +223,29 @@ def uninstall() -> int:
         print("ran systemctl --user daemon-reload")
     else:
         print("no systemd user manager reachable: skipped disable and daemon-reload")
+    print(what_stays())
     return 0
+
+
+def what_stays() -> str:
+    """What ``uninstall`` leaves (the user's data and the program itself), and the command that removes each."""
+    from listend.paths import cache_dir, config_dir, state_dir
+
+    kept = [
+        ("history, kept audio and state", state_dir()),
+        ("settings", config_dir()),
+        ("joined and converted models", cache_dir()),
+    ]
+    if sys.prefix != sys.base_prefix:  # a venv (or pipx's): the program itself
+        kept.append(("the program (its venv)", Path(sys.prefix)))
+    onnx_telemetry = Path.home() / ".cache" / "Microsoft" / "DeveloperTools" / ".onnxruntime"
+    lines = ["kept (remove by hand for a complete uninstall; stop listend-tray and listend-ime first):"]
+    lines += [f"  {what}: rm -rf {shlex.quote(str(path))}" for what, path in kept if path.exists()]
+    if onnx_telemetry.exists():  # written by onnxruntime before listend turned its telemetry off
+        lines.append(f"  onnxruntime's telemetry files (from before): rm -rf {shlex.quote(str(onnx_telemetry))}")
+    if len(lines) == 1:
+        return "nothing else of listend's is left"
+    return "\n".join(lines)
 
 
 def run_install(args: argparse.Namespace) -> int:

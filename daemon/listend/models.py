@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,7 +160,8 @@ def _resolve_hub(name: str) -> str:
         pass  # not cached; try the hub below
     hint = (
         f"model {name!r} is not in the local Hugging Face cache and the hub could not be reached. "
-        f'Download it once while online (python -c "from faster_whisper import download_model; '
+        # listend's own interpreter (a venv's): a bare `python` has no faster_whisper, or is not there at all.
+        f'Download it once while online ({sys.executable} -c "from faster_whisper import download_model; '
         f"download_model('{name}')\") or set the model to a local CTranslate2 directory"
     )
     if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on"):
