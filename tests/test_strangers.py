@@ -194,3 +194,82 @@ def test_a_hostile_tray_json_does_not_stop_the_tray(spawn, private_bus, tmp_path
     tray2 = spawn([str(BIN / "listend-tray"), "-v"], env=env, log="tray2")
     time.sleep(3.0)
     assert tray2.poll() is None, (tmp_path / "tray2.log").read_text()  # no hang reading a FIFO either
+
+
+async def _unique_names_of(address: str, pids: dict[int, str]) -> dict[str, str]:
+    """The unique bus names of the processes ``pids`` (pid -> what it is): what -> unique name."""
+    bus = await MessageBus(bus_address=address).connect()
+    found: dict[str, str] = {}
+    try:
+        names = (await _bus_call(bus, "ListNames")).body[0]
+        for name in names:
+            if not name.startswith(":"):
+                continue
+            reply = await _bus_call(bus, "GetConnectionUnixProcessID", "s", [name])
+            if reply.body and reply.body[0] in pids:
+                found[pids[reply.body[0]]] = name
+    finally:
+        bus.disconnect()
+    return found
+
+
+async def _bus_call(bus: MessageBus, member: str, signature: str = "", body: list | None = None) -> Message:
+    return await bus.call(
+        Message(
+            destination="org.freedesktop.DBus",
+            path="/org/freedesktop/DBus",
+            interface="org.freedesktop.DBus",
+            member=member,
+            signature=signature,
+            body=body or [],
+        )
+    )
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_malformed_unicast_signals_are_one_counted_line_in_every_client(
+    start_daemon, spawn, private_bus, desktop, tmp_path, speech_wav
+):
+    """Issue 29 item 9: 2 000 empty StateChanged signals sent straight to each client, from a peer."""
+    env = desktop.client_env(daemon_env(private_bus, tmp_path / "state"))
+    start_daemon("--lightweight", "--source", str(speech_wav), env=env)
+    clients = {
+        "follow": spawn([str(BIN / "listenctl"), "transcript", "--follow"], env=env, log="follow"),
+        "tray": spawn([str(BIN / "listend-tray"), "--backend", "xembed"], env=env, log="tray"),
+        "ime": spawn([str(BIN / "listend-ime")], env=env, log="ime"),
+    }
+    pids = {proc.pid: what for what, proc in clients.items()}
+
+    async def flood() -> None:
+        names: dict[str, str] = {}
+
+        async def all_connected() -> bool:
+            names.update(await _unique_names_of(private_bus.address, pids))
+            return len(names) == len(clients)
+
+        deadline = time.monotonic() + 60
+        while not await all_connected():
+            assert time.monotonic() < deadline, f"clients on the bus: {names}"
+            await asyncio.sleep(0.5)
+        await asyncio.sleep(2.0)  # subscribed
+        peer = await MessageBus(bus_address=private_bus.address).connect()
+        for unique in names.values():
+            for member, interface in (
+                ("StateChanged", INTERFACE),
+                ("PropertiesChanged", "org.freedesktop.DBus.Properties"),
+                ("NameOwnerChanged", "org.freedesktop.DBus"),
+            ):
+                for _ in range(700):
+                    msg = Message.new_signal(OBJECT_PATH, interface, member, "", [])
+                    msg.destination = unique
+                    peer.send(msg)
+        await asyncio.sleep(3.0)
+        peer.disconnect()
+
+    asyncio.run(flood())
+    for what, proc in clients.items():
+        log = (tmp_path / f"{what}.log").read_text()
+        assert proc.poll() is None, (what, log)
+        assert "Traceback" not in log, (what, log[-3000:])
+        assert len(log) < 4000, (what, len(log), log[-2000:])
+        assert log.count("malformed message") <= 2, (what, log)

@@ -18,11 +18,17 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .files import UnsafeFile, read_regular, write_private
 from .paths import owned_by_me, owned_private_dir, runtime_dir, trusted_runtime_home
+
+if TYPE_CHECKING:
+    from dbus_next import Message
+
+    from .dbusio import MessageBus
 
 BUS_NAME = "io.github.listend"
 OBJECT_PATH = "/io/github/listend"
@@ -34,11 +40,11 @@ IME_INTERFACE = "io.github.listend.InputMethod1"
 ERROR_PREFIX = "io.github.listend.Error."
 
 
-async def call_bus_daemon(bus: Any, member: str, signature: str = "", body: list[Any] | None = None) -> Any:
+async def call_bus_daemon(bus: MessageBus, member: str, signature: str = "", body: list[Any] | None = None) -> Message:
     """Call a method of the bus daemon itself (``org.freedesktop.DBus``); returns the reply message."""
     from dbus_next import Message
 
-    return await bus.call(
+    reply = await bus.call(
         Message(
             destination="org.freedesktop.DBus",
             path="/org/freedesktop/DBus",
@@ -48,9 +54,12 @@ async def call_bus_daemon(bus: Any, member: str, signature: str = "", body: list
             body=body or [],
         )
     )
+    if reply is None:  # only for calls that ask for no reply
+        raise ConnectionError(f"the bus daemon did not answer {member}")
+    return reply
 
 
-async def bus_owner_pid(bus: Any) -> int:
+async def bus_owner_pid(bus: MessageBus) -> int:
     """The pid owning listend's bus name (0 if nobody does)."""
     from dbus_next import MessageType
 
@@ -58,7 +67,105 @@ async def bus_owner_pid(bus: Any) -> int:
     return reply.body[0] if reply.message_type == MessageType.METHOD_RETURN else 0
 
 
-def notification(summary: str, body: str, timeout_ms: int = 10_000) -> Any:
+@dataclass(frozen=True)
+class Program:
+    """How a process runs one of listend's programs: its command's name, or ``python -m`` one of its modules."""
+
+    command: str
+    modules: tuple[str, ...]
+
+
+PROGRAMS = {
+    BUS_NAME: Program("listend", ("listend", "listend.cli", "listend.__main__")),
+    IME_BUS_NAME: Program("listend-ime", ("listend_ime", "listend_ime.app", "listend_ime.__main__")),
+}
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds a bus name: its connection, process, user and command, and whether that is listend's program."""
+
+    name: str
+    unique: str
+    pid: int
+    uid: int
+    command: str
+    trusted: bool
+
+    def __str__(self) -> str:
+        who = f"pid {self.pid}" if self.pid else "a connection whose process the bus does not know"
+        return f"{who} ({self.command or '?'}) of uid {self.uid}" if self.uid >= 0 else who
+
+    def refusal(self) -> str:
+        """The one line a client says when it does not take this holder for listend."""
+        return f"{self.name} is held by {self} ({self.unique}), which is not {PROGRAMS[self.name].command}: ignored"
+
+
+def runs_program(cmdline: list[str], program: Program) -> bool:
+    """Whether a command line runs ``program``: its script (or the executable itself), or ``-m`` one of its modules."""
+    if not cmdline:
+        return False
+    if os.path.basename(cmdline[0]) == program.command:
+        return True
+    args = iter(cmdline[1:])
+    for arg in args:
+        if arg == "-m":
+            return next(args, "") in program.modules
+        if arg.startswith("-m") and len(arg) > 2:
+            return arg[2:] in program.modules
+        if arg in ("-c", "-"):
+            return False  # code on the command line is not listend's program
+        if arg in ("-W", "-X", "--check-hash-based-pycs"):
+            next(args, None)
+            continue
+        if arg.startswith("-"):
+            continue
+        return os.path.basename(arg) == program.command
+    return False
+
+
+def process_cmdline(pid: int) -> list[str]:
+    try:
+        raw = (Path("/proc") / str(pid) / "cmdline").read_bytes()[:65536]
+    except OSError:
+        return []
+    return [part.decode("utf-8", "replace") for part in raw.split(b"\0") if part]
+
+
+async def holder_of(bus: MessageBus, name: str) -> Holder | None:
+    """Who owns ``name`` now (None when nobody does), checked: this user's process running listend's program.
+
+    The bus daemon says which connection owns the name and that connection's
+    pid and user; ``/proc`` says what the process runs. A process of this user
+    that sets out to look like listend can pass, as it could ptrace listend
+    itself; a stray program, another user's or a sandboxed one cannot.
+    """
+    from dbus_next import MessageType
+
+    owner = await call_bus_daemon(bus, "GetNameOwner", "s", [name])
+    if owner.message_type != MessageType.METHOD_RETURN:
+        return None
+    unique = owner.body[0]
+    pid_reply = await call_bus_daemon(bus, "GetConnectionUnixProcessID", "s", [unique])
+    uid_reply = await call_bus_daemon(bus, "GetConnectionUnixUser", "s", [unique])
+    pid = pid_reply.body[0] if pid_reply.message_type == MessageType.METHOD_RETURN else 0
+    uid = uid_reply.body[0] if uid_reply.message_type == MessageType.METHOD_RETURN else -1
+    cmdline = process_cmdline(pid) if pid else []
+    trusted = uid == os.getuid() and runs_program(cmdline, PROGRAMS[name])
+    return Holder(name, unique, pid, uid, " ".join(cmdline)[:200], trusted)
+
+
+async def name_taken(bus: MessageBus) -> str:
+    """Why listend cannot take its name, in one line: another listend runs, or who else holds it."""
+    holder = await holder_of(bus, BUS_NAME)
+    if holder is None:
+        return f"{BUS_NAME} was taken and let go meanwhile; start listend again"
+    if holder.trusted:
+        return f"listend is already running (pid {holder.pid})"
+    return f"{BUS_NAME} is held by {holder}, which is not listend: end that process, then start listend again"
+
+
+def notification(summary: str, body: str, timeout_ms: int = 10_000) -> Message:
     """An ``org.freedesktop.Notifications.Notify`` call (daemon and clients send the same)."""
     from dbus_next import Message
 

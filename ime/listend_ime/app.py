@@ -3,18 +3,24 @@
 While listend listens, listend's IBus engine is the active engine: the open
 utterance's partial text is the *preedit* (underlined at the cursor, replaced
 as it changes) and each segment's refined text is *committed* in its place.
-The engine the user had is remembered and made active again when dictation
-stops (once every segment heard has its final text), when the daemon goes,
-when delivery moves elsewhere, and when ``listend-ime`` exits. If it is
-killed, IBus itself falls back to the previous engine (it does so whenever
-an engine's process leaves its bus).
+The engine the user had is made active again when dictation stops (once
+every segment heard has its final text), when the daemon goes, when delivery
+moves elsewhere, and when ``listend-ime`` exits -- and only then, and only
+if listend's engine is still the active one (:mod:`keyboard`). IBus does not
+fall back to the user's engine when an engine's process is killed (it leaves
+none selected), so a guard process (:mod:`guard`) does it, and the next
+``listend-ime`` repairs what a crash of both left.
+
+Every segment ends in a field or on the clipboard with a notice: text that
+could not be committed (focus elsewhere or nowhere, IBus restarting, the
+input method exiting) goes to the clipboard, accumulated for the dictation
+(:mod:`delivery`).
 
 One thread, one asyncio loop, two buses: the session bus (listend's signals;
-this program's status, ``io.github.listend.InputMethod1``) and IBus's own.
-What to show and commit is :mod:`composer`'s plain logic; :mod:`engine`
-translates it to IBus; this module connects them. It never types keys and
-never touches the clipboard except for text it could not commit, which it
-says once in a notification.
+this program's status, ``io.github.listend.InputMethod1``) and IBus's own
+(:mod:`link`). What to show and commit is :mod:`composer`'s plain logic;
+:mod:`engine` translates it to IBus; this module connects them. It never
+types keys.
 """
 
 from __future__ import annotations
@@ -27,47 +33,46 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
 
-from dbus_next import MessageType
+from dbus_next import Message
 from dbus_next.constants import NameFlag, RequestNameReply
 
 from listend import __version__
-from listend.bus import BUS_NAME, call_bus_daemon, notification
+from listend.bus import notification
 from listend.client import (
+    BUS_DAEMON,
     CallFailed,
     ClientEvent,
     DictationClient,
     NotRunning,
     PartialEvent,
     PresenceEvent,
+    PressureEvent,
     PropertiesEvent,
     RetractedEvent,
-    SeenIds,
     SegmentEvent,
     StateEvent,
+    TranscriptEntry,
+    delivery_route,
+    holder_of,
 )
 from listend.dbusio import MessageBus, QuietPeerErrors
+from listend.ids import SeenIds
 from listend_desktop.clipboard import Clipboard
 
 from . import ibus
-from .composer import Commit, Composer, Effect, ShowPreedit, ToClipboard
-from .engine import ENGINE_NAME, STATUS_NAME, STATUS_PATH, Engine, Factory, Status
-from .previous import read_previous, write_previous
+from .composer import Effect, ShowPreedit
+from .delivery import Delivery
+from .engine import STATUS_NAME, STATUS_PATH, Engine, Status
+from .keyboard import Keyboard
+from .link import ENGINE, IBusLink
 
 log = logging.getLogger("listend.ime")
 
 TICK_S = 0.25  # unconfirmed commits, finals waiting for focus, the drain after a stop
 DRAIN_LIMIT_S = 20.0  # the daemon's stop takes at most 15 s; then the keyboard is handed back regardless
-IBUS_RETRY_S = 2.0
-NOTICE_EVERY_S = 10.0  # clipboard fallbacks closer together than this share one notification
-COMPONENT = "io.github.listend.ime"
-ENGINE = ibus.EngineDesc(
-    ENGINE_NAME,
-    "listend dictation",
-    "Live text of listend at the cursor: partial text as preedit, refined text committed",
-    symbol="🎙",
-)
+EXIT_WAIT_S = 5.0  # exiting mid-dictation: how long the finals of the segments shown are waited for
+OWED_MAX = 1000
 
 
 class InputMethod:
@@ -77,22 +82,23 @@ class InputMethod:
     """
 
     def __init__(self, clipboard: Clipboard | None = None) -> None:
+        from .composer import Composer
+
         self.composer = Composer()
         self.status = Status()
-        self.clipboard = clipboard or Clipboard(on_error=lambda message: self._notify("listend: cannot copy", message))
+        self.keyboard = Keyboard()
+        clipboard = clipboard or Clipboard(on_error=lambda message: self._notify("listend: cannot copy", message))
+        self.delivery = Delivery(clipboard, self._notify)
+        self.link = IBusLink(self, self._ibus_connected, self._ibus_lost)
         self.client: DictationClient | None = None
-        self.ibus_bus: Any = None
         self.daemon_state = "absent"
-        self.delivery = "auto"
-        self.selected = False  # we made our engine IBus's global engine and have not handed it back
-        self._focused: Engine | None = None
+        self.method = "auto"  # the daemon's Delivery
+        self.named = False  # this process holds io.github.listend.InputMethod (the tray's auto rule sees it)
         self._contexts: dict[str, str] = {}  # engine path -> the input context it has focus in
         self._caps: dict[str, int] = {}  # engine path -> the client's capabilities
         self._seen = SeenIds()
-        self._owed: set[int] = set()  # ids shown while selected whose final came after we let go
+        self._owed: dict[int, str] = {}  # ids shown whose final comes after we let go -> why it goes to the clipboard
         self._drain_started: float | None = None
-        self._last_notice = 0.0
-        self._undelivered: list[str] = []
         self._switching = asyncio.Lock()  # one engine switch at a time
         self._stopping = asyncio.Event()
 
@@ -106,29 +112,68 @@ class InputMethod:
             return 1
         bus = self.client.bus
         bus.export(STATUS_PATH, self.status)
-        reply = await bus.request_name(STATUS_NAME, NameFlag.DO_NOT_QUEUE)
-        if reply not in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
-            print("listend-ime: another listend-ime is running in this session", file=sys.stderr)
+        if not await self._take_status_name(bus):
+            self.client.close()
             return 1
         self._start_guard()
         await self.client.subscribe(self._on_event)
         await self._refresh_daemon()
-        tasks = [asyncio.create_task(self._keep_ibus()), asyncio.create_task(self._tick())]
+        tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._tick())]
         gone = asyncio.create_task(bus.wait_for_disconnect())
         stop = asyncio.create_task(self._stopping.wait())
         await asyncio.wait([gone, stop], return_when=asyncio.FIRST_COMPLETED)
-        if await self._let_go("listend-ime is exiting"):
-            # A background copy would die with this process: hand the text over before leaving.
-            await asyncio.to_thread(self.clipboard.copy_and_wait, " ".join(self._undelivered))
+        await self._exit()
         for task in [*tasks, gone, stop]:
             task.cancel()
-        if self.ibus_bus is not None:
-            self.ibus_bus.disconnect()
+        self.link.close()
         self.client.close()
         return 0
 
     def stop(self) -> None:
         self._stopping.set()
+
+    async def _exit(self) -> None:
+        """Leaving: wait a little for the finals of what was shown, then hand everything to the clipboard.
+
+        Segments refined after this process left are the tray's (its ``auto``
+        delivery types them, as it does whenever no input method is there) or
+        in the history (``listenctl copy --session``).
+        """
+        if self.keyboard.held and self.composer.pending:
+            deadline = time.monotonic() + EXIT_WAIT_S
+            while self.composer.pending and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+        before = len(self.delivery.undelivered)
+        await self._let_go("listend-ime is exiting", reason="the input method exited before it could type it")
+        if len(self.delivery.undelivered) != before:
+            await asyncio.to_thread(self.delivery.copy_before_exit)
+
+    async def _take_status_name(self, bus: MessageBus) -> bool:
+        """Own the status name; a squatter on it is named and waited out, another listend-ime is refused."""
+        reply = await bus.request_name(STATUS_NAME, NameFlag.NONE)  # queued behind a squatter, not refused
+        if reply in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
+            self.named = True
+            return True
+        holder = await holder_of(bus, STATUS_NAME)
+        if holder is not None and holder.trusted:
+            await bus.release_name(STATUS_NAME)
+            print(f"listend-ime: another listend-ime is running in this session ({holder})", file=sys.stderr)
+            return False
+        log.warning(
+            "%s holds %s and is not listend-ime: running without it until it lets go (meanwhile the tray and "
+            "listenctl do not see this input method, and `auto` delivery is left to the tray)",
+            holder or "another connection",
+            STATUS_NAME,
+        )
+
+        def acquired(msg: Message) -> None:
+            if msg.member == "NameAcquired" and msg.sender == BUS_DAEMON and msg.body == [STATUS_NAME]:
+                log.info("%s is ours now", STATUS_NAME)
+                self.named = True
+                asyncio.get_running_loop().create_task(self._reconsider())
+
+        bus.add_message_handler(acquired)
+        return True
 
     def _start_guard(self) -> None:
         """A process of its own that hands the keyboard back if this one is killed (see :mod:`guard`)."""
@@ -142,76 +187,43 @@ class InputMethod:
         except OSError as e:
             log.warning("cannot start the guard that restores the keyboard engine if listend-ime is killed: %s", e)
 
-    async def _keep_ibus(self) -> None:
-        """Connect to IBus, register the engine, and do it again whenever ibus-daemon restarts."""
-        waiting_said = False
-        while True:
-            address = ibus.find_address()
-            if address is None or not ibus.reachable(address):
-                if not waiting_said:
-                    log.warning("waiting for IBus (no ibus-daemon runs for this display yet)")
-                    waiting_said = True
-                await asyncio.sleep(IBUS_RETRY_S)
-                continue
-            try:
-                bus = await self._register(address)
-            except Exception as e:
-                log.warning("cannot register with IBus at %s: %s; retrying", address, e)
-                await asyncio.sleep(IBUS_RETRY_S)
-                continue
-            waiting_said = False
-            self.ibus_bus = bus
-            self._set_status(connected=True)
-            log.info("registered engine %r with IBus", ENGINE_NAME)
-            await self._restore_after_crash()
-            await self._reconsider()
-            try:
-                await bus.wait_for_disconnect()
-            except Exception as e:  # dbus-next reports a lost connection as an error
-                log.debug("IBus connection ended: %r", e)
-            log.warning("lost IBus; waiting for it to come back")
-            self.ibus_bus = None
-            self.selected = False  # IBus went with whatever engine was selected
-            self._focused = None
-            self._contexts.clear()
-            self._apply(self.composer.focus_out(None, time.monotonic()))
-            self._set_status(connected=False, active=False)
-            await asyncio.sleep(IBUS_RETRY_S)
-
-    async def _register(self, address: str) -> Any:
-        bus = await MessageBus(bus_address=address).connect()
-        bus.export(ibus.FACTORY_PATH, Factory(bus, self))
-        component = ibus.component(COMPONENT, "listend: local, offline dictation", __version__, [ENGINE])
-        reply = await ibus.call(bus, "RegisterComponent", "v", [component])
-        if reply.message_type == MessageType.ERROR:
-            bus.disconnect()
-            raise RuntimeError(reply.body[0] if reply.body else reply.error_name)
-        return bus
-
-    async def _restore_after_crash(self) -> None:
-        """Our engine is still selected with nobody dictating (an earlier listend-ime was killed mid-switch)."""
-        current = await ibus.global_engine(self.ibus_bus)
-        if current != ENGINE_NAME or self.daemon_state == "listening":
-            return
-        previous = read_previous()
-        if previous:
-            log.info("handing the keyboard back to %s, left selected by an earlier run", previous)
-            await ibus.set_global_engine(self.ibus_bus, previous)
-
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             try:
                 self._apply(self.composer.tick(time.monotonic()))
-                if self.selected and self._draining():
+                self._publish_counts()
+                if self.keyboard.held and self._draining():
                     await self._check_drained()
             except Exception:
                 log.exception("input method tick failed")  # never ends the loop that hands the keyboard back
 
+    # -- IBus comes and goes -----------------------------------------------------------------------------
+
+    async def _ibus_connected(self, bus: MessageBus) -> None:
+        self.status.update(connected=True)
+        if not self._wanted():
+            async with self._switching:
+                await self.keyboard.repair(bus)
+        await self.keyboard.follow(bus)
+        await self._reconsider()
+
+    def _ibus_lost(self) -> None:
+        """ibus-daemon exited or was replaced: its engines went with it; what was shown is not lost."""
+        if self.keyboard.held:
+            self.keyboard.lost()
+            self.delivery.focused = None
+            self._release_composer("IBus restarted before the text could be typed")
+        self._contexts.clear()
+        self._caps.clear()
+        self.composer.focus_out(None, time.monotonic())
+        self.status.update(connected=False, active=False)
+
     # -- when our engine is selected ---------------------------------------------------------------------
 
     def _wanted(self) -> bool:
-        return self.ibus_bus is not None and self.daemon_state == "listening" and self.delivery in ("auto", "ime")
+        delivers = delivery_route(self.method, ime_connected=True) == "ime" and (self.named or self.method == "ime")
+        return self.link.bus is not None and self.daemon_state == "listening" and delivers
 
     def _draining(self) -> bool:
         return not self._wanted() and self.daemon_state in ("idle", "error", "loading")
@@ -220,10 +232,10 @@ class InputMethod:
         """Select our engine, or hand the keyboard back, as listend's state and the delivery choice say."""
         if self._wanted():
             self._drain_started = None
-            if not self.selected:
+            if not self.keyboard.held:
                 await self._select()
-        elif self.selected:
-            if self._draining() and self.delivery in ("auto", "ime"):
+        elif self.keyboard.held:
+            if self._draining() and self.method in ("auto", "ime"):
                 if self._drain_started is None:
                     self._drain_started = time.monotonic()
                 await self._check_drained()
@@ -238,110 +250,100 @@ class InputMethod:
             return
         if self.composer.pending:
             return
-        daemon_pending = 0  # a daemon that is gone owes nothing more
-        if self.client is not None:
+        daemon_pending = 0  # a daemon that is gone (or a stranger on its name) owes nothing more
+        if self.client is not None and self.client.gate.listend:
             try:
                 daemon_pending = int(await self.client.get("PendingSegments"))
-            except (NotRunning, CallFailed):
+            except (NotRunning, CallFailed, TypeError, ValueError):
                 pass
         if daemon_pending == 0 and not self.composer.pending:  # again: events came in during the call
             await self._let_go("dictation stopped")
 
     async def _select(self) -> None:
         async with self._switching:
-            bus = self.ibus_bus
-            if bus is None or self.selected:
+            bus = self.link.bus
+            if bus is None or self.keyboard.held:
                 return
-            current = await ibus.global_engine(bus)
-            if current and current != ENGINE_NAME:
-                self.status.previous_engine = current
-                write_previous(current)
-            elif not self.status.previous_engine:
-                self.status.previous_engine = read_previous()
-            self.selected = True  # before the switch: IBus creates and focuses our engine during the call
-            error = await ibus.set_global_engine(bus, ENGINE_NAME)
+            error = await self.keyboard.take(bus)
             if error is not None:
-                self.selected = False
                 log.warning("IBus would not select the listend engine: %s", error)
                 return
-            log.info("dictating through IBus (previous engine: %s)", self.status.previous_engine or "none")
-            self._set_status(active=True)
+            log.info("dictating through IBus (previous engine: %s)", self.keyboard.previous or "none")
+            self.status.update(active=True, previous_engine=self.keyboard.previous)
             self._show_state()
 
-    async def _let_go(self, why: str) -> bool:
-        """Hand the keyboard back to the user's engine; text that could not be committed goes to the clipboard.
-
-        True when some did.
-        """
+    async def _let_go(self, why: str, reason: str = "dictation ended before the text could be typed") -> None:
+        """Hand the keyboard back to the user's engine; text that could not be committed goes to the clipboard."""
         async with self._switching:
-            if not self.selected:
-                return False
-            self.selected = False
+            if not self.keyboard.held:
+                return
             self._drain_started = None
-            self._owed |= self.composer.pending_ids()
-            leftovers = self.composer.flush()
-            self._apply([ShowPreedit(""), *leftovers])
-            if self._focused is not None:
-                self._focused.UpdateAuxiliaryText(ibus.text(""), False)
-            bus, previous = self.ibus_bus, self.status.previous_engine
-            if bus is not None and previous:
-                error = await ibus.set_global_engine(bus, previous)
-                if error is not None:
-                    log.warning("cannot switch IBus back to %s: %s", previous, error)
-                else:
-                    log.info("%s: keyboard handed back to %s", why, previous)
-            elif bus is not None:
-                log.info("%s: there was no engine before ours to go back to", why)
-            self._focused = None
-            self._set_status(active=False)
-            return bool(leftovers)
+            self._release_composer(reason)
+            await self.keyboard.hand_back(self.link.bus, why)
+            self.delivery.focused = None
+            self.status.update(active=False)
+
+    def _release_composer(self, reason: str) -> None:
+        """The composer lets go: final text to the clipboard now, the rest when its final comes (owed)."""
+        for seg_id in sorted(self.composer.pending_ids()):
+            self._owed[seg_id] = reason
+        while len(self._owed) > OWED_MAX:
+            del self._owed[next(iter(self._owed))]
+        self._apply([ShowPreedit(""), *self.composer.flush(reason)])
 
     # -- listend's events (session bus) -----------------------------------------------------------------
 
     def _on_event(self, event: ClientEvent) -> None:
         now = time.monotonic()
-        if isinstance(event, PartialEvent):
-            if self.selected:
-                self._apply(self.composer.partial(event.id, event.text, now))
-        elif isinstance(event, SegmentEvent):
-            entry = event.entry
-            if not self._seen.first_time(entry.id):
-                return
-            if self.selected:
-                self._apply(self.composer.final(entry.id, entry.text, now))
-            elif entry.id in self._owed:
-                self._owed.discard(entry.id)
-                self._to_clipboard(entry.text, "dictation ended before the text was final")
-        elif isinstance(event, RetractedEvent):
-            self._owed.discard(event.id)
-            if self.selected:
-                self._apply(self.composer.retracted(event.id, now))
-        elif isinstance(event, StateEvent):
-            self._daemon_changed(state=event.state)
-        elif isinstance(event, PropertiesEvent):
-            self._daemon_changed(state=event.changed.get("State"), delivery=event.changed.get("Delivery"))
-        elif isinstance(event, PresenceEvent):
-            if event.running:
+        match event:
+            case PartialEvent(id=seg_id, text=text):
+                if self.keyboard.held:
+                    self._apply(self.composer.partial(seg_id, text, now))
+            case SegmentEvent(entry=entry):
+                self._final(entry, now)
+            case RetractedEvent(id=seg_id):
+                self._owed.pop(seg_id, None)
+                if self.keyboard.held:
+                    self._apply(self.composer.retracted(seg_id, now))
+            case StateEvent(state=state):
+                self._daemon_changed(state=state)
+            case PropertiesEvent(changed=changed):
+                self._daemon_changed(state=changed.get("State"), method=changed.get("Delivery"))
+            case PresenceEvent(running=True):
                 asyncio.get_running_loop().create_task(self._refresh_daemon())
-            else:
+            case PresenceEvent(running=False):
                 self._daemon_changed(state="absent")
+            case PressureEvent():
+                pass
 
-    def _daemon_changed(self, state: str | None = None, delivery: str | None = None) -> None:
+    def _final(self, entry: TranscriptEntry, now: float) -> None:
+        if not self._seen.first_time(entry.id):
+            return
+        reason = self._owed.pop(entry.id, None)
+        if self.keyboard.held:  # owed or not: a field has focus again, so it goes there (in id order)
+            self._apply(self.composer.final(entry.id, entry.text, now))
+        elif reason is not None:
+            self.composer.counts.failed += 1
+            self.delivery.to_clipboard(entry.text, reason)
+            self._publish_counts()
+
+    def _daemon_changed(self, state: str | None = None, method: str | None = None) -> None:
         changed = False
         if state is not None and state != self.daemon_state:
+            if state == "listening":
+                self.delivery.new_dictation()
             self.daemon_state, changed = state, True
-        if delivery is not None and delivery != self.delivery:
-            self.delivery, changed = delivery, True
+        if method is not None and method != self.method:
+            self.method, changed = method, True
         if changed:
             self._show_state()
             asyncio.get_running_loop().create_task(self._reconsider())
 
     async def _refresh_daemon(self) -> None:
         assert self.client is not None
-        # Only a running daemon: a call to its name would start it (D-Bus activation), and an input method
-        # autostarted at login must not load the models of a dictation nobody asked for.
-        owner = await call_bus_daemon(self.client.bus, "NameHasOwner", "s", [BUS_NAME])
-        if owner.message_type != MessageType.METHOD_RETURN or not owner.body[0]:
+        # Only a running daemon, checked to be listend: a call to its name would start it (D-Bus activation),
+        # and an input method autostarted at login must not load the models of a dictation nobody asked for.
+        if await self.client.name_holder() != "listend":
             self._daemon_changed(state="absent")
             return
         try:
@@ -349,12 +351,12 @@ class InputMethod:
         except (NotRunning, CallFailed):
             self._daemon_changed(state="absent")
             return
-        self._daemon_changed(state=props.get("State", "idle"), delivery=props.get("Delivery", "auto"))
+        self._daemon_changed(state=props.get("State", "idle"), method=props.get("Delivery", "auto"))
 
     # -- what IBus's engines report (EngineHost) ------------------------------------------------------------
 
     def focus_in(self, engine: Engine, context: str) -> None:
-        self._focused = engine
+        self.delivery.focused = engine
         self._contexts[engine.path] = context
         surrounding = bool(self._caps.get(engine.path, 0) & ibus.CAP_SURROUNDING_TEXT)
         self._apply(self.composer.focus_in(context, surrounding, time.monotonic()))
@@ -362,9 +364,14 @@ class InputMethod:
 
     def focus_out(self, engine: Engine, context: str | None) -> None:
         context = context or self._contexts.get(engine.path)
-        if engine is self._focused:
-            self._focused = None
+        if engine is self.delivery.focused:
+            self.delivery.focused = None
         self._apply(self.composer.focus_out(context, time.monotonic()))
+
+    def typed(self, engine: Engine, text: str | None) -> None:
+        context = self._contexts.get(engine.path)
+        if context is not None:
+            self.composer.typed(context, text)
 
     def capabilities(self, engine: Engine, caps: int) -> None:
         self._caps[engine.path] = caps
@@ -376,54 +383,25 @@ class InputMethod:
         context = self._contexts.get(engine.path)
         if context is not None:
             self._apply(self.composer.surrounding_text(context, before, time.monotonic()))
+            self._publish_counts()  # a confirmation is a change of the count, with or without effects
 
     def enabled(self, engine: Engine) -> None:
         self._show_state(engine)
 
     def destroyed(self, engine: Engine) -> None:
-        if engine is self._focused:
+        if engine is self.delivery.focused:
             self.focus_out(engine, None)
         self._contexts.pop(engine.path, None)
         self._caps.pop(engine.path, None)
-        if self.ibus_bus is not None:
-            self.ibus_bus.unexport(engine.path)
+        if self.link.bus is not None:
+            self.link.bus.unexport(engine.path)
 
     # -- effects ----------------------------------------------------------------------------------------------
 
     def _apply(self, effects: list[Effect]) -> None:
-        engine = self._focused
-        for effect in effects:
-            if isinstance(effect, ShowPreedit):
-                if engine is not None:
-                    text = effect.text
-                    engine.UpdatePreeditText(ibus.text(text, underline=True), len(text), bool(text), ibus.PREEDIT_CLEAR)
-            elif isinstance(effect, Commit):
-                if engine is not None:
-                    engine.CommitText(ibus.text(effect.text))
-                    self._undelivered.clear()
-            elif isinstance(effect, ToClipboard):
-                self._to_clipboard(effect.text, effect.reason)
+        self.delivery.apply(effects)
         if effects:
             self._publish_counts()
-
-    def _to_clipboard(self, text: str, reason: str) -> None:
-        """Text that could not go where it was spoken: on the clipboard (with what failed just before it), said once."""
-        if not text.strip():
-            return
-        now = time.monotonic()
-        recent = now - self._last_notice < NOTICE_EVERY_S
-        if not recent:
-            self._undelivered.clear()
-        self._undelivered.append(text.strip())
-        self.clipboard.copy(" ".join(self._undelivered))
-        if not recent:
-            self._last_notice = now
-            self._notify(
-                "listend: text is on the clipboard", f"{reason[:1].upper()}{reason[1:]}. Paste it with Ctrl+V."
-            )
-        else:
-            log.warning("%s: on the clipboard", reason)
-        self._publish_counts()
 
     def _notify(self, summary: str, body: str) -> None:
         log.warning("%s: %s", summary, body)
@@ -439,46 +417,23 @@ class InputMethod:
 
     def _publish_counts(self) -> None:
         counts = self.composer.counts
-        self._set_status(delivered=counts.delivered, unconfirmed=counts.unconfirmed, failed=counts.failed)
-
-    def _set_status(self, **values: Any) -> None:
-        status = self.status
-        changed = {}
-        for key, value in values.items():
-            if getattr(status, key) != value:
-                setattr(status, key, value)
-                changed[_STATUS_PROPERTIES[key]] = value
-        if changed:
-            status.emit_properties_changed(changed)
+        self.status.update(delivered=counts.delivered, unconfirmed=counts.unconfirmed, failed=counts.failed)
 
     def _show_state(self, engine: Engine | None = None) -> None:
-        """Say that listend is dictating, where the desktop shows what an input method says.
+        """Say that listend is dictating in the engine's property: the line panels list for the active engine.
 
-        The auxiliary text is a small label by the cursor (GNOME Shell's and
-        IBus's own candidate popup show it; like the microphone bubble other
-        systems show while dictating). The engine's property is the line
-        panels list for the active engine (IBus's panel on XFCE and MATE).
+        Not in the auxiliary text: IBus shows that by the cursor, over the very
+        line being written (and the words just committed).
         """
-        target = engine or self._focused
-        if target is None or not self.selected:
+        target = engine or self.delivery.focused
+        if target is None or not self.keyboard.held:
             return
         state = {"listening": "listening", "absent": "listend is not running"}.get(self.daemon_state, "finishing…")
         counts = self.composer.counts
         tooltip = f"{counts.delivered} delivered, {counts.unconfirmed} unconfirmed, {counts.failed} to the clipboard"
-        target.UpdateAuxiliaryText(ibus.text(f"{ENGINE.symbol} {state}"), True)
         target.RegisterProperties(
             ibus.prop_list([ibus.prop("listend-state", f"Dictation: {state}", tooltip, ENGINE.symbol)])
         )
-
-
-_STATUS_PROPERTIES = {
-    "connected": "Connected",
-    "active": "Active",
-    "previous_engine": "PreviousEngine",
-    "delivered": "Delivered",
-    "unconfirmed": "Unconfirmed",
-    "failed": "Failed",
-}
 
 
 def main(argv: list[str] | None = None) -> int:

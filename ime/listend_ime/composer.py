@@ -13,7 +13,8 @@ The rules:
 - **Final text is committed once**, in id order, in place of its segment's
   preedit, with the spacing and capitals a careful typist would use: a space
   unless the cursor follows whitespace or starts the field; a capital after
-  the end of a sentence or at the start of the field.
+  the end of a sentence or at the start of the field or of a line; none after a
+  comma or a word (the models start every segment with one).
 - **Text goes to the field it was spoken into.** A segment belongs to the field
   that had focus when its first word was shown. If that field has focus again
   when its text is final, it is committed there; if another field has focus
@@ -29,11 +30,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from listend.client import SeenIds
+from listend.ids import SeenIds
 
+KEEP_BEFORE = 4096  # characters of the text before the cursor kept per field (a field may report megabytes)
+KEEP_FIELDS = 64  # fields remembered (the focused one always)
 FOCUS_GRACE_S = 2.0  # a final waits this long for a field to have focus (switching windows takes a moment)
 CONFIRM_WITHIN_S = 3.0  # a commit not seen in the field's surrounding text by then counts as unconfirmed
 _SENTENCE_END = re.compile(r"[.!?…]['\")\]”’»]*\s*$")
+_MID_SENTENCE = re.compile(r"[,;\w]\s*$")  # after a comma or a word: the sentence goes on
 _OPENING = ("(", "[", "{", "“", "‘", "«", "/", "-", "\n", "\t", " ")  # no space after these
 _STRAIGHT_QUOTES = ('"', "'")  # opening after a space or at the start, else closing
 
@@ -44,7 +48,9 @@ class ShowPreedit:
 
 
 @dataclass(frozen=True)
-class Commit:
+class TypeText:
+    """Commit ``text`` into the focused field (IBus's "commit"; not the daemon's commit of a segment)."""
+
     text: str
     seg_id: int
 
@@ -55,7 +61,7 @@ class ToClipboard:
     reason: str
 
 
-Effect = ShowPreedit | Commit | ToClipboard
+Effect = ShowPreedit | TypeText | ToClipboard
 
 
 @dataclass
@@ -125,7 +131,7 @@ class Composer:
 
     def focus_in(self, context: str, surrounding: bool, now: float) -> list[Effect]:
         self.focus = context
-        fld = self._fields.setdefault(context, _Field())
+        fld = self._field(context)
         fld.surrounding = fld.surrounding or surrounding
         self._shown = ""  # a field that gets focus shows no preedit of ours until we send one
         return self._settle(now)
@@ -138,13 +144,28 @@ class Composer:
         return []
 
     def capabilities(self, context: str, surrounding: bool) -> None:
-        self._fields.setdefault(context, _Field()).surrounding = surrounding
+        self._field(context).surrounding = surrounding
+
+    def typed(self, context: str, text: str | None) -> None:
+        """The user typed ``text`` into ``context`` (a key we passed through); None: a key whose effect is unknown.
+
+        A field reports the text around the cursor *before* the key is
+        handled, so what the key did is added here: Enter starts a new line
+        (no space, a capital), BackSpace takes a character back.
+        """
+        fld = self._field(context)
+        if text is None:
+            fld.before = None
+        elif fld.before is not None:
+            fld.before = (fld.before[:-1] if text == "\b" else fld.before + text)[-KEEP_BEFORE:]
+        elif text == "\n":
+            fld.before = "\n"
 
     def surrounding_text(self, context: str, before: str, now: float) -> list[Effect]:
         """The field reports the text before the cursor: remember it, and confirm what it shows."""
-        fld = self._fields.setdefault(context, _Field())
+        fld = self._field(context)
         fld.surrounding = True
-        fld.before = before
+        fld.before = before[-KEEP_BEFORE:]
         seen = _normal(before)
         for waiting in list(self._awaiting):
             if waiting.context == context and seen.endswith(_normal(waiting.text)):
@@ -160,8 +181,8 @@ class Composer:
                 self.counts.unconfirmed += 1
         return self._settle(now)
 
-    def flush(self) -> list[Effect]:
-        """The input method goes away: what has final text and was not committed goes to the clipboard."""
+    def flush(self, reason: str = "the input method stopped before it could type it") -> list[Effect]:
+        """The input method lets go: what has final text and was not committed goes to the clipboard."""
         texts = [s.final for s in self._segments.values() if s.final]
         self._segments.clear()
         self.counts.unconfirmed += len(self._awaiting)
@@ -169,7 +190,7 @@ class Composer:
         if not texts:
             return []
         self.counts.failed += len(texts)
-        return [ToClipboard(" ".join(texts), "the input method stopped before it could type it")]
+        return [ToClipboard(" ".join(texts), reason)]
 
     def pending_ids(self) -> set[int]:
         """Segments shown (or known) without final text yet."""
@@ -181,6 +202,15 @@ class Composer:
         return bool(self._segments)
 
     # -- internals -----------------------------------------------------------------------------------
+
+    def _field(self, context: str) -> _Field:
+        fld = self._fields.get(context)
+        if fld is None:
+            fld = self._fields[context] = _Field()
+            while len(self._fields) > KEEP_FIELDS:
+                oldest = next(c for c in self._fields if c != self.focus and c != context)
+                del self._fields[oldest]
+        return fld
 
     def _segment(self, seg_id: int) -> _Segment:
         segment = self._segments.get(seg_id)
@@ -223,15 +253,15 @@ class Composer:
 
     def _commit(self, seg_id: int, text: str, now: float) -> list[Effect]:
         assert self.focus is not None
-        fld = self._fields.setdefault(self.focus, _Field())
+        fld = self._field(self.focus)
         committed = join(fld.before, text)
-        fld.before = (fld.before or "") + committed
+        fld.before = ((fld.before or "") + committed)[-KEEP_BEFORE:]
         self._shown = ""  # committing replaces the preedit
         if fld.surrounding:
             self._awaiting.append(_Awaiting(committed, self.focus, now + CONFIRM_WITHIN_S))
         else:
             self.counts.unconfirmed += 1
-        return [ShowPreedit(""), Commit(committed, seg_id)]
+        return [ShowPreedit(""), TypeText(committed, seg_id)]
 
     def _preedit(self) -> str:
         if self.focus is None:
@@ -255,9 +285,19 @@ def join(before: str | None, text: str) -> str:
     sentence_start = not before.strip() or line_start or bool(_SENTENCE_END.search(before))
     if sentence_start and text[0].islower():
         text = text[0].upper() + text[1:]
+    elif not sentence_start and _MID_SENTENCE.search(before) and _capitalised_by_the_model(text):
+        text = text[0].lower() + text[1:]  # the model starts every segment with a capital, even after a comma
     if before and not before.endswith(_OPENING) and not _opening_quote(before):
         text = " " + text
     return text
+
+
+def _capitalised_by_the_model(text: str) -> bool:
+    """``text`` starts with a word whose capital only says "first word" (not "I", not an acronym or a name like iOS)."""
+    word = re.split(r"[\s,.;:!?]", text, maxsplit=1)[0]
+    if len(word) < 2 or word == "I" or word.startswith(("I'", "I’")):
+        return False
+    return word[0].isupper() and word[1:] == word[1:].lower()
 
 
 def _opening_quote(before: str) -> bool:

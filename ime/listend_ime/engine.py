@@ -16,13 +16,34 @@ from dbus_next.constants import PropertyAccess
 from dbus_next.service import ServiceInterface, dbus_property, method, signal
 
 from listend.bus import IME_BUS_NAME, IME_INTERFACE, IME_OBJECT_PATH
+from listend.dbusio import MessageBus
 
 from . import ibus
 
 log = logging.getLogger("listend.ime")
 
 ENGINE_NAME = "listend"
+FAKE_CLIENT = "fake"  # IBus's placeholder input context, focused while no application's field has focus
+RELEASE_MASK, CONTROL_MASK, MOD1_MASK = 1 << 30, 1 << 2, 1 << 3
+_KEYS = {0xFF0D: "\n", 0xFF8D: "\n", 0xFF08: "\b", 0xFF09: "\t"}  # Return, KP_Enter, BackSpace, Tab
+_MODIFIERS = range(0xFFE1, 0xFFEF)  # Shift, Control, Caps Lock, Meta, Alt, Super: change no text
 STATUS_NAME, STATUS_PATH, STATUS_INTERFACE = IME_BUS_NAME, IME_OBJECT_PATH, IME_INTERFACE
+
+
+KEEP_SURROUNDING = 4096  # characters before the cursor passed on (a peer may send megabytes, thousands of times)
+
+
+def key_text(keyval: int, state: int) -> str | None:
+    """What a key the user typed adds before the cursor ("\\b": takes one back); None when that is unknown."""
+    if state & (CONTROL_MASK | MOD1_MASK):
+        return None  # a shortcut: it may move the cursor or change anything
+    if keyval in _KEYS:
+        return _KEYS[keyval]
+    if 0x20 <= keyval <= 0x7E or 0xA0 <= keyval <= 0xFF:
+        return chr(keyval)
+    if keyval & 0xFF000000 == 0x01000000:
+        return chr(keyval & 0xFFFFFF)  # X keysyms for Unicode characters
+    return None  # arrows, Home, Delete, ...: the cursor moved
 
 
 class EngineHost(Protocol):
@@ -31,6 +52,8 @@ class EngineHost(Protocol):
     def focus_in(self, engine: "Engine", context: str) -> None: ...
 
     def focus_out(self, engine: "Engine", context: str | None) -> None: ...
+
+    def typed(self, engine: "Engine", text: str | None) -> None: ...
 
     def capabilities(self, engine: "Engine", caps: int) -> None: ...
 
@@ -54,6 +77,8 @@ class Engine(ServiceInterface):
 
     @method()
     def ProcessKeyEvent(self, keyval: "u", keycode: "u", state: "u") -> "b":
+        if not state & RELEASE_MASK and keyval not in _MODIFIERS:
+            self._host.typed(self, key_text(keyval, state))
         return False  # keys the user types reach the application unchanged
 
     # -- focus and the field's text -----------------------------------------------------------------
@@ -64,7 +89,11 @@ class Engine(ServiceInterface):
 
     @method()
     def FocusInId(self, object_path: "s", client: "s") -> None:
-        self._host.focus_in(self, object_path)
+        if client == FAKE_CLIENT:
+            log.debug("focus left every field (IBus's placeholder context %s)", object_path)
+            self._host.focus_out(self, None)  # "no field has focus" is not a field
+        else:
+            self._host.focus_in(self, object_path)
 
     @method()
     def FocusOut(self) -> None:
@@ -80,7 +109,8 @@ class Engine(ServiceInterface):
 
     @method()
     def SetSurroundingText(self, text: "v", cursor_pos: "u", anchor_pos: "u") -> None:
-        self._host.surrounding_text(self, ibus.text_of(text)[:cursor_pos])
+        before = ibus.text_of(text)[:cursor_pos]
+        self._host.surrounding_text(self, before[-KEEP_SURROUNDING:])
 
     @method()
     def SetCursorLocation(self, x: "i", y: "i", w: "i", h: "i") -> None:
@@ -183,7 +213,7 @@ class Service(ServiceInterface):
 class Factory(ServiceInterface):
     """``org.freedesktop.IBus.Factory``: IBus asks it for an engine when the user (or listend) selects ours."""
 
-    def __init__(self, bus: Any, host: EngineHost):
+    def __init__(self, bus: MessageBus, host: EngineHost):
         super().__init__("org.freedesktop.IBus.Factory")
         self._bus = bus
         self._host = host
@@ -210,6 +240,16 @@ class Status(ServiceInterface):
         self.previous_engine = ""
         self.delivered = self.unconfirmed = self.failed = 0
 
+    def update(self, **values: Any) -> None:
+        """Set attributes (``connected=True``, ...) and announce the ones that changed."""
+        changed = {}
+        for key, value in values.items():
+            if getattr(self, key) != value:
+                setattr(self, key, value)
+                changed[_STATUS_PROPERTIES[key]] = value
+        if changed:
+            self.emit_properties_changed(changed)
+
     @dbus_property(access=PropertyAccess.READ)
     def Connected(self) -> "b":
         return self.connected
@@ -233,3 +273,13 @@ class Status(ServiceInterface):
     @dbus_property(access=PropertyAccess.READ)
     def Failed(self) -> "t":
         return self.failed
+
+
+_STATUS_PROPERTIES = {
+    "connected": "Connected",
+    "active": "Active",
+    "previous_engine": "PreviousEngine",
+    "delivered": "Delivered",
+    "unconfirmed": "Unconfirmed",
+    "failed": "Failed",
+}

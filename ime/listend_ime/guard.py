@@ -9,8 +9,11 @@ or a CJK input method, so the user is left with no engine at all.
 ``listend-ime`` starts this guard in a session of its own; it waits for
 ``listend-ime``'s process to end (a pidfd: no polling), and then, if IBus
 has our engine or none selected, selects the engine ``listend-ime`` wrote
-down before it took over. A clean exit has already handed the keyboard
-back, and the guard then finds nothing to do.
+down before it took over -- or, when it was not dictating, the engine that
+was active as it left, which IBus itself drops then (see :mod:`previous`). That note exists only while listend's engine
+holds the keyboard: a clean exit has already handed the keyboard back and
+removed it, and the guard then finds nothing to do (it never selects an
+engine remembered from an earlier dictation).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 
 from . import ibus
 from .engine import ENGINE_NAME
-from .previous import read_previous
+from .previous import forget_previous, read_active, read_previous
 
 
 def wait_for_exit(pid: int) -> None:
@@ -45,8 +48,13 @@ def wait_for_exit(pid: int) -> None:
         os.close(fd)
 
 
-async def restore(previous: str) -> str:
-    """Select ``previous`` if our engine (or none) is selected; what was done, in words."""
+async def restore(previous: str, settle_s: float = 3.0) -> str:
+    """Select ``previous`` if our engine (or none) is selected; what was done, in words.
+
+    IBus drops the global engine a moment after our process leaves its bus
+    (see :mod:`previous`): look for ``settle_s`` before deciding nothing is
+    to be done.
+    """
     from listend.dbusio import MessageBus
 
     address = ibus.find_address()
@@ -54,11 +62,20 @@ async def restore(previous: str) -> str:
         return "IBus is gone too: nothing to hand back"
     bus = await MessageBus(bus_address=address).connect()
     try:
-        current = await ibus.global_engine(bus)
-        if current not in ("", ENGINE_NAME):
-            return f"{current} is selected: nothing to do"
+        deadline = time.monotonic() + settle_s
+        while True:
+            current = await ibus.global_engine(bus)
+            if current in ("", ENGINE_NAME):
+                break
+            if time.monotonic() > deadline:
+                forget_previous()
+                return f"{current} is selected: nothing to do"
+            await asyncio.sleep(0.25)
         error = await ibus.set_global_engine(bus, previous)
-        return f"cannot select {previous}: {error}" if error else f"keyboard handed back to {previous}"
+        if error:
+            return f"cannot select {previous}: {error}"
+        forget_previous()
+        return f"keyboard handed back to {previous}"
     finally:
         bus.disconnect()
 
@@ -69,11 +86,11 @@ def main(argv: list[str] | None = None) -> int:
         print("usage: python -m listend_ime.guard PID", file=sys.stderr)
         return 2
     wait_for_exit(int(args[0]))
-    previous = read_previous()
+    previous = read_previous() or read_active()  # the engine ours replaced, else the one IBus drops as we go
     if not previous:
         return 0
     try:
-        said = asyncio.run(asyncio.wait_for(restore(previous), 15))
+        said = asyncio.run(asyncio.wait_for(restore(previous), 20))
     except Exception as e:  # IBus gone or hung: nothing more a guard can do
         said = f"cannot reach IBus: {type(e).__name__}"
     print(f"listend-ime guard: {said}", file=sys.stderr)

@@ -22,6 +22,7 @@ from typing import Any
 
 from dbus_next import Message, MessageType, Variant
 
+from listend.dbusio import MessageBus
 from listend.files import UnsafeFile, read_regular
 from listend.paths import config_home
 
@@ -185,13 +186,29 @@ def engine_name_of(desc: Any) -> str:
     return ""
 
 
-async def call(bus: Any, member: str, signature: str = "", body: list[Any] | None = None) -> Message:
-    return await bus.call(
-        Message(destination=IBUS, path=IBUS_PATH, interface=IBUS, member=member, signature=signature, body=body or [])
+async def call(
+    bus: MessageBus, member: str, signature: str = "", body: list[Any] | None = None, interface: str = IBUS
+) -> Message:
+    """Call a method of IBus itself (``org.freedesktop.IBus``, or ``interface`` on its object)."""
+    reply = await bus.call(
+        Message(
+            destination=IBUS, path=IBUS_PATH, interface=interface, member=member, signature=signature, body=body or []
+        )
     )
+    if reply is None:
+        raise ConnectionError(f"IBus did not answer {member}")
+    return reply
 
 
-async def global_engine(bus: Any) -> str:
+async def engine_names(bus: MessageBus) -> list[str]:
+    """The names of every engine IBus knows."""
+    reply = await call(bus, "Get", "ss", [IBUS, "Engines"], interface="org.freedesktop.DBus.Properties")
+    if reply.message_type != MessageType.METHOD_RETURN or not reply.body:
+        return []
+    return [engine_name_of(desc) for desc in reply.body[0].value]
+
+
+async def global_engine(bus: MessageBus) -> str:
     """The engine IBus uses now ('' when it has none)."""
     reply = await call(bus, "GetGlobalEngine")
     if reply.message_type != MessageType.METHOD_RETURN or not reply.body:
@@ -199,7 +216,7 @@ async def global_engine(bus: Any) -> str:
     return engine_name_of(reply.body[0])
 
 
-async def set_global_engine(bus: Any, name: str, timeout: float = 5.0) -> str | None:
+async def set_global_engine(bus: MessageBus, name: str, timeout: float = 5.0) -> str | None:
     """Switch IBus to engine ``name``; None when it did, else why not.
 
     IBus answers only after it has created the engine -- for ours, by calling

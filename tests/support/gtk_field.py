@@ -3,7 +3,8 @@
 Usage: gtk_field.py EVENTS.jsonl. Writes one JSON line per event: ``ready``, ``focus`` (which view has
 the keyboard focus), ``preedit`` (the view's preedit string, as GTK shows it under the cursor) and
 ``text`` (the view's buffer, which never holds the preedit). Reads commands from stdin, one a line:
-``focus a`` / ``focus b`` moves the keyboard focus between the views, ``quit`` ends it.
+``focus a`` / ``focus b`` moves the keyboard focus between the views, ``blur`` to a window with no
+text field (logged as ``blur``), ``quit`` ends it.
 
 Run with ``GTK_IM_MODULE=ibus`` on X11 or Wayland, or with no module on GNOME (text-input-v3 -> the
 shell -> IBus). Not imported by the suite: it needs the system's PyGObject.
@@ -43,6 +44,10 @@ for name in ("a", "b"):
     views[name] = view
 window.add(box)
 window.connect("destroy", Gtk.main_quit)
+# A window with no text field in it: where focus goes when the user clicks away from the fields.
+elsewhere = Gtk.Window(title="listend-test-elsewhere")
+elsewhere.add(Gtk.Button(label="no text here"))
+elsewhere.set_default_size(300, 100)
 window.show_all()
 
 
@@ -60,6 +65,10 @@ def command(channel, _condition):
     verb, _, arg = line.strip().partition(" ")
     if verb == "focus" and arg in views:
         focus(arg)
+    elif verb == "blur":
+        elsewhere.show_all()
+        elsewhere.present()
+        log("blur")
     return True
 
 

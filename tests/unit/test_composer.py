@@ -5,10 +5,10 @@ from __future__ import annotations
 from listend_ime.composer import (
     CONFIRM_WITHIN_S,
     FOCUS_GRACE_S,
-    Commit,
     Composer,
     ShowPreedit,
     ToClipboard,
+    TypeText,
     join,
 )
 
@@ -22,7 +22,7 @@ def focused(context: str = "A", surrounding: bool = True, before: str | None = "
 
 
 def commits(effects) -> list[str]:
-    return [e.text for e in effects if isinstance(e, Commit)]
+    return [e.text for e in effects if isinstance(e, TypeText)]
 
 
 def preedits(effects) -> list[str]:
@@ -34,7 +34,7 @@ def test_partials_are_the_preedit_and_the_final_replaces_them():
     assert preedits(c.partial(1, "hello", 0.1)) == ["Hello"]
     assert preedits(c.partial(1, "hello wor", 0.2)) == ["Hello wor"]
     effects = c.final(1, "Hello world.", 0.3)
-    assert effects == [ShowPreedit(""), Commit("Hello world.", 1)]
+    assert effects == [ShowPreedit(""), TypeText("Hello world.", 1)]
     assert c.final(1, "Hello world.", 0.4) == [], "nothing is committed twice"
     assert c.partial(1, "late partial", 0.5) == [], "a partial after the final is void"
 
@@ -132,3 +132,72 @@ def test_flush_hands_on_finals_not_yet_committed():
     assert c.pending_ids() == {2}
     assert c.flush() == [ToClipboard("One.", "the input method stopped before it could type it")]
     assert not c.pending and c.counts.failed == 1
+
+
+def test_no_capital_after_a_comma_or_a_word_however_the_model_starts_the_segment():
+    assert join("Ever tried,", "Ever failed.") == " ever failed."
+    assert join("and then", "Another try") == " another try"
+    assert join("So,", "I did.") == " I did."  # "I" stays
+    assert join("So,", "NASA said") == " NASA said"  # an acronym stays
+    assert join("Done.", "ever more") == " Ever more"
+
+
+def test_keys_typed_after_the_field_reported_its_text_are_counted_in():
+    """A field reports the text before a key is handled: Enter starts a new line with no space."""
+    c = focused(before="Hello.")
+    c.typed("A", "\n")
+    assert commits(c.final(1, "next line", 0.1)) == ["Next line"]
+    c = focused(before="Note")
+    c.typed("A", ":")
+    assert commits(c.final(1, "Done", 0.1)) == [" Done"]  # after a colon the capital stays
+    c.typed("A", "\b")
+    c.typed("A", None)  # an arrow key: where the cursor is is unknown now
+    assert commits(c.final(2, "more", 0.2)) == ["more"]
+
+
+def test_what_is_kept_of_a_field_is_bounded():
+    from listend_ime.composer import KEEP_BEFORE, KEEP_FIELDS
+
+    c = focused()
+    for i in range(1000):
+        c.surrounding_text("A", "x" * 100_000, float(i))
+        c.focus_in(f"field-{i}", True, float(i))
+    assert len(c._fields) <= KEEP_FIELDS
+    assert all(f.before is None or len(f.before) <= KEEP_BEFORE for f in c._fields.values())
+
+
+def test_a_user_with_no_engine_gets_the_keyboard_of_the_system_layout(tmp_path):
+    from listend_ime.keyboard import choose_keyboard, system_layout
+
+    engines = ["xkb:us::eng", "xkb:de::ger", "xkb:de:neo:ger", "xkb:us:dvorak:eng"]
+    assert choose_keyboard(engines, ("de", "")) == "xkb:de::ger"
+    assert choose_keyboard(engines, ("de", "neo")) == "xkb:de:neo:ger"
+    assert choose_keyboard(engines, ("xx", "")) == "xkb:us::eng"
+    assert choose_keyboard(["xkb:fr::fra"], ("", "")) == "xkb:fr::fra"
+    assert choose_keyboard([], ("de", "")) == ""
+    config = tmp_path / "keyboard"
+    config.write_text('XKBMODEL="pc105"\nXKBLAYOUT="de,us"\nXKBVARIANT="neo,"\n')
+    assert system_layout(config) == ("de", "neo")
+    assert system_layout(tmp_path / "missing") == ("", "")
+
+
+def test_fallbacks_of_one_dictation_accumulate_on_the_clipboard():
+    from listend_ime.delivery import Delivery
+
+    class Recorded:  # what was put on the clipboard, in order
+        def __init__(self):
+            self.texts = []
+
+        def copy(self, text):
+            self.texts.append(text)
+
+    clipboard, notices = Recorded(), []
+    delivery = Delivery(clipboard, lambda summary, body: notices.append(summary))  # type: ignore[arg-type]
+    delivery.apply([ToClipboard("First.", "focus moved")])
+    delivery.apply([TypeText("committed elsewhere", 2)])  # no engine focused: nothing to carry it out
+    delivery.apply([ToClipboard("Second.", "focus moved")])
+    assert clipboard.texts[-1] == "First. Second."
+    assert len(notices) == 1  # said once, not per fallback
+    delivery.new_dictation()
+    delivery.apply([ToClipboard("Third.", "no field")])
+    assert clipboard.texts[-1] == "Third."

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 from dbus_next import Variant
 
-from listend.client import SeenIds
 from listend.config import MemoryOptions
+from listend.ids import SeenIds
 from listend.memory import pressure_level
 from listend.outcome import Outcome
 from listend.ringbuffer import RingBuffer

@@ -35,13 +35,15 @@ from listend.client import (
     NameOwner,
     NotRunning,
     PartialEvent,
+    PeerErrors,
     PresenceEvent,
     PressureEvent,
     PropertiesEvent,
-    SeenIds,
     SegmentEvent,
     StateEvent,
 )
+from listend.dbusio import MessageBus
+from listend.ids import SeenIds
 
 log = logging.getLogger("listend.tray")
 _IME_PROPERTIES = {
@@ -138,7 +140,9 @@ class BusWorker:
         self.client: DictationClient | None = None
         self.connected = threading.Event()
         #: ``await on_connected(bus)`` after each (re)connection: the SNI backend exports its item there.
-        self.on_connected: Callable[[Any], Awaitable[None]] | None = None
+        self.on_connected: Callable[[MessageBus], Awaitable[None]] | None = None
+        self._ime_trusted = ""  # the unique name of the listend-ime whose status is believed
+        self._peer_errors = PeerErrors("listend-tray")
         self._background: list[Coroutine[Any, Any, Any]] = []
         self._stopping: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._run, name="listend-tray-bus", daemon=True)
@@ -194,8 +198,9 @@ class BusWorker:
             self._changed()
             await asyncio.sleep(1)
 
-    async def _watch_input_method(self, bus: Any) -> None:
-        """Follow ``listend-ime``: its presence and its status properties (only from the name's owner)."""
+    async def _watch_input_method(self, bus: MessageBus) -> None:
+        """Follow ``listend-ime``: its presence and its status properties (only from the name's owner, once it
+        is checked to be listend-ime: a squatter on the name must not make ``auto`` delivery wait for it)."""
         ime = NameOwner(IME_BUS_NAME)  # a fresh one per connection: unique names do not outlive it
         for rule in (
             ime.match_rule,
@@ -209,24 +214,26 @@ class BusWorker:
             if msg.message_type != MessageType.SIGNAL:
                 return
             if ime.follow(msg):
-                self.loop.create_task(self.refresh_input_method())
-            elif (
-                msg.member == "PropertiesChanged"
-                and msg.path == IME_OBJECT_PATH
-                and ime.sent(msg)
-                and msg.body[:1] == [IME_INTERFACE]
-            ):
-                self._apply_ime({k: v.value for k, v in msg.body[1].items()})
+                self._ime_trusted = ""
+                self.loop.create_task(self.refresh_input_method(ime.owner))
+            elif msg.member == "PropertiesChanged" and msg.path == IME_OBJECT_PATH and ime.sent(msg):
+                if msg.signature != "sa{sv}as":
+                    self._peer_errors.note(msg, f"PropertiesChanged with signature '{msg.signature}'")
+                elif msg.body[0] == IME_INTERFACE and msg.sender == self._ime_trusted:
+                    self._apply_ime({k: v.value for k, v in msg.body[1].items()})
 
         bus.add_message_handler(on_message)
-        await self.refresh_input_method()
+        await self.refresh_input_method(ime.owner)
 
-    async def refresh_input_method(self) -> None:
+    async def refresh_input_method(self, owner: str = "") -> None:
+        """Read listend-ime's status; ``owner``: the unique name that holds its name now (checked again here)."""
         status = await self.client.input_method() if self.client is not None else None
         if status is None:
+            self._ime_trusted = ""
             self.state.ime = ImeStatus()
             self._changed()
         else:
+            self._ime_trusted = owner
             self._apply_ime(status, present=True)
 
     def _apply_ime(self, changed: dict[str, Any], present: bool = True) -> None:
@@ -246,6 +253,10 @@ class BusWorker:
             log.info("daemon not available: %s", e)
             s.running, s.state, s.live = False, "absent", ""
         else:
+            if await self.client.name_holder() == "stranger":  # refused (said once): as if listend were absent
+                s.running, s.state, s.live = False, "absent", ""
+                self._changed()
+                return
             s.running = True
             s.state, s.profile = props["State"], props["Profile"]
             s.rss_bytes, s.live, s.last_error = props["RssBytes"], props["LiveText"], props["LastError"]
@@ -290,46 +301,43 @@ class BusWorker:
 
     def _on_signal(self, event: ClientEvent) -> None:
         s = self.state
-        if isinstance(event, PresenceEvent):
-            if event.running:
+        match event:
+            case PresenceEvent(running=True):
                 log.info("listend appeared on the bus")
                 self.loop.create_task(self.refresh())
-            else:
+                return
+            case PresenceEvent(running=False):
                 log.info("listend left the bus")
                 s.running, s.state, s.live = False, "absent", ""
-                self._changed()
-            return
-        if isinstance(event, PartialEvent):
-            s.last_partial_id = max(s.last_partial_id, event.id)
-            s.live = event.text
-        elif isinstance(event, SegmentEvent):
-            entry = event.entry
-            if not self._seen.first_time(entry.id):
+            case PartialEvent(id=seg_id, text=text):
+                s.last_partial_id = max(s.last_partial_id, seg_id)
+                s.live = text
+            case SegmentEvent(entry=entry):
+                if not self._seen.first_time(entry.id):
+                    return
+                s.last_final_id = max(s.last_final_id, entry.id)
+                s.add_final(entry.id, entry.text)
+                self._on_refined(entry.id, entry.text)
+            case StateEvent(state=state):
+                if state == "listening" and s.state != "listening":
+                    s.clear_session()
+                s.state = state
+                s.running = True
+            case PressureEvent(level=level):
+                s.pressure = level
+            case PropertiesEvent(changed=changed):
+                s.live = changed.get("LiveText", s.live)
+                s.profile = changed.get("Profile", s.profile)
+                s.rss_bytes = changed.get("RssBytes", s.rss_bytes)
+                s.last_error = changed.get("LastError", s.last_error)
+                s.delivery = changed.get("Delivery", s.delivery)
+                if "State" in changed:
+                    s.state = changed["State"]
+                if "RssBytes" in changed and s.pressure != "normal":
+                    # MemoryPressure announces only warn/cleanup/limit: ask when the episode may be over.
+                    self.loop.create_task(self._refresh_pressure())
+            case _:
                 return
-            s.last_final_id = max(s.last_final_id, entry.id)
-            s.add_final(entry.id, entry.text)
-            self._on_refined(entry.id, entry.text)
-        elif isinstance(event, StateEvent):
-            if event.state == "listening" and s.state != "listening":
-                s.clear_session()
-            s.state = event.state
-            s.running = True
-        elif isinstance(event, PressureEvent):
-            s.pressure = event.level
-        elif isinstance(event, PropertiesEvent):
-            changed = event.changed
-            s.live = changed.get("LiveText", s.live)
-            s.profile = changed.get("Profile", s.profile)
-            s.rss_bytes = changed.get("RssBytes", s.rss_bytes)
-            s.last_error = changed.get("LastError", s.last_error)
-            s.delivery = changed.get("Delivery", s.delivery)
-            if "State" in changed:
-                s.state = changed["State"]
-            if "RssBytes" in changed and s.pressure != "normal":
-                # MemoryPressure announces only warn/cleanup/limit: ask when the episode may be over.
-                self.loop.create_task(self._refresh_pressure())
-        else:
-            return
         self._changed()
 
     # -- actions, callable from any thread ------------------------------------------

@@ -1,0 +1,348 @@
+"""listend-ime when things go wrong: the user's keyboard engine, IBus restarting, no field, exiting, squatters.
+
+Issue 29, items 1, 2, 3, 4, 5 and 11; issue 24's fresh IBus user. A real ibus-daemon, a real GTK3 field
+on Xvfb, the daemon listening to speech played into the PulseAudio microphone; the attacker is a second
+peer on the private session bus. What is asserted is what the field, the clipboard and IBus show.
+"""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+import pytest
+
+from listend.bus import BUS_NAME, IME_BUS_NAME
+from tests.support.audio import SENTENCES, speak, words
+from tests.support.bus import ctl, daemon_env
+from tests.support.desktop import Desktop
+from tests.support.ibus import KEYBOARD_ENGINE, GtkField, IBusDaemon
+from tests.support.processes import BIN
+from tests.support.waiting import wait_until
+
+DVORAK = "xkb:us:dvorak-intl:eng"
+INJECTED = "INJECTED by a squatter"
+
+
+@dataclass
+class Ime:
+    """A desktop with IBus, a GTK field, a listend daemon and listend-ime."""
+
+    env: dict[str, str]
+    ibus: IBusDaemon
+    field: GtkField
+    desktop: Desktop
+    tmp: Path
+    spawn: Callable[..., subprocess.Popen[bytes]]
+    proc: subprocess.Popen[bytes] | None = None
+    runs: int = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.tmp / f"ime-{self.runs}.log"
+
+    def log(self) -> str:
+        return self.log_path.read_text()
+
+    def start_ime(self) -> subprocess.Popen[bytes]:
+        self.runs += 1
+        self.proc = self.spawn([str(BIN / "listend-ime"), "--verbose"], env=self.env, log=f"ime-{self.runs}")
+        wait_until(lambda: "registered engine" in self.log(), 30, self.log)
+        return self.proc
+
+    def guard(self) -> psutil.Process:
+        assert self.proc is not None
+        pid = str(self.proc.pid)
+
+        def found() -> list[psutil.Process]:
+            return [
+                p
+                for p in psutil.process_iter(["cmdline"])
+                if "listend_ime.guard" in (p.info["cmdline"] or []) and pid in (p.info["cmdline"] or [])
+            ]
+
+        wait_until(found, 20, "listend-ime's guard")
+        return found()[0]
+
+    def start_dictating(self) -> None:
+        assert ctl(self.env, "start").returncode == 0
+        wait_until(lambda: self.ibus.engine() == "listend", 30, "the listend engine to be active")
+
+    def stop_dictating(self) -> None:
+        assert ctl(self.env, "stop").returncode == 0
+
+    def transcript(self) -> list[str]:
+        result = ctl(self.env, "transcript")
+        assert result.returncode == 0, result.stderr
+        return [line.split("\t", 2)[-1].strip() for line in result.stdout.splitlines() if line.strip()]
+
+    def exit(self, sig: int = signal.SIGTERM) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        self.proc.wait(30)
+
+
+@pytest.fixture
+def make_ime(desktop, start_daemon, spawn, private_bus, pulse, tmp_path) -> Iterator[Callable[..., tuple[Ime, object]]]:
+    made: list[Ime] = []
+
+    def make(engine: str | None = KEYBOARD_ENGINE, daemon: bool = True, ime: bool = True) -> tuple[Ime, object]:
+        env = desktop.client_env(daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": pulse.server}))
+        env["XDG_RUNTIME_DIR"] = str(tmp_path / "runtime")  # where listend-ime writes down the user's engine
+        (tmp_path / "runtime").mkdir(mode=0o700, exist_ok=True)
+        ibus = IBusDaemon(tmp_path, env, engine=engine)
+        field_env = {**env, "GTK_IM_MODULE": "ibus", "GDK_BACKEND": "x11"}
+        field_env.pop("PYTHONPATH", None)
+        field = GtkField(tmp_path, field_env)
+        started = start_daemon(env=env) if daemon else None
+        session = Ime(env, ibus, field, desktop, tmp_path, spawn)
+        made.append(session)
+        if ime:
+            session.start_ime()
+        return session, started
+
+    yield make
+    for session in made:
+        session.field.close()
+        session.ibus.close()
+
+
+def note_file(session: Ime) -> Path:
+    return session.tmp / "runtime" / "listend" / "ime-previous-engine"
+
+
+def all_words_once_in_order(places: list[str], refined: list[str]) -> bool:
+    return words(" ".join(places)) == words(" ".join(refined))
+
+
+# -- issue 29 item 1 and issue 24: the user's keyboard engine ------------------------------------------
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_an_engine_chosen_after_dictating_stays_when_listend_ime_exits(make_ime):
+    session, _ = make_ime()
+    session.start_dictating()
+    session.stop_dictating()
+    wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 40, "the user's engine to be back")
+    assert not note_file(session).exists(), "nothing is owed once the keyboard is handed back"
+    session.ibus.select(DVORAK)  # the user switches layouts after the last dictation
+    session.exit(signal.SIGTERM)
+    time.sleep(3.0)  # the guard has looked, and found nothing to do
+    assert session.ibus.engine() == DVORAK
+    # A new listend-ime, idle, touches nothing either.
+    session.start_ime()
+    time.sleep(2.0)
+    assert session.ibus.engine() == DVORAK
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_a_fresh_ibus_user_gets_a_keyboard_engine_back_after_a_stop(make_ime):
+    """No engine before dictating (IBus's panel never chose one): listend's must not stay active after stop."""
+    session, _ = make_ime(engine=None)
+    assert session.ibus.engine() == ""
+    session.start_dictating()
+    session.stop_dictating()
+    wait_until(
+        lambda: session.ibus.engine().startswith("xkb:"), 40, lambda: f"a keyboard engine: {session.ibus.engine()!r}"
+    )
+    chosen = session.ibus.engine()
+    session.exit(signal.SIGTERM)
+    time.sleep(3.0)
+    assert session.ibus.engine() == chosen
+    subprocess.run(["xdotool", "type", "--delay", "30", "typed"], env=session.env, check=True, timeout=30)
+    session.field.wait(lambda e: e["kind"] == "text" and e["text"].endswith("typed"), 20, "keys to reach the field")
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_a_restart_repairs_what_killing_listend_ime_and_its_guard_left(make_ime):
+    session, _ = make_ime()
+    session.ibus.select(DVORAK)
+    session.start_dictating()
+    assert note_file(session).read_text().strip() == DVORAK
+    guard = session.guard()
+    guard.kill()
+    session.exit(signal.SIGKILL)
+    time.sleep(2.0)
+    assert session.ibus.engine() in ("", "listend")  # IBus does not fall back by itself
+    session.stop_dictating()
+    session.start_ime()
+    wait_until(lambda: session.ibus.engine() == DVORAK, 20, lambda: f"the engine handed back: {session.log()}")
+    assert "left selected by an earlier run" in session.log()
+    assert not note_file(session).exists()
+
+
+# -- issue 29 item 2: ibus-daemon restarted at a pause --------------------------------------------------
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_an_ibus_restart_at_a_pause_loses_no_sentence_and_blocks_none(make_ime, pulse, audio_dir):
+    session, _ = make_ime()
+    first = speak(audio_dir / "ime-restart-1.wav", SENTENCES[0])
+    second = speak(audio_dir / "ime-restart-2.wav", SENTENCES[1])
+    field = session.field
+    session.start_dictating()
+    pulse.speak(first)
+    field.wait(lambda e: e["kind"] == "preedit" and e["text"].strip(), 30, "live text of the first sentence")
+    session.ibus.replace()  # at the pause: the first sentence's refined text is still to come
+    wait_until(lambda: session.log().count("registered engine") >= 2, 30, session.log)
+    wait_until(lambda: session.ibus.engine() == "listend", 30, "listend's engine selected again")
+    field.focus("b")  # the GTK app reconnected to the new ibus-daemon; the user clicks into the field again
+    field.focus("a")
+    pulse.speak(second)
+    time.sleep(1.5)
+    session.stop_dictating()
+    handed_back = time.monotonic()
+    wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 40, "the user's engine to be back")
+    assert time.monotonic() - handed_back < 15, "the later sentences did not hold the keyboard"
+
+    refined = session.transcript()
+    assert len(refined) >= 2, refined
+
+    def everywhere() -> bool:
+        return all_words_once_in_order([session.desktop.clipboard(), field.text("a")], refined)
+
+    wait_until(everywhere, 20, lambda: f"{refined} in {session.desktop.clipboard()!r} + {field.text('a')!r}")
+    assert set(words(SENTENCES[1])) & set(words(field.text("a"))), "the later sentence went to the field"
+    assert "text is on the clipboard" in session.log()
+
+
+# -- issue 29 items 5 and 11: no field; exiting mid-dictation -----------------------------------------------
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_words_spoken_with_no_text_field_focused_go_to_the_clipboard(make_ime, pulse, speech_wav):
+    session, _ = make_ime()
+    session.start_dictating()
+    session.field.blur()  # focus moves to a window with no text field: IBus's "fake" context
+    pulse.speak(speech_wav)
+    time.sleep(1.5)
+    session.stop_dictating()
+    wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 40, "the user's engine to be back")
+    refined = session.transcript()
+    assert refined
+    wait_until(lambda: words(session.desktop.clipboard()) == words(" ".join(refined)), 20, session.log)
+    assert session.field.text("a") == "" and session.field.text("b") == ""
+    assert "no text field had focus" in session.log().lower()
+    status = ctl(session.env, "status").stdout
+    assert f"failed {len(refined)}" in status, status
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_sigterm_mid_dictation_puts_what_was_shown_on_the_clipboard(make_ime, pulse, speech_wav):
+    session, _ = make_ime()
+    session.start_dictating()
+    pulse.speak(speech_wav)
+    session.field.wait(lambda e: e["kind"] == "preedit" and e["text"].strip(), 30, "live text")
+    session.exit(signal.SIGTERM)  # at the pause: the refined text is still to come
+    refined = session.transcript()
+    assert refined
+    committed = session.field.text("a")
+    clipboard = session.desktop.clipboard()
+    assert all_words_once_in_order([committed, clipboard], refined), (committed, clipboard, refined)
+    wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 20, "the user's engine to be back")
+
+
+# -- issue 29 items 3 and 4: squatters on the bus names --------------------------------------------------
+
+SQUATTER = """
+import asyncio, sys, time
+from dbus_next import Message, Variant
+from dbus_next.constants import PropertyAccess
+from dbus_next.service import ServiceInterface, dbus_property
+from listend.dbusio import MessageBus
+
+name, address = sys.argv[1], sys.argv[2]
+
+class Dictation(ServiceInterface):
+    def __init__(self):
+        super().__init__("io.github.listend.Dictation1")
+
+    @dbus_property(access=PropertyAccess.READ)
+    def State(self) -> "s":
+        return "listening"
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Delivery(self) -> "s":
+        return "auto"
+
+class Status(ServiceInterface):
+    def __init__(self):
+        super().__init__("io.github.listend.InputMethod1")
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Connected(self) -> "b":
+        return True
+
+async def main():
+    bus = await MessageBus(bus_address=address).connect()
+    bus.export("/io/github/listend", Dictation())
+    bus.export("/io/github/listend/InputMethod", Status())
+    reply = await bus.request_name(name)
+    print("squatting", name, reply, flush=True)
+    seg = 1
+    while True:
+        now = time.time()
+        bus.send(Message.new_signal("/io/github/listend", "io.github.listend.Dictation1", "StateChanged", "s",
+                                    ["listening"]))
+        bus.send(Message.new_signal("/io/github/listend", "io.github.listend.Dictation1", "SegmentRefined", "tdds",
+                                    [seg, now, now + 1, "INJECTED by a squatter"]))
+        seg += 1
+        await asyncio.sleep(0.5)
+
+asyncio.run(main())
+"""
+
+
+def squat(spawn, tmp_path: Path, env: dict[str, str], name: str) -> subprocess.Popen[bytes]:
+    script = tmp_path / "squatter.py"
+    script.write_text(SQUATTER)
+    proc = spawn([sys.executable, str(script), name, env["DBUS_SESSION_BUS_ADDRESS"]], env=env, log="squatter")
+    wait_until(lambda: "squatting" in (tmp_path / "squatter.log").read_text(), 20, "the squatter to take the name")
+    return proc
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_a_squatter_on_listend_s_name_types_nothing_and_is_named(make_ime, spawn, start_daemon, tmp_path):
+    session, _ = make_ime(daemon=False, ime=False)
+    squatter = squat(spawn, tmp_path, session.env, BUS_NAME)
+    session.start_ime()
+    wait_until(lambda: "which is not listend: ignored" in session.log(), 20, session.log)
+    assert f"pid {squatter.pid}" in session.log() and "squatter.py" in session.log()
+    time.sleep(3.0)  # the squatter says "listening" and sends text every 0.5 s
+    assert session.ibus.engine() == KEYBOARD_ENGINE, "listend's engine was not selected for a squatter"
+    assert INJECTED not in session.field.text("a")
+    assert session.log().count("which is not listend") == 1, "said once"
+    # The real daemon, started now, says who holds its name.
+    daemon = start_daemon(env=session.env, ready=False)
+    assert daemon.proc.wait(120) == 1
+    lines = daemon.log().strip().splitlines()
+    assert f"is held by pid {squatter.pid}" in lines[-1] and "which is not listend" in lines[-1], lines
+    assert "already running" not in daemon.log()
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_a_squatter_on_the_input_method_s_name_does_not_stop_listend_ime(make_ime, spawn, tmp_path):
+    session, _ = make_ime(ime=False)
+    squatter = squat(spawn, tmp_path, session.env, IME_BUS_NAME)
+    proc = session.start_ime()
+    wait_until(lambda: "is not listend-ime" in session.log(), 20, session.log)
+    assert f"pid {squatter.pid}" in session.log()
+    assert proc.poll() is None, "listend-ime runs"
+    status = ctl(session.env, "status")
+    assert "INJECTED" not in status.stdout
+    squatter.terminate()
+    squatter.wait(10)
+    wait_until(lambda: "is ours now" in session.log(), 20, session.log)
+    session.start_dictating()  # and it delivers
+    session.stop_dictating()
+    wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 40, "the user's engine to be back")
+    # A second real listend-ime is still refused.
+    second = subprocess.run([str(BIN / "listend-ime")], env=session.env, capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1 and "another listend-ime is running" in second.stderr, second.stderr
+    assert "Traceback" not in second.stderr
