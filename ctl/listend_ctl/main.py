@@ -18,6 +18,7 @@ from listend.client import (
     CallFailed,
     ClientEvent,
     DictationClient,
+    InvalidArgs,
     NotRunning,
     PresenceEvent,
     SeenIds,
@@ -148,6 +149,7 @@ async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
             asyncio.run_coroutine_threadsafe(client.bus.call(notification(*refusal_notice(reason))), loop)
 
         typist = Typist(on_refused=refused)
+    said_why = ""
     while args.follow:
         entry = await queue.get()
         if entry is None:
@@ -156,8 +158,27 @@ async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
         if seen.first_time(entry.id):  # every segment once, whatever the order it comes in
             print(_format_entry(entry, args.json), flush=True)
             if typist is not None:
-                await asyncio.to_thread(typist.type_segment, entry.text)
+                why = await _why_not_type(client)  # one rule decides who delivers: [delivery] method
+                if why is None:
+                    await asyncio.to_thread(typist.type_segment, entry.text)
+                elif why != said_why:
+                    print(f"listenctl: not typing: {why}", file=sys.stderr)
+                said_why = why or ""
     return EXIT_OK
+
+
+async def _why_not_type(client: DictationClient) -> str | None:
+    """None when ``--type`` should type (the delivery rule says ``type``), else why it should not."""
+    from listend.client import delivery_route
+
+    method = str(await client.get("Delivery"))
+    ime = await client.input_method()
+    route = delivery_route(method, bool(ime and ime.get("Connected")))
+    if route == "type":
+        return None
+    if route == "ime":
+        return f"delivery is '{method}' and listend-ime delivers (listenctl delivery type to type here)"
+    return f"delivery is '{method}' (listenctl delivery type to type here)"
 
 
 def _devices(as_json: bool) -> int:
@@ -287,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_FAIL
     except CallFailed as e:
         print(f"listenctl: {e}", file=sys.stderr)
-        return EXIT_USAGE if e.name.endswith(".InvalidArgs") else EXIT_FAIL
+        return EXIT_USAGE if isinstance(e, InvalidArgs) else EXIT_FAIL
     except ValueError as e:
         print(f"listenctl: {e}", file=sys.stderr)
         return EXIT_USAGE

@@ -36,10 +36,10 @@ from .bus import (
     BUS_NAME,
     OBJECT_PATH,
     NoBusError,
-    bus_owner_pid,
     call_bus_daemon,
     find_session_bus,
     forget_private_bus,
+    name_taken,
     notification,
     start_private_bus,
 )
@@ -388,7 +388,7 @@ async def _serve_on(
     # A quick check before loading models for seconds: is another listend there?
     reply = await call_bus_daemon(bus, "NameHasOwner", "s", [BUS_NAME])
     if reply.body and reply.body[0]:
-        print(f"listend: listend is already running (pid {await bus_owner_pid(bus)})", file=sys.stderr)
+        print(f"listend: {await name_taken(bus)}", file=sys.stderr)
         bus.disconnect()
         return EXIT_FAIL
 
@@ -404,7 +404,7 @@ async def _serve_on(
     bus.export(OBJECT_PATH, daemon.interface)
     # Models are loaded before the name is taken: a name on the bus means ready.
     if await bus.request_name(BUS_NAME, NameFlag.DO_NOT_QUEUE) != RequestNameReply.PRIMARY_OWNER:
-        print(f"listend: listend is already running (pid {await bus_owner_pid(bus)})", file=sys.stderr)
+        print(f"listend: {await name_taken(bus)}", file=sys.stderr)
         daemon.engine.close(0)
         bus.disconnect()
         return EXIT_FAIL

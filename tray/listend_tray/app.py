@@ -32,6 +32,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from listend.client import delivery_route  # the one rule, shared with listend-ime and listenctl
 from listend.dbusio import QuietPeerErrors
 from listend.files import UnsafeFile, read_regular, write_private
 from listend.paths import config_dir
@@ -83,16 +84,6 @@ class TraySettings:
             self.path,
             json.dumps({"auto_copy": self.auto_copy, "auto_copy_mode": self.auto_copy_mode}).encode(),
         )
-
-
-def delivery_route(method: str, ime_connected: bool) -> str:
-    """What the tray does with a refined segment: ``type``, ``clipboard``, ``ime`` (the input method has it)
-    or ``nowhere`` (the input method was chosen and is not there: the tray copies it and says so once)."""
-    if method == "type" or (method == "auto" and not ime_connected):
-        return "type"
-    if method == "clipboard":
-        return "clipboard"
-    return "ime" if ime_connected else "nowhere"
 
 
 class TrayView(Protocol):
