@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
 
-from tests.support.processes import REPO
+from tests.support.audio import words
+from tests.support.processes import REPO, listend
 
 
 def test_install_deps_without_root_or_sudo_says_so_in_one_line():
@@ -30,3 +32,16 @@ def test_install_deps_without_root_or_sudo_says_so_in_one_line():
     assert len(r.stderr.splitlines()) == 1 and "needs root" in r.stderr and "sudo" in r.stderr, r.stderr
     assert "not found" not in r.stderr
     shutil.rmtree(bin_dir)
+
+
+def test_the_readme_configuration_example_works_offline(tmp_path: Path, speech_wav: Path):
+    """Its example once named a hub model (small.en): offline, listend refused to start with it."""
+    section = (REPO / "README.md").read_text().split("## Configure", 1)[1].split("\n## ", 1)[0]
+    example = re.findall(r"```toml\n(.*?)\n```", section, re.DOTALL)
+    assert len(example) == 1
+    config = tmp_path / "config.toml"
+    config.write_text(example[0])
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    r = listend("transcribe", "--config", str(config), str(speech_wav), env=env)
+    assert r.returncode == 0, r.stderr
+    assert {"quarterly", "report"} <= set(words(r.stdout)), r.stdout
