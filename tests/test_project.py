@@ -61,6 +61,21 @@ def test_configuration_doc_lists_every_key():
             assert f"`{f.name}`" in doc and f"[{section}]" in doc, f"{section}.{f.name}"
 
 
+def test_the_configuration_doc_says_when_each_setting_takes_effect():
+    import dataclasses
+
+    from listend.config import Settings
+
+    doc = (REPO / "docs" / "configuration.md").read_text()
+    section = doc.split("## When a setting takes effect", 1)[1].split("\n## ", 1)[0]
+    named = set(re.findall(r"`(\w+\.[\w*]+)`", section))
+    for name, options in Settings().sections.items():
+        for f in dataclasses.fields(options):
+            assert f"{name}.{f.name}" in named or f"{name}.*" in named, f"{name}.{f.name}: when does it take effect?"
+    known = {f"{name}.{f.name}" for name, options in Settings().sections.items() for f in dataclasses.fields(options)}
+    assert named <= known | {f"{name}.*" for name in Settings().sections}, named - known
+
+
 def test_listend_installs_beside_python_daemon(tmp_path):
     """python-daemon's import package is ``daemon``: ours are listend, listend_ctl and listend_tray."""
     import subprocess

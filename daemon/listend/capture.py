@@ -63,9 +63,8 @@ class Capture:
     Parameters
     ----------
     ring, segmenter, router
-        The stages it feeds.
-    hop_ms : callable
-        How often the VAD runs (read every step: profiles change it).
+        The stages it feeds. How often the VAD runs is the segmenter's
+        ``hop_ms``: new VAD options come through :meth:`configure_vad`.
     on_state : callable
         ``on_state(state, reason)`` for ``listening`` / ``idle`` / ``error``;
         called with the capture lock held, so it must only record and queue.
@@ -81,14 +80,12 @@ class Capture:
         ring: RingBuffer,
         segmenter: Segmenter,
         router: Router,
-        hop_ms: Callable[[], int],
         on_state: Callable[[State, str], None],
         supervisor: Supervisor,
     ):
         self._ring = ring
         self._segmenter = segmenter
         self._router = router
-        self._hop_ms = hop_ms
         self._on_state = on_state
         self._supervisor = supervisor
         self._lock = threading.Lock()  # guards source, reopen factory and session origins
@@ -125,16 +122,22 @@ class Capture:
     def listening(self) -> bool:
         return self._source is not None
 
-    def start(self, source: AudioSource, reopen: Callable[[], AudioSource] | None = None) -> None:
+    def start(
+        self, source: AudioSource, reopen: Callable[[], AudioSource] | None = None, ring: RingBuffer | None = None
+    ) -> None:
         """Start ``source`` and make it current; ``reopen`` replaces it after a failure.
 
         The reopen factory is set only once the source delivers, so the
         segmenter thread can never race a first start with a reconnect.
+        A new ``ring`` (the profile's ``audio.ring_seconds`` changed) is
+        taken here, while no source writes to the old one.
         """
         with self._lock:
             if self._source is not None:
                 raise SourceError("already listening")
             self._reopen = None
+            if ring is not None:
+                self._ring = ring
             source.start(self._ring)
             self._begin_session(source)
             self._reopen = reopen
@@ -208,9 +211,9 @@ class Capture:
                 # gap only by time we were awake to hear it.
                 self._last_audio = now
             self.heartbeat = now
-            hop_ms = self._hop_ms()
             if self._pending_vad is not None:
                 self._apply_vad_options()
+            hop_ms = self._segmenter.options.hop_ms
             source = self._source
             if source is None:
                 if self._reopen is not None and time.monotonic() >= self._reopen_at:

@@ -196,9 +196,7 @@ class Engine:
         s = self.settings
         supervision = _Supervision(self)
         self._segmenter = Segmenter(s.vad, self._vad or StreamingVad(), self._ids.allocate)
-        capture = self._capture = Capture(
-            self._ring, self._segmenter, self._router, lambda: self.settings.vad.hop_ms, self._set_state, supervision
-        )
+        capture = self._capture = Capture(self._ring, self._segmenter, self._router, self._set_state, supervision)
         ready = self._models.ready
         self._live = LiveWorker(
             self._router,
@@ -244,8 +242,12 @@ class Engine:
         self._giving_up.clear()
         self._report("")
         self._last_active = time.monotonic()
+        # The ring is sized by the profile (audio.ring_seconds); a switch takes effect here, where no source writes.
+        samples = int(self.settings.audio.ring_seconds * SAMPLE_RATE)
+        ring = RingBuffer(samples) if samples != self._ring.capacity else None
         try:
-            self._capture.start(source, reopen)
+            self._capture.start(source, reopen, ring)
+            self._ring = ring or self._ring
         except SourceError as e:
             self._set_state("error", str(e))
             raise

@@ -25,6 +25,7 @@ import signal
 import sys
 import threading
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,17 +75,34 @@ EXIT_BUS_LOST = EXIT_FAIL
 EXIT_HISTORY_UNSAVED = 3  # segments the history refused were saved elsewhere (or, if nowhere took them, lost)
 
 
+@dataclass(frozen=True)
+class DaemonOptions:
+    """What the command line chose for this run (the rest is settings: config file and profile)."""
+
+    config: str | None = None  # --config: the TOML file (None: the default place)
+    lightweight: bool = False  # --lightweight: start with that profile
+    source: str | None = None  # --source: replay this file instead of the microphone
+    device: str | None = None  # --device: this input instead of audio.device
+    start: bool = False  # --start: listen at once
+    verbose: int = 0  # -v count: more log output
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> DaemonOptions:
+        return cls(args.config, args.lightweight, args.source, args.device, args.start, args.verbose)
+
+
 class Daemon:
     """Glue between the engine, the history and the bus. Lives on the asyncio loop.
 
     It is the :class:`~listend.service.DaemonControl` the D-Bus interface translates to.
+    It keeps no settings of its own: the engine's are the ones in force (they change
+    with the profile), and it reads them where it needs them.
     """
 
     def __init__(
-        self, args: argparse.Namespace, settings: Settings, overrides: Mapping[str, Any], history: TranscriptStore
+        self, options: DaemonOptions, settings: Settings, overrides: Mapping[str, Any], history: TranscriptStore
     ):
-        self.args = args
-        self.settings = settings
+        self.options = options
         self.history = history
         unfinished = UnfinishedAudio()
         unfinished.prune_set_aside(settings.history.retention_days)
@@ -236,18 +254,17 @@ class Daemon:
     # -- actions (loop thread) ----------------------------------------------------
 
     def make_source(self, rescan: bool = False) -> AudioSource:
-        if self.args.source:
-            return FileSource(self.args.source, realtime=True)
-        return MicrophoneSource(
-            self.args.device or self.settings.audio.device, self.settings.audio.block_ms, rescan=rescan
-        )
+        if self.options.source:
+            return FileSource(self.options.source, realtime=True)
+        audio = self.engine.settings.audio
+        return MicrophoneSource(self.options.device or audio.device, audio.block_ms, rescan=rescan)
 
     async def start(self) -> None:
         async with self._busy:
             if self.engine.state == "listening":
                 return
             # A microphone that fails is reopened until it works again; a replay file is not.
-            reopen = None if self.args.source else functools.partial(self.make_source, rescan=True)
+            reopen = None if self.options.source else functools.partial(self.make_source, rescan=True)
             first_id = self.engine.next_segment_id
             await asyncio.to_thread(self.engine.start, self.make_source(), reopen)
             self.session_first_id = first_id
@@ -336,13 +353,13 @@ class Daemon:
         return EXIT_HISTORY_UNSAVED
 
 
-async def serve(args: argparse.Namespace) -> int:
+async def serve(options: DaemonOptions) -> int:
     try:
-        settings, overrides = load_settings(args.config, "lightweight" if args.lightweight else None)
-        if args.source:
-            FileSource(args.source)  # check the file now: a bad file is a usage error
-        if args.device:
-            MicrophoneSource.check_device_argument(args.device)
+        settings, overrides = load_settings(options.config, "lightweight" if options.lightweight else None)
+        if options.source:
+            FileSource(options.source)  # check the file now: a bad file is a usage error
+        if options.device:
+            MicrophoneSource.check_device_argument(options.device)
         directory = Path(settings.history.directory) if settings.history.directory else None
         history = TranscriptStore(directory, retention_days=settings.history.retention_days)
     except (ConfigError, SourceError, HistoryUnusable) as e:
@@ -364,7 +381,7 @@ async def serve(args: argparse.Namespace) -> int:
             address,
         )
     try:
-        return await _serve_on(args, settings, overrides, history, address)
+        return await _serve_on(options, settings, overrides, history, address)
     finally:
         if private_bus:
             forget_private_bus(private_bus[0])
@@ -375,9 +392,9 @@ async def serve(args: argparse.Namespace) -> int:
 
 
 async def _serve_on(
-    args: argparse.Namespace, settings: Settings, overrides: Mapping[str, Any], history: TranscriptStore, address: str
+    options: DaemonOptions, settings: Settings, overrides: Mapping[str, Any], history: TranscriptStore, address: str
 ) -> int:
-    daemon = Daemon(args, settings, overrides, history)
+    daemon = Daemon(options, settings, overrides, history)
     loop = daemon.loop = asyncio.get_running_loop()
     try:
         bus = await MessageBus(bus_address=address, bus_type=BusType.SESSION).connect()
@@ -419,7 +436,7 @@ async def _serve_on(
     # A thread of its own, not the loop's executor: a kept file on a hung filesystem must not
     # hold up the exit (the executor's threads are joined when the loop closes).
     threading.Thread(target=daemon.engine.recover_unfinished, name="listend-recover", daemon=True).start()
-    if args.start:
+    if options.start:
         try:
             await daemon.start()
         except SourceError as e:
@@ -464,7 +481,7 @@ def run_daemon(args: argparse.Namespace) -> int:
     executor = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="listend-call")
     loop.set_default_executor(executor)
     try:
-        status = loop.run_until_complete(serve(args))
+        status = loop.run_until_complete(serve(DaemonOptions.from_args(args)))
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         executor.shutdown(wait=False, cancel_futures=True)

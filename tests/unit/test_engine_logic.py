@@ -214,3 +214,12 @@ def test_a_profile_switch_hands_the_stages_the_new_decoders_and_reuses_nothing_i
     assert engine.stats().models.model_loads == 1
     wait_until(lambda: len(rec.of(ProfileChanged)) == 2, 5, "two profile changes")
     assert [(e.profile, e.reason) for e in rec.of(ProfileChanged)] == [("lightweight", "test"), ("full", "")]
+
+
+def test_the_ring_follows_the_profile_s_ring_seconds_from_the_next_start(make_engine, tmp_path):
+    engine, _ = make_engine(StandInModels())
+    assert engine.stats().capture.ring_capacity_samples == 30 * SAMPLE_RATE  # full
+    engine.set_profile("lightweight")
+    engine.start(FileSource(str(utterances_wav(tmp_path / "one.wav", 1))))
+    assert engine.wait_source_done(10) and engine.wait_drained(10)
+    assert engine.stats().capture.ring_capacity_samples == 15 * SAMPLE_RATE  # lightweight's preset
