@@ -143,6 +143,24 @@ class DecodeOptions:
     live_beam_size: int = field(default=1, metadata=_num(1, 10))
     refine_beam_size: int = field(default=5, metadata=_num(1, 10))
     prompt_chars: int = field(default=80, metadata=_num(0, 1_000, "previous text as prompt"))
+    window_floor_s: float = field(
+        default=10.0,
+        metadata=_num(
+            0,
+            30,
+            "shortest Whisper window: a Whisper decode takes max(this, 1.5 x its audio + 2 s) instead of 30 s; "
+            "0 = faster-whisper's 30 s window for every decode",
+        ),
+    )
+    context_s: float = field(
+        default=8.0,
+        metadata=_num(
+            0,
+            30,
+            "most preceding speech of the session a refine decode holds in its window (its refined text "
+            "forced as prefix), within what the floor leaves; 0 = none",
+        ),
+    )
     no_speech_threshold: float = field(default=0.6, metadata=_num(0, 1))
     logprob_threshold: float = field(default=-1.0, metadata=_num(-20, 0))
     compression_ratio_threshold: float = field(default=2.4, metadata=_num(1, 10))

@@ -9,6 +9,13 @@ offline ``transcribe`` does. Every Whisper pass drops segments that Whisper
 itself scores as non-speech or as degenerate (repetition loops), so silence
 never turns into text such as "Thanks for watching". Moonshine
 (:mod:`moonshine`) implements the same interface.
+
+A Whisper model decodes through :mod:`whisper_window` (CTranslate2 directly,
+a window that follows the audio) unless ``decode.window_floor_s`` is 0 or the
+model object has no CTranslate2 Whisper model: then through faster-whisper's
+``transcribe`` and its 30 s window, as before. The refine pass's decoder is
+also a :class:`SessionDecoder`: it keeps what preceded in the dictation
+session and decodes each utterance after it.
 """
 
 from __future__ import annotations
@@ -16,10 +23,12 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
-from .audio import Audio
+from .audio import Audio, Utterance
 from .config import DecodeOptions
+from .units import SAMPLE_RATE
+from .whisper_window import NO_CONTEXT, Attempt, DecodeSettings, SessionContext, WindowedWhisper, WindowOptions
 
 # Phrases Whisper is known to invent on near-silence (WhisperLive #185 and
 # others). Dropped only when Whisper is itself unsure the segment is speech.
@@ -58,6 +67,28 @@ class Decoder(Protocol):
         ...
 
 
+@runtime_checkable
+class SessionDecoder(Decoder, Protocol):
+    """A decoder that hears each utterance after what preceded it in the dictation session.
+
+    The refine worker tells it each utterance's final text (:meth:`heard`) and
+    when a session starts (:meth:`new_session`); the decoder decides what of
+    it is context. Data flows one way: text goes in after it was committed.
+    """
+
+    def decode_next(self, utt: Utterance, prompt: str = "", cancelled: Cancelled | None = None) -> Decoded:
+        """Text of ``utt`` alone, decoded after the session's context that precedes it."""
+        ...
+
+    def heard(self, utt: Utterance, text: str) -> None:
+        """``utt`` was committed with ``text`` (refined): context for what follows."""
+        ...
+
+    def new_session(self) -> None:
+        """Forget the context (a session starts)."""
+        ...
+
+
 class _Released:
     """Where a decoder was before the models were released (workers wait; nothing decodes with this)."""
 
@@ -81,6 +112,19 @@ class PassOptions:
     no_speech_threshold: float
     logprob_threshold: float
     compression_ratio_threshold: float
+    window: WindowOptions | None = None  # None: faster-whisper's 30 s window
+    uses_context: bool = False  # decodes each utterance after the session's preceding speech
+
+    def settings(self) -> DecodeSettings:
+        return DecodeSettings(
+            self.beam_size,
+            self.language,
+            self.temperatures,
+            self.no_speech_threshold,
+            self.logprob_threshold,
+            self.compression_ratio_threshold,
+            window=self.window or WindowOptions(),
+        )
 
     @classmethod
     def live(cls, d: DecodeOptions) -> PassOptions:
@@ -92,6 +136,7 @@ class PassOptions:
             d.no_speech_threshold,
             d.logprob_threshold,
             d.compression_ratio_threshold,
+            _window(d),
         )
 
     @classmethod
@@ -104,6 +149,8 @@ class PassOptions:
             d.no_speech_threshold,
             d.logprob_threshold,
             d.compression_ratio_threshold,
+            _window(d),
+            uses_context=d.context_s > 0,
         )
 
     @classmethod
@@ -117,26 +164,49 @@ class PassOptions:
             d.no_speech_threshold,
             d.logprob_threshold,
             d.compression_ratio_threshold,
+            _window(d),
         )
 
 
+def _window(d: DecodeOptions) -> WindowOptions | None:
+    if not d.window_floor_s:
+        return None
+    return WindowOptions(floor_s=d.window_floor_s, context_s=d.context_s)
+
+
 class WhisperDecoder:
-    """Runs one faster-whisper model with one pass's options."""
+    """Runs one faster-whisper model with one pass's options.
+
+    Through :class:`~listend.whisper_window.WindowedWhisper` where the pass
+    has a window and the model a CTranslate2 Whisper model; else through the
+    model's ``transcribe``. Owns the session context of its pass (used from
+    one thread only, like every decoder).
+    """
 
     def __init__(self, model: Any, model_name: str, options: PassOptions):
         self.model = model  # a faster_whisper.WhisperModel (or a stand-in with its transcribe())
         self._name = model_name
         self.options = options
+        self.windowed: WindowedWhisper | None = None
+        if options.window is not None:
+            try:
+                self.windowed = WindowedWhisper(model)
+            except TypeError:
+                self.windowed = None  # no CTranslate2 model to decode with directly: transcribe() as before
+        self._session = SessionContext(options.window or WindowOptions())
+        self.last_attempt: Attempt | None = None  # the newest windowed decode (what tests and the bench read)
 
     @property
     def model_name(self) -> str:
         return self._name
 
     def with_options(self, options: PassOptions) -> WhisperDecoder:
-        """The same model with another pass's options (shares the loaded model)."""
+        """The same model with another pass's options (shares the loaded model; a session of its own)."""
         return WhisperDecoder(self.model, self._name, options)
 
     def decode(self, audio: Audio, prompt: str = "", cancelled: Cancelled | None = None) -> Decoded:
+        if self.windowed is not None:
+            return self._decode_windowed(audio, prompt, None)
         o = self.options
         segments, _info = self.model.transcribe(
             audio,
@@ -162,7 +232,32 @@ class WhisperDecoder:
                 kept.append(text)
         return Decoded(" ".join(kept).strip(), len(kept), dropped)
 
+    # -- the session (refine pass) ---------------------------------------------------
+
+    def decode_next(self, utt: Utterance, prompt: str = "", cancelled: Cancelled | None = None) -> Decoded:
+        if self.windowed is None or not self.options.uses_context:
+            return self.decode(utt.audio, prompt, cancelled)
+        return self._decode_windowed(utt.audio, prompt, (utt.id, utt.start_sample))
+
+    def heard(self, utt: Utterance, text: str) -> None:
+        if self.windowed is not None and self.options.uses_context:
+            self._session.add(utt.id, utt.start_sample, utt.audio, text)
+
+    def new_session(self) -> None:
+        self._session.clear()
+
+    def _decode_windowed(self, audio: Audio, prompt: str, where: tuple[int, int] | None) -> Decoded:
+        assert self.windowed is not None
+        context = NO_CONTEXT
+        if where is not None:
+            context = self._session.before(where[0], where[1], len(audio) / SAMPLE_RATE)
+        attempt = self.last_attempt = self.windowed.decode(audio, self.options.settings(), context, prompt)
+        if self._is_non_speech(attempt):
+            return Decoded("", 0, 1)
+        return Decoded(attempt.text, 1 if attempt.text else 0, 0)
+
     def _is_non_speech(self, seg: Any) -> bool:
+        """faster-whisper's segment, or a windowed :class:`Attempt`: both have these four fields."""
         o = self.options
         if seg.no_speech_prob > o.no_speech_threshold and seg.avg_logprob < o.logprob_threshold:
             return True

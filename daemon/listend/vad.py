@@ -52,9 +52,25 @@ class StreamingVad:
             return probs
         chunks = audio[: n * CHUNK].reshape(n, CHUNK)
         loud = np.sqrt(np.mean(chunks * chunks, axis=1)) >= _SILENCE_RMS
-        if not loud.any():
-            self.reset()
-            return probs
+        # Every silent chunk resets the state, wherever the calls cut the stream: the same audio
+        # gets the same probabilities whether it comes in hops (a microphone) or all at once (a
+        # file), so `listend transcribe` cuts the utterances the live path cuts.
+        i = 0
+        while i < n:
+            if not loud[i]:
+                self.reset()
+                i += 1
+                continue
+            j = i + 1
+            while j < n and loud[j]:
+                j += 1
+            probs[i:j] = self._run(chunks[i:j])
+            i = j
+        return probs
+
+    def _run(self, chunks: np.ndarray) -> np.ndarray:
+        """The network over consecutive loud chunks, state carried (the model reads its batch in order)."""
+        n = len(chunks)
         batch = np.empty((n, CHUNK + _CONTEXT), dtype=np.float32)
         batch[:, _CONTEXT:] = chunks
         batch[0, :_CONTEXT] = self._context
@@ -62,6 +78,4 @@ class StreamingVad:
             batch[1:, :_CONTEXT] = chunks[:-1, -_CONTEXT:]
         out, self._h, self._c = self._session.run(None, {"input": batch, "h": self._h, "c": self._c})
         self._context = chunks[-1, -_CONTEXT:].copy()
-        probs[:] = np.asarray(out, dtype=np.float32).reshape(-1)[:n]
-        probs[~loud] = 0.0
-        return probs
+        return np.asarray(out, dtype=np.float32).reshape(-1)[:n]
