@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import stat
 import time
 
@@ -106,6 +107,12 @@ def test_full_interface_and_listenctl(start_daemon, private_bus, tmp_path, two_u
     assert r.returncode == 0 and r.stdout.strip() == "full"
     r = ctl(env, "live")
     assert r.returncode == 0
+    # The last session (the Toggle above) heard nothing: copy --session says so, not "nothing to copy yet".
+    r = ctl(env, "copy", "--session")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "nothing was said since the last start" in r.stderr
+    no_display = {k: v for k, v in env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    r = ctl(no_display, "copy")  # the last segment, but no clipboard: one line, not the clipboard's log line too
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and "cannot copy: no clipboard" in r.stderr, r.stderr
 
     # History: one fsynced JSON line per segment, private modes.
     hdir, files = history_files(state)
@@ -194,6 +201,16 @@ def test_listenctl_when_daemon_is_not_running(private_bus, tmp_path):
     assert r.returncode == 2
     r = ctl(env, "--help")
     assert r.returncode == 0 and "transcript" in r.stdout
+    r = ctl(env, "--version")
+    assert r.returncode == 0 and re.fullmatch(r"listenctl \d+\.\d+\.\d+\n", r.stdout)
+    r = ctl(env, "--bogus")
+    assert r.returncode == 2 and r.stderr == "listenctl: unknown option '--bogus' (see --help)\n"
+    r = ctl(env)
+    assert r.returncode == 2 and "which command?" in r.stderr and "transcript" in r.stderr
+    # Usage errors are found before the bus is asked (listend is not running here: that would be exit 1).
+    for args in (["transcript", "--last", "-3"], ["transcript", "--type"], ["status", "--bogus"]):
+        r = ctl(env, *args)
+        assert r.returncode == 2 and len(r.stderr.splitlines()) == 1 and "not running" not in r.stderr, (args, r)
 
 
 def test_sigterm_drains_history_survives_restart_and_torn_line(start_daemon, private_bus, tmp_path, two_utterances_wav):

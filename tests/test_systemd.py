@@ -191,6 +191,15 @@ def test_dbus_activation_starts_the_daemon_on_first_call(tmp_path):
         assert len(activated) == 1
         activated[0].terminate()
         activated[0].wait(60)
+        # Activated by `status` itself: the memory it shows is measured, not 0 (no tick had run yet).
+        result = ctl(env, "status", timeout=120)
+        assert result.returncode == 0 and "memory: 0 MiB" not in result.stdout, result.stdout
+        memory = int(result.stdout.split("memory: ", 1)[1].split(" MiB", 1)[0])
+        assert memory > 50, result.stdout
+        for process in find_listend_processes():
+            if process.environ().get("XDG_STATE_HOME") == str(tmp_path / "state"):
+                process.terminate()
+                process.wait(60)
     finally:
         bus.close()
 

@@ -78,6 +78,16 @@ def test_transcribe_bad_files_exit_2(tmp_path, content, message):
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and message in lines[0] and "Traceback" not in result.stderr
+    assert "Errno" not in lines[0]  # FFmpeg's own error number (1094995529) tells a user nothing
+
+
+def test_listend_help_shows_the_daemon_options_and_says_what_lightweight_is():
+    result = listend("--help")
+    assert result.returncode == 0
+    for option in ("--start", "--device", "--source", "--lightweight"):
+        assert option in result.stdout, option
+    assert "short windows" not in result.stdout  # the lightweight profile segments whole utterances
+    assert "tiny.en" in " ".join(result.stdout.split())
 
 
 def test_transcribe_directory_and_usage_errors(tmp_path):

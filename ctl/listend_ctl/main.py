@@ -10,9 +10,11 @@ import argparse
 import asyncio
 import datetime
 import json
+import logging
 import sys
 from typing import Any
 
+from listend import __version__
 from listend.bus import NoBusError, notification
 from listend.client import (
     CallFailed,
@@ -29,11 +31,30 @@ from listend.cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser
 from listend.config import DELIVERY_METHODS, PROFILES
 from listend.units import MIB
 
+COMMANDS = (
+    "status",
+    "start",
+    "stop",
+    "toggle",
+    "live",
+    "transcript",
+    "devices",
+    "copy",
+    "memory",
+    "profile",
+    "delivery",
+    "monitor",
+    "install",
+    "uninstall",
+)
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = UsageParser(prog="listenctl", description="Control the listend dictation daemon over D-Bus.")
+    p.add_argument("--version", action="version", version=f"listenctl {__version__}")
+    # Not required here: main() says which commands there are, and an unknown option is named as such
+    # (argparse said "the following arguments are required: COMMAND" for `listenctl --bogus`).
     sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=UsageParser)
-    sub.required = True
     s = sub.add_parser("status", help="state, profile, live line and memory")
     s.add_argument("--json", action="store_true")
     sub.add_parser("start", help="start listening")
@@ -86,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--plot", metavar="FILE.png", help="write a PNG plot of RSS over time at the end")
     ins = sub.add_parser("install", help="install the systemd user unit, D-Bus activation and autostart files")
     ins.add_argument("--now", action="store_true", help="also enable and start the service")
-    sub.add_parser("uninstall", help="remove what install wrote")
+    sub.add_parser("uninstall", help="remove what install wrote, and say what stays")
+    assert tuple(sub.choices) == COMMANDS  # the list main() names
     return p
 
 
@@ -112,10 +134,6 @@ def _print_memory(mem: dict[str, Any], as_json: bool) -> None:
 
 
 async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
-    if args.last is not None and args.last < 0 or args.since is not None and args.since < 0:
-        raise ValueError("--last and --since take non-negative numbers")
-    if args.type and not args.follow:
-        raise ValueError("--type types new segments as they come: use it with --follow")
     queue: asyncio.Queue[TranscriptEntry | None] = asyncio.Queue()
     if args.follow:
         # Subscribe before reading what exists, so nothing falls in between.
@@ -217,8 +235,17 @@ async def _copy(client: DictationClient, session: bool) -> int:
         entries = await client.recent(1)
     text = " ".join(e.text for e in entries).strip()
     if not text:
-        print("listenctl: nothing to copy yet", file=sys.stderr)
+        if session and await client.recent(1):  # the history has text; this session has none
+            print(
+                "listenctl: nothing was said since the last start; `listenctl copy` copies the last segment, "
+                "`listenctl transcript` prints earlier ones",
+                file=sys.stderr,
+            )
+        else:
+            print("listenctl: nothing to copy yet", file=sys.stderr)
         return EXIT_FAIL
+    # The clipboard logs why it failed as a warning; listenctl says it once, below.
+    logging.getLogger("listend.clipboard").addHandler(logging.NullHandler())
     copied = await asyncio.to_thread(Clipboard().copy_and_wait, text)
     if not copied:
         print(f"listenctl: cannot copy: {copied.detail}", file=sys.stderr)
@@ -284,8 +311,23 @@ async def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, unknown: list[str]) -> None:
+    """Usage errors, one line and exit 2, before anything connects to the bus."""
+    if unknown:
+        parser.error(f"unknown option {unknown[0]!r}" if unknown[0].startswith("-") else f"unexpected {unknown[0]!r}")
+    if args.command is None:
+        parser.error(f"which command? one of: {', '.join(COMMANDS)}")
+    if args.command == "transcript":
+        if args.last is not None and args.last < 0 or args.since is not None and args.since < 0:
+            parser.error("--last and --since take non-negative numbers")
+        if args.type and not args.follow:
+            parser.error("--type types new segments as they come: use it with --follow")
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, unknown = parser.parse_known_args(argv)
+    _check_arguments(parser, args, unknown)
     if args.command == "monitor":
         from .monitor import run_monitor
 

@@ -24,19 +24,29 @@ def _common(p: argparse.ArgumentParser) -> None:
         "-l",
         "--lightweight",
         action="store_true",
-        help="one tiny.en model, no refine pass, short windows (low memory and CPU)",
+        help="the lightweight profile: one tiny.en model for live and final text, no refine pass, smaller "
+        "queues (low memory and CPU)",
     )
     p.add_argument("--config", metavar="PATH", help="config file (default: $XDG_CONFIG_HOME/listend/config.toml)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = UsageParser(prog="listend", description="Local, offline live dictation daemon.")
+    parser = UsageParser(
+        prog="listend",
+        description="Local, offline live dictation daemon.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--version", action="version", version=f"listend {__version__}")
     sub = parser.add_subparsers(dest="command", parser_class=UsageParser, metavar="COMMAND")
 
     run = sub.add_parser("run", help="run the daemon on the D-Bus session bus (the default)")
     add_run_arguments(run)
+    # `listend [OPTIONS]` is `listend run [OPTIONS]`: say so, and show those options (--start, --device, ...).
+    options = run.format_help().split("\noptions:\n", 1)[-1]
+    parser.epilog = "Without COMMAND, listend runs the daemon: listend [OPTIONS] is listend run [OPTIONS].\n\n" + (
+        f"options of run:\n{options}"
+    )
 
     tr = sub.add_parser(
         "transcribe",

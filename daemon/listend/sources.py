@@ -355,8 +355,12 @@ class FileSource:
             raise SourceError(f"{self.path}: is a directory") from None
         except PermissionError:
             raise SourceError(f"{self.path}: permission denied") from None
+        except av.error.InvalidDataError:
+            raise SourceError(f"{self.path}: not a readable audio file (no audio format FFmpeg knows)") from None
         except (av.error.FFmpegError, OSError, ValueError) as e:
-            raise SourceError(f"{self.path}: not a readable audio file ({_short(e)})") from None
+            # FFmpeg's errors carry its own error code ("[Errno 1094995529] ..."): the reason alone is what helps.
+            reason = getattr(e, "strerror", None) or _short(e)
+            raise SourceError(f"{self.path}: not a readable audio file ({reason})") from None
 
     def start(self, ring: RingBuffer) -> None:
         self._thread = threading.Thread(target=self._run, args=(ring,), name="listend-file", daemon=True)
