@@ -21,6 +21,7 @@ from tests.support.bus import BusClient, daemon_env
 from tests.support.processes import BIN
 from tests.support.sni import SniHost
 from tests.support.waiting import until
+from tests.support.x11 import XServer
 
 
 async def until_true(check, timeout: float, what: str):
@@ -135,6 +136,32 @@ def test_tray_registers_when_the_panel_starts_after_it(spawn, private_bus, tmp_p
     assert tray.wait(20) == 0
     log = (tmp_path / "tray.log").read_text()
     assert log.count("no tray host is running") == 1, log  # said once, in one line, with what to start
+
+
+def test_a_tray_started_before_the_panel_moves_from_xembed_to_the_status_notifier(spawn, private_bus, tmp_path):
+    """X11 login order: the tray before xfce4-panel. Only an XEmbed tray (or none) is there at first; once a
+    StatusNotifierWatcher appears the tray moves to it, with its menu (an XEmbed icon in xfce4-panel was a
+    black square with none)."""
+    x = XServer(tmp_path / "x")  # trayer: an XEmbed tray, no watcher on the bus
+    try:
+        env = dict(tray_env(private_bus, tmp_path), DISPLAY=x.display, PYSTRAY_BACKEND="xorg")
+        tray = spawn([str(BIN / "listend-tray"), "-v"], env=env, log="tray")
+        x.wait_title("listend: not running")  # docked as an XEmbed icon
+
+        async def scenario():
+            async with SniHost(private_bus.address) as host:  # the panel starts
+                service = await host.wait_item(30)
+                menu = await host.menu(service, "/MenuBar")
+                assert "Start dictation (starts listend)" in menu
+                await until(lambda: "listendSystemTrayIcon" not in x.windows(), 30, "the XEmbed icon to go")
+                await host.click(service, "/MenuBar", menu["Quit tray"]["id"])
+
+        asyncio.run(scenario())
+        assert tray.wait(20) == 0
+        log = (tmp_path / "tray.log").read_text()
+        assert "moving from the XEmbed icon to a StatusNotifierItem" in log and "Traceback" not in log, log
+    finally:
+        x.close()
 
 
 def test_on_gnome_without_a_tray_host_the_tray_says_what_to_install():

@@ -250,14 +250,21 @@ class SniView:
 
 
 class XEmbedView:
-    """pystray's xorg backend, fixed (:mod:`xorg`): an icon whose click toggles dictation."""
+    """pystray's xorg backend, fixed (:mod:`xorg`): an icon whose click toggles dictation.
 
-    def __init__(self, app: TrayApp, icon_factory: Any = None):
+    Chosen by ``auto`` because no StatusNotifierWatcher was there yet (a tray autostarted before the panel:
+    xfce4-panel's tray shows XEmbed icons as a black square with no menu), it follows the watcher's name
+    and, when one appears, stops so that :func:`main` starts the tray again as a StatusNotifierItem.
+    """
+
+    def __init__(self, app: TrayApp, icon_factory: Any = None, until_watcher: bool = False):
         import pystray
 
         from .xorg import fixed_icon_class
 
         self.app = app
+        self.until_watcher = until_watcher
+        self.watcher_appeared = False
         self._pystray = pystray
         factory = icon_factory or fixed_icon_class(pystray.Icon)
         self.icon = factory(
@@ -266,7 +273,29 @@ class XEmbedView:
         self._shown: tuple[str, str] | None = None
 
     async def attach(self, bus: Any) -> None:
-        pass  # XEmbed serves nothing on the bus
+        """XEmbed serves nothing on the bus; it only watches for a StatusNotifierWatcher (if asked to)."""
+        if not self.until_watcher:
+            return
+        from listend.bus import call_bus_daemon
+        from listend_tray.sni import WATCHER, watcher_on
+
+        def on_message(msg: Any) -> bool:
+            if msg.member == "NameOwnerChanged" and msg.sender == "org.freedesktop.DBus" and msg.body[:1] == [WATCHER]:
+                if msg.body[2]:
+                    self._move_to_sni()
+            return False
+
+        bus.add_message_handler(on_message)
+        rule = f"type='signal',sender='org.freedesktop.DBus',member='NameOwnerChanged',arg0='{WATCHER}'"
+        await call_bus_daemon(bus, "AddMatch", "s", [rule])
+        if await watcher_on(bus):  # it came between the choice of backend and now
+            self._move_to_sni()
+
+    def _move_to_sni(self) -> None:
+        if not self.watcher_appeared:
+            self.watcher_appeared = True
+            log.info("a StatusNotifierWatcher appeared: moving from the XEmbed icon to a StatusNotifierItem")
+            self.icon.stop()  # run() returns; main() starts the tray again with the sni backend
 
     def _pystray_menu(self, entries: list[MenuEntry]) -> Any:
         Menu, Item = self._pystray.Menu, self._pystray.MenuItem
@@ -405,12 +434,18 @@ def main(argv: list[str] | None = None) -> int:
             print("listend-tray: the xembed backend needs an X11 display (DISPLAY is unset)", file=sys.stderr)
             return 1
         try:
-            view = XEmbedView(app)
+            view = XEmbedView(app, until_watcher=args.backend == "auto")
         except Exception as e:  # pystray cannot reach the display
             print(f"listend-tray: cannot create a tray icon: {e}", file=sys.stderr)
             return 1
     app.view = view
     view.run()
+    if isinstance(view, XEmbedView) and view.watcher_appeared:
+        # A fresh process, not a second backend in this one: pystray's X connection and the bus worker's
+        # thread and exports belong to the XEmbed tray. Settings are in tray.json; the daemon is untouched.
+        app.worker.stop()
+        argv = list(sys.argv[1:] if argv is None else argv)
+        os.execv(sys.executable, [sys.executable, "-m", "listend_tray.app", *argv, "--backend", "sni"])
     return 0
 
 
