@@ -22,19 +22,9 @@ import psutil
 
 from tests.support.audio import SENTENCES, concat, silence, speak, wav_samples, words
 from tests.support.bus import BusClient, ctl, daemon_env
+from tests.support.history import history_dir, history_rows
 from tests.support.processes import BIN, listend
-from tests.support.waiting import wait_until
-
-
-def stored(history_dir: Path) -> list[dict]:
-    out = []
-    for f in sorted(history_dir.glob("*.jsonl")):
-        for line in f.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
+from tests.support.waiting import until, wait_until
 
 
 def keep(unfinished: Path, wav: Path, name: str) -> Path:
@@ -78,7 +68,7 @@ def test_segments_the_history_refused_are_saved_at_exit_and_written_at_the_next_
     transcript = ctl(env, "transcript", "--json")
     rows = [json.loads(line) for line in transcript.stdout.splitlines()]
     assert [(r["id"], r["text"]) for r in rows] == announced
-    assert [(r["id"], r["text"]) for r in stored(disk / "history")] == announced
+    assert [(r["id"], r["text"]) for r in history_rows(disk / "history")] == announced
     assert not list((state / "listend" / "unwritten").glob("history-*.jsonl"))
     assert daemon.terminate() == 0
 
@@ -122,7 +112,7 @@ def test_kept_audio_whose_text_was_not_written_is_not_deleted(start_daemon, priv
     rows = [json.loads(line) for line in ctl(env, "transcript", "--json").stdout.splitlines()]
     assert [(r["id"], r["text"]) for r in rows] == [(seg_id, text)]  # there, and not twice
     time.sleep(2.0)  # nothing is decoded again
-    assert [r["id"] for r in stored(disk / "history")] == [seg_id]
+    assert [r["id"] for r in history_rows(disk / "history")] == [seg_id]
     assert not kept.exists()
     assert daemon.terminate() == 0
 
@@ -150,7 +140,7 @@ def test_kept_files_with_wall_times_no_clock_shows_block_nothing(start_daemon, p
     segments, last_error = asyncio.run(both())
     assert last_error == ""
     assert all(abs(m.body[1] - (time.time() - 60)) < 120 for m in segments)  # the files' times
-    rows = stored(state / "listend" / "history")
+    rows = history_rows(history_dir(state))
     assert len(rows) == 2 and {"quarterly", "weather"} <= set(words(" ".join(r["text"] for r in rows)))
     pings = 0
     deadline = time.monotonic() + 4
@@ -187,14 +177,14 @@ def test_huge_and_hostile_kept_files_are_set_aside_unread_and_the_rest_is_decode
     peak = 0
 
     async def decoded():
-        nonlocal peak
         async with BusClient(private_bus.address) as c:
-            deadline = time.monotonic() + 120
-            while not c.named("SegmentRefined"):
+
+            def refined():
+                nonlocal peak
                 peak = max(peak, psutil.Process(daemon.proc.pid).memory_info().rss)
-                assert time.monotonic() < deadline, daemon.log()
-                await asyncio.sleep(0.05)
-            return c.named("SegmentRefined")[0].body[3]
+                return c.named("SegmentRefined")
+
+            return (await until(refined, 120, daemon.log))[0].body[3]
 
     text = asyncio.run(decoded())
     assert {"meeting", "design"} <= set(words(text)), text
@@ -270,13 +260,13 @@ def test_sigterm_while_a_kept_file_is_decoded_leaves_no_duplicate(start_daemon, 
     time.sleep(2.0)  # recovery has started its decode
     daemon.proc.send_signal(signal.SIGTERM)
     assert daemon.proc.wait(30) == 0, daemon.log()
-    first = stored(state / "listend" / "history")
+    first = history_rows(history_dir(state))
     # Either its text was committed in the drain (and the file went), or the file stays for next time.
     assert len(first) + kept.exists() == 1, (first, kept.exists())
     daemon = start_daemon("--lightweight", env=env)
-    wait_until(lambda: stored(state / "listend" / "history"), 120, "the kept file's text")
+    wait_until(lambda: history_rows(history_dir(state)), 120, "the kept file's text")
     time.sleep(3.0)
-    rows = stored(state / "listend" / "history")
+    rows = history_rows(history_dir(state))
     assert len(rows) == 1 and "weather" in words(rows[0]["text"]), rows
     assert not kept.exists()
     assert daemon.terminate() == 0

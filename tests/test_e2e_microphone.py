@@ -8,7 +8,7 @@ import json
 from tests.support.audio import SENTENCES, speak, words
 from tests.support.bus import BusClient, ctl, daemon_env
 from tests.support.pulse import PulseServer
-from tests.support.waiting import wait_until
+from tests.support.waiting import until, wait_until
 
 
 def test_speech_into_the_default_microphone_is_transcribed(start_daemon, private_bus, tmp_path, pulse, audio_dir):
@@ -54,10 +54,12 @@ def test_first_run_without_a_microphone_says_what_to_do(start_daemon, private_bu
 
     async def error():
         async with BusClient(private_bus.address) as c:
-            for _ in range(300):  # --start runs just after the name is taken
-                if await c.prop("State") == "error":
-                    break
-                await asyncio.sleep(0.1)
+
+            async def failed() -> bool:
+                return await c.prop("State") == "error"
+
+            # --start runs just after the name is taken.
+            await until(failed, 30, "the error state", poll=0.1)
             return await c.prop("State"), await c.prop("LastError")
 
     state, message = asyncio.run(error())

@@ -18,19 +18,8 @@ from listend.engine import Engine
 from listend.events import Refined
 from tests.support.audio import FILLER, SENTENCES, concat, silence, speak, wav_samples, words
 from tests.support.bus import BusClient, ctl, daemon_env
-
-
-def history(state):
-    files = sorted((state / "listend" / "history").glob("*.jsonl"))
-    out = []
-    for f in files:
-        for line in f.read_text().splitlines():
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
-    return out
-
+from tests.support.history import history_dir, history_rows
+from tests.support.waiting import until
 
 HEARD_FIRST = {"please", "send", "quarterly", "report"}  # the first words of SENTENCES[0]
 
@@ -98,7 +87,7 @@ def test_sigkill_loses_nothing_that_was_announced(start_daemon, private_bus, tmp
             return [m.body[0] for m in c.named("SegmentRefined")]
 
     announced = asyncio.run(until_two_refined_and_third_open())
-    stored = [r["id"] for r in history(state)]
+    stored = [r["id"] for r in history_rows(history_dir(state))]
     assert set(announced) <= set(stored)
     files = sorted((state / "listend" / "history").glob("*.jsonl"))
     with open(files[-1], "a") as f:
@@ -161,7 +150,7 @@ def test_starved_cpu_and_sigterm_under_load_commit_live_text(start_daemon, priva
         assert took < 25  # the unit's TimeoutStopSec
         # Overload was visible while it lasted, not silent.
         assert memory["live_commits"].value + memory["partials_skipped"].value >= 1
-        stored = history(state)
+        stored = history_rows(history_dir(state))
         assert [r["id"] for r in stored] == sorted(r["id"] for r in stored)
         assert any(r["source"] == "live" for r in stored) and all(r["text"].strip() for r in stored)
         # Every utterance heard was committed. Which words survive depends on the path that served each one
@@ -208,16 +197,16 @@ def test_disk_full_keeps_segments_in_memory_and_resumes(
             assert len(transcript) == 2  # still served from memory
             assert (await c.memory())["history_unwritten"] == 2
             filler.unlink()  # space returns
-            for _ in range(75):  # written within 15 s (the tick retries every second)
-                if not (await c.memory())["history_unwritten"]:
-                    break
-                await asyncio.sleep(0.2)
-            assert not (await c.memory())["history_unwritten"]
+
+            async def written() -> bool:
+                return not (await c.memory())["history_unwritten"]
+
+            await until(written, 15, "the history written (the tick retries every second)", poll=0.2)
             assert await c.prop("LastError") == ""
             return [row[0] for row in transcript]
 
     ids = asyncio.run(scenario())
-    stored = [json.loads(line)["id"] for f in sorted(hist.glob("*.jsonl")) for line in f.read_text().splitlines()]
+    stored = [r["id"] for r in history_rows(hist)]
     assert stored == ids
     assert daemon.terminate() == 0
 
@@ -302,7 +291,7 @@ def test_speech_while_the_process_was_stopped_is_not_lost(start_daemon, private_
     lost = memory["lost_samples"] / 16000
     assert lost < 0.5 and memory["dropped_samples"] == 0, memory
     assert memory["reopens"] == 0 and memory["gap_closes"] == 0, memory
-    stored = " ".join(r["text"] for r in history(tmp_path / "state"))
+    stored = " ".join(r["text"] for r in history_rows(history_dir(tmp_path / "state")))
     # The sentence spoken while the process was stopped is there (tiny.en may miss a word of it).
     assert len({"weather", "today", "sunny", "light", "breeze", "west"} & set(words(stored))) >= 4, stored
     assert len({"quarterly", "milk", "meeting"} & set(words(stored))) >= 2, stored

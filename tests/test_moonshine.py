@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -23,8 +24,10 @@ from listend.sources import FileSource
 from listend.unfinished import UnfinishedAudio
 from listend.units import SAMPLE_RATE
 from tests.support.audio import SENTENCES, concat, heard, silence, speak, wav_samples, words
+from tests.support.bus import BusClient, daemon_env
+from tests.support.history import history_dir, history_rows
 from tests.support.pipeline import Recorder
-from tests.support.waiting import wait_until
+from tests.support.waiting import until, wait_until
 
 
 @pytest.fixture(scope="module")
@@ -352,3 +355,40 @@ def test_models_that_cannot_be_loaded_again_keep_the_words_as_audio_and_a_later_
         engine.close(10)
     finals = rec.of(Refined)
     assert len(finals) == 1 and heard(SENTENCES[0], finals[0].text, missing=1), finals
+
+
+def test_the_daemon_rebuilds_a_cache_damaged_while_idle_and_writes_what_was_said_to_the_history(
+    start_daemon, private_bus, tmp_path, converted, audio_dir
+):
+    """Issue 29, item 7, end to end: released models, a damaged cache, then Start and speech."""
+    speech = speech_then_silence(audio_dir, "daemon-damaged-at-reload")
+    config = tmp_path / "config.toml"
+    config.write_text('[models]\nlive = "moonshine-base"\nrefine = ""\nunload_after_s = 1.0\n')
+    state = tmp_path / "state"
+    daemon = start_daemon("--config", str(config), "--source", str(speech), env=daemon_env(private_bus, state))
+
+    async def dictate():
+        async with BusClient(private_bus.address) as c:
+
+            async def released() -> bool:
+                return (await c.memory())["model_releases"] == 1
+
+            await until(released, 30, "the models released after 1 s idle")
+            encoder = converted / "encoder_model.onnx"
+            encoder.write_bytes(b"\0" * encoder.stat().st_size)  # damaged, same size: only loading finds it
+            await c.call("Start")
+            await c.wait_for(lambda: c.named("SegmentRefined"), timeout=300)
+
+            async def idle() -> bool:
+                return await c.prop("State") == "idle"
+
+            await until(idle, 60, "the end of the file")
+            return await c.prop("LastError"), (await c.memory())["model_loads"]
+
+    last_error, loads = asyncio.run(dictate())
+    assert last_error == "" and loads == 1
+    rows = history_rows(history_dir(state))
+    assert len(rows) == 1 and heard(SENTENCES[0], rows[0]["text"], missing=1), rows
+    log = daemon.log()
+    assert log.count("converting it again") == 1 and "Traceback" not in log, log
+    assert daemon.terminate() == 0

@@ -24,17 +24,6 @@ from tests.support.waiting import until
 from tests.support.x11 import XServer
 
 
-async def until_true(check, timeout: float, what: str):
-    """Wait until the coroutine ``check()`` returns something true; return it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await check()
-        if value:
-            return value
-        assert time.monotonic() < deadline, what
-        await asyncio.sleep(0.1)
-
-
 def tray_env(private_bus, tmp_path, extra=None):
     env = daemon_env(private_bus, tmp_path / "state", {"XDG_CONFIG_HOME": str(tmp_path / "config"), **(extra or {})})
     for name in ("DISPLAY", "WAYLAND_DISPLAY"):
@@ -63,7 +52,7 @@ def test_sni_item_menu_starts_dictation_and_copies_refined_speech(
             async def tooltip_says(text):
                 return text in (await host.item_properties(service))["ToolTip"][3]
 
-            await until_true(lambda: tooltip_says("idle"), 30, "tooltip never said idle")
+            await until(lambda: tooltip_says("idle"), 30, "tooltip never said idle")
             idle_icon = (await host.item_properties(service))["IconPixmap"]
             menu = await host.menu(service, "/MenuBar")
             for label in (
@@ -89,16 +78,16 @@ def test_sni_item_menu_starts_dictation_and_copies_refined_speech(
             await host.click(service, "/MenuBar", menu["Start dictation"]["id"])
             await c.wait_for(lambda: "listening" in c.states(), timeout=30)
             assert await c.prop("State") == "listening"
-            await until_true(lambda: tooltip_says("listening"), 30, "tooltip never said listening")
+            await until(lambda: tooltip_says("listening"), 30, "tooltip never said listening")
             assert host.named("NewIcon")
             assert (await host.item_properties(service))["IconPixmap"] != idle_icon  # the icon changed
-            await until_true(lambda: _has_label(host, service, "Stop dictation"), 30, "label did not follow")
+            await until(lambda: _has_label(host, service, "Stop dictation"), 30, "label did not follow")
 
             await asyncio.sleep(2.0)  # PulseAudio's first block
             await asyncio.to_thread(pulse.speak, speech)
             await c.wait_for(lambda: c.named("SegmentRefined"), timeout=120)
             refined = c.named("SegmentRefined")[0].body[3]
-            menu = await until_true(lambda: _menu_when(host, service, "Copy last segment"), 30, "copy not enabled")
+            menu = await until(lambda: _menu_when(host, service, "Copy last segment"), 30, "copy not enabled")
             await host.click(service, "/MenuBar", menu["Copy last segment"]["id"])
             await until(lambda: desktop.clipboard() == refined, 20, lambda: f"{desktop.clipboard()!r} = {refined!r}")
             return refined
@@ -185,7 +174,7 @@ def test_a_peer_hammering_the_tray_gets_one_window_one_copy_at_a_time_and_no_log
         async with SniHost(private_bus.address) as host, BusClient(private_bus.address) as c:
             service = await host.wait_item()
             await c.wait_for(lambda: c.named("SegmentRefined"), timeout=120)  # something to copy
-            menu = await until_true(lambda: _menu_when(host, service, "Copy last segment"), 30, "no text yet")
+            menu = await until(lambda: _menu_when(host, service, "Copy last segment"), 30, "no text yet")
             window = menu["Transcript window"]["id"]
             await host.call(
                 service,

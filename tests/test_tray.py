@@ -131,10 +131,8 @@ def test_menu_actions_and_auto_copy_to_the_clipboard(start_daemon, private_bus, 
     assert entry(app, "toggle").label == "Start dictation"
     entry(app, "toggle").action().result(30)
     assert "state: listening" in ctl(env, "status").stdout
-    deadline = time.monotonic() + 10
-    while entry(app, "toggle").label != "Stop dictation":  # the label follows the state
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
+    # The label follows the state.
+    wait_until(lambda: entry(app, "toggle").label == "Stop dictation", 10, lambda: entry(app, "toggle").label)
 
     wait_until(lambda: "quarterly" in x.clipboard().lower(), 120, lambda: x.clipboard(), poll=0.2)
     refined = app.worker.state.last_text()

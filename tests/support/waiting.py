@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -22,11 +23,19 @@ def wait_until(predicate: Callable[[], T], timeout: float, what: str | Callable[
         time.sleep(poll)
 
 
-async def until(predicate: Callable[[], T], timeout: float, what: str | Callable[[], str], poll: float = 0.05) -> T:
-    """:func:`wait_until` for coroutines: the loop keeps running while it waits."""
+async def until(
+    predicate: Callable[[], T | Awaitable[T]], timeout: float, what: str | Callable[[], str], poll: float = 0.05
+) -> T:
+    """:func:`wait_until` for coroutines: the loop keeps running while it waits.
+
+    ``predicate`` may be a coroutine function (``lambda: c.prop("State")`` style checks on the bus): what it
+    returns is awaited before it is judged.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         if time.monotonic() > deadline:
