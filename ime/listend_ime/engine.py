@@ -61,6 +61,8 @@ class EngineHost(Protocol):
 
     def enabled(self, engine: "Engine") -> None: ...
 
+    def large_message(self) -> None: ...
+
     def destroyed(self, engine: "Engine") -> None: ...
 
 
@@ -109,8 +111,10 @@ class Engine(ServiceInterface):
 
     @method()
     def SetSurroundingText(self, text: "v", cursor_pos: "u", anchor_pos: "u") -> None:
-        before = ibus.text_of(text)[:cursor_pos]
-        self._host.surrounding_text(self, before[-KEEP_SURROUNDING:])
+        full = ibus.text_of(text)
+        if len(full) > KEEP_SURROUNDING:
+            self._host.large_message()
+        self._host.surrounding_text(self, full[:cursor_pos][-KEEP_SURROUNDING:])
 
     @method()
     def SetCursorLocation(self, x: "i", y: "i", w: "i", h: "i") -> None:
