@@ -245,3 +245,27 @@ class Commit:
                 with self._lock:
                     self._count(subscriber_failures=1)
                 log.exception("event subscriber failed on %s", type(event).__name__)
+
+
+class SegmentIds:
+    """Segment ids in order: each registered with the commit stage as it is allocated.
+
+    Registering at allocation is what lets commit publish in id order: an id
+    is owed before any stage can finish it.
+    """
+
+    def __init__(self, first: int, register: Callable[[int], None]):
+        self._lock = threading.Lock()  # allocation and registration, together
+        self._next = first
+        self._register = register
+
+    @property
+    def next(self) -> int:
+        return self._next
+
+    def allocate(self) -> int:
+        with self._lock:
+            seg_id = self._next
+            self._next += 1
+            self._register(seg_id)
+            return seg_id

@@ -4,11 +4,15 @@ source -> :mod:`capture` (segmenter thread) -> :mod:`router` (bounded queues,
 overload policy) -> :mod:`workers` (live and refine passes) -> :mod:`commit`
 (ordering, partial cache, the publisher thread) -> subscribers.
 
-The engine builds the stages, hands each what it needs, and owns what spans
-them: the state (``loading`` -> ``idle`` <-> ``listening``, ``error`` on a
-capture failure or a dead stage), segment ids, the stop budget, and the
-heartbeat the systemd watchdog follows. Profile switches are
-:mod:`profiles`'s. Threads and locks are described in ``docs/architecture.md``.
+The engine is the facade: it builds the stages, wires them, and owns only
+what spans them -- the state (``loading`` -> ``idle`` <-> ``listening``,
+``error`` on a capture failure, a dead stage or models that cannot load), the
+stop budget, and the heartbeat the systemd watchdog follows. The rest is
+delegated to objects that own their state: segment ids to
+:class:`~listend.commit.SegmentIds`, the models, the settings in force and
+profile switches to :class:`~listend.lifecycle.ModelLifecycle`, audio that
+cannot be decoded to :class:`~listend.kept.KeptAudio`. Threads and locks are
+described in ``docs/architecture.md``.
 """
 
 from __future__ import annotations
@@ -22,12 +26,13 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from .audio import Audio, Utterance
+from .audio import Audio
 from .capture import Capture, CaptureStats
-from .commit import Commit
+from .commit import Commit, SegmentIds
 from .config import Settings
 from .decoders import RELEASED
-from .events import EngineEvent, ErrorReported, Retracted, State, StateChanged
+from .events import EngineEvent, ErrorReported, State, StateChanged
+from .kept import KeptAudio
 from .lifecycle import DecoderFactory, ModelLifecycle
 from .memory import MemoryWatchdog
 from .outcome import Outcome
@@ -47,19 +52,6 @@ log = logging.getLogger("listend.engine")
 
 class EngineError(RuntimeError):
     """The engine cannot do what was asked (not loaded, already listening, a worker died, ...)."""
-
-
-class _UntilClosing:
-    """Backpressure for recovery: wait for the pipeline, but not past the engine's close."""
-
-    def __init__(self, closing: threading.Event):
-        self._closing = closing
-
-    def may_wait(self) -> bool:
-        return not self._closing.is_set()
-
-    def waiting(self) -> None:
-        pass
 
 
 class Engine:
@@ -101,7 +93,6 @@ class Engine:
         decoders: DecoderFactory | None = None,
         vad: Callable[[Audio], npt.NDArray[np.float32]] | None = None,
     ):
-        self._unfinished = unfinished or UnfinishedAudio()
         self._state_lock = threading.Lock()  # guards state, reason, fatal, reported error
         self._state: State = "loading"
         self._reason = ""
@@ -114,10 +105,10 @@ class Engine:
         self._last_active = time.monotonic()  # the idle clock: the last start, stop or decode
         self._ring = RingBuffer(int(settings.audio.ring_seconds * SAMPLE_RATE))
         self._commit = Commit(_Supervision(self))
-        self._commit.subscribe(self._settle_retracted)
+        self._kept = KeptAudio(unfinished or UnfinishedAudio(), self._commit)
         self._ids = SegmentIds(first_segment_id, self._commit.register)
         self._router = Router(
-            settings.queues, self._commit, bool(settings.models.refine), self._keep_audio, self._giving_up.is_set
+            settings.queues, self._commit, bool(settings.models.refine), self._kept.keep, self._giving_up.is_set
         )
         self._capture: Capture | None = None
         self._segmenter: Segmenter | None = None
@@ -232,13 +223,14 @@ class Engine:
         it: what is said meanwhile waits in the queues and is decoded as soon
         as they are there.
         """
-        if self._capture is None or self._refine is None:
+        if self._capture is None or self._refine is None or self._live is None:
             raise EngineError("the engine is not loaded")
         if self._fatal:
             raise EngineError(self._fatal)
         if self._capture.listening:
             raise EngineError("already listening")
         self._refine.reset_context()
+        self._live.new_session()
         self._giving_up.clear()
         self._report("")
         self._last_active = time.monotonic()
@@ -341,28 +333,11 @@ class Engine:
         once when it holds no speech; until then it stays, and a process that
         ends first decodes it again at its next start.
         """
-        count = 0
-        backpressure = _UntilClosing(self._closing)
-        for path in self._unfinished.files():
-            if self._closing.is_set():
-                break
-            kept = self._unfinished.load(path)
-            if kept is None:
-                continue
-            seg_id = self._ids.allocate()
-            self._unfinished.decoding(seg_id, path)
-            self._router.route(Utterance(seg_id, 0, kept.audio, kept.wall_start), backpressure)
-            while not self._commit.wait_final(seg_id, 0.5):
-                if self._closing.is_set():
-                    return count  # what is queued is finished (or kept again) by the close
-            count += 1
-        if count:
-            log.info("decoded %d utterance(s) kept from an earlier stop", count)
-        return count
+        return self._kept.recover(self._ids.allocate, self._router.route, self._closing)
 
     def settle(self, seg_id: int) -> None:
         """The final text of ``seg_id`` is durable: audio kept for it can go."""
-        self._unfinished.settle(seg_id)
+        self._kept.settle(seg_id)
 
     def stats(self) -> EngineStats:
         s = self.settings
@@ -407,28 +382,16 @@ class Engine:
     def _workers(self) -> list[SupervisedWorker]:
         return [w for w in (self._live, self._refine) if w is not None]
 
-    def _keep_audio(self, utt: Utterance) -> None:
-        kept = self._unfinished.keep(utt)
-        if kept:
-            self._unfinished.settle(utt.id)  # recovered audio kept again: the new file replaces the old
-        self._commit.keep_as_audio(utt, kept.detail)
-
-    def _settle_retracted(self, event: EngineEvent) -> None:
-        if isinstance(event, Retracted) and event.kind == "no-speech":
-            self._unfinished.settle(event.id)  # nothing to keep: the audio held no speech
-
     def _keep_unfinished(self) -> None:
         """Keep as audio every utterance still queued or being decoded that has no final text.
 
         With the segmenter thread dead, the utterance it had open is kept too.
         """
-        for utt in self._router.take_unfinished():
-            if self._commit.is_pending(utt.id):
-                self._keep_audio(utt)
+        self._kept.keep_all(self._router.take_unfinished())
         if self._capture is not None and self._segmenter is not None and not self._capture.alive:
             open_utterance = self._segmenter.flush()
             if open_utterance is not None:
-                self._keep_audio(open_utterance)
+                self._kept.keep(open_utterance)
 
     def _degrade(self) -> Outcome:
         return self._models.degrade()
@@ -480,30 +443,6 @@ class _Supervision:
 
     def died(self, stage: str, message: str) -> None:
         self._engine._stage_died(stage, message)
-
-
-class SegmentIds:
-    """Segment ids in order: each registered with the commit stage as it is allocated.
-
-    Registering at allocation is what lets commit publish in id order: an id
-    is owed before any stage can finish it.
-    """
-
-    def __init__(self, first: int, register: Callable[[int], None]):
-        self._lock = threading.Lock()  # allocation and registration, together
-        self._next = first
-        self._register = register
-
-    @property
-    def next(self) -> int:
-        return self._next
-
-    def allocate(self) -> int:
-        with self._lock:
-            seg_id = self._next
-            self._next += 1
-            self._register(seg_id)
-            return seg_id
 
 
 class _DecodingStages:
