@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--plot", metavar="FILE.png", help="write a PNG plot of RSS over time at the end")
     ins = sub.add_parser("install", help="install the systemd user unit, D-Bus activation and autostart files")
     ins.add_argument("--now", action="store_true", help="also enable and start the service")
+    ins.add_argument(
+        "--kwin-input-method",
+        action=argparse.BooleanOptionalAction,
+        help="KDE Plasma: make IBus KWin's input method if none is set (default: ask on a terminal)",
+    )
     sub.add_parser("uninstall", help="remove what install wrote, and say what stays")
     assert tuple(sub.choices) == COMMANDS  # the list main() names
     return p

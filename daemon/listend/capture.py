@@ -10,6 +10,7 @@ the heartbeat that the systemd watchdog follows.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -63,8 +64,8 @@ class Capture:
     Parameters
     ----------
     ring, segmenter, router
-        The stages it feeds. How often the VAD runs is the segmenter's
-        ``hop_ms``: new VAD options come through :meth:`configure_vad`.
+        The stages it feeds. How often the VAD runs (``hop_ms``) comes with
+        the VAD options: at first the segmenter's, then :meth:`configure_vad`'s.
     on_state : callable
         ``on_state(state, reason)`` for ``listening`` / ``idle`` / ``error``;
         called with the capture lock held, so it must only record and queue.
@@ -98,6 +99,7 @@ class Capture:
         self._done.set()
         self._closed = threading.Event()
         self._pending_vad: VadOptions | None = None
+        self._hop_ms = segmenter.options.hop_ms  # how often this thread runs the VAD
         self._last_audio = 0.0
         self.clock_origin = 0  # segmenter clock at the session start
         self._wall_origin = 0.0
@@ -162,9 +164,11 @@ class Capture:
     def configure_vad(self, options: VadOptions) -> None:
         """Apply new VAD options from the segmenter thread (it closes the open utterance first).
 
-        The same options change nothing: a profile switch mid-sentence does not cut the sentence.
+        The same options change nothing: a profile switch mid-sentence does not cut the sentence;
+        nor does a new ``hop_ms`` alone, which only says how often the segmenter thread looks.
         """
-        if options != self._segmenter.options:
+        self._hop_ms = options.hop_ms
+        if dataclasses.replace(options, hop_ms=self._segmenter.options.hop_ms) != self._segmenter.options:
             self._pending_vad = options
 
     def close(self, timeout: float) -> None:
@@ -213,7 +217,7 @@ class Capture:
             self.heartbeat = now
             if self._pending_vad is not None:
                 self._apply_vad_options()
-            hop_ms = self._segmenter.options.hop_ms
+            hop_ms = self._hop_ms
             source = self._source
             if source is None:
                 if self._reopen is not None and time.monotonic() >= self._reopen_at:
