@@ -168,7 +168,7 @@ def user_systemd_available() -> bool:
     return result is not None and result.returncode == 0
 
 
-def install(now: bool = False) -> int:
+def install(now: bool = False, kwin_input_method: bool | None = None) -> int:
     with_ime = ibus_installed()
     if not with_ime:
         print("IBus is not installed: skipped the input method's autostart (listend-ime needs ibus-daemon)")
@@ -186,6 +186,11 @@ def install(now: bool = False) -> int:
         os.chmod(tmp, 0o644)
         os.replace(tmp, t.path)
         print(f"wrote {t.path}")
+    if with_ime:  # on KDE Plasma: IBus as KWin's input method, asked first (listend_ctl.kde)
+        from . import kde
+
+        for line in kde.install_step(kwin_input_method, ask=kde.ask_on_terminal).lines:
+            print(line)
     if not user_systemd_available():
         print(
             "no systemd user manager reachable: skipped daemon-reload"
@@ -218,6 +223,10 @@ def uninstall() -> int:
             print(f"removed {t.path}")
         except FileNotFoundError:
             print(f"absent {t.path}")
+    from . import kde  # KWin's input method, if install set it and it is still listend's entry
+
+    for line in kde.uninstall_step().lines:
+        print(line)
     if have_systemd:
         _systemctl("daemon-reload")
         print("ran systemctl --user daemon-reload")
@@ -250,7 +259,9 @@ def what_stays() -> str:
 
 def run_install(args: argparse.Namespace) -> int:
     try:
-        return install(args.now) if args.command == "install" else uninstall()
+        if args.command == "install":
+            return install(args.now, getattr(args, "kwin_input_method", None))
+        return uninstall()
     except OSError as e:
         print(f"listenctl: {e.filename or ''}: {e.strerror}", file=sys.stderr)
         return 1

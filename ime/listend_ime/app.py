@@ -61,7 +61,7 @@ from listend.dbusio import MessageBus, QuietPeerErrors
 from listend.ids import SeenIds
 from listend_desktop.clipboard import Clipboard
 
-from . import ibus
+from . import ibus, kwin
 from .composer import Effect, ShowPreedit
 from .delivery import Delivery
 from .engine import STATUS_NAME, STATUS_PATH, Engine, Status
@@ -100,6 +100,8 @@ class InputMethod:
         self._seen = SeenIds()
         self._owed: dict[int, str] = {}  # ids shown whose final comes after we let go -> why it goes to the clipboard
         self._drain_started: float | None = None
+        self._unreachable: str | None = None  # why IBus cannot reach the apps now (KWin has no input method)
+        self._unreachable_told = False
         self._switching = asyncio.Lock()  # one engine switch at a time
         self._stopping = asyncio.Event()
         self._collect = False  # large messages came in: collect their cycles at the next tick
@@ -227,8 +229,10 @@ class InputMethod:
     # -- when our engine is selected ---------------------------------------------------------------------
 
     def _wanted(self) -> bool:
-        delivers = delivery_route(self.method, ime_connected=True) == "ime" and (self.named or self.method == "ime")
-        return self.link.bus is not None and self.daemon_state == "listening" and delivers
+        return self.link.bus is not None and self.daemon_state == "listening" and self._delivers()
+
+    def _delivers(self) -> bool:
+        return delivery_route(self.method, ime_connected=True) == "ime" and (self.named or self.method == "ime")
 
     def _draining(self) -> bool:
         return not self._wanted() and self.daemon_state in ("idle", "error", "loading")
@@ -269,6 +273,8 @@ class InputMethod:
             bus = self.link.bus
             if bus is None or self.keyboard.held:
                 return
+            if not await self._apps_reachable():
+                return
             error = await self.keyboard.take(bus)
             if error is not None:
                 log.warning("IBus would not select the listend engine: %s", error)
@@ -276,6 +282,32 @@ class InputMethod:
             log.info("dictating through IBus (previous engine: %s)", self.keyboard.previous or "none")
             self.status.update(active=True, previous_engine=self.keyboard.previous)
             self._show_state()
+
+    async def _apps_reachable(self) -> bool:
+        """False where IBus's commits cannot reach the apps: KWin Wayland without an input method (:mod:`kwin`).
+
+        Then the keyboard is not taken; finals go to the clipboard with a notice
+        (counted failed), and the user is told once what sets KWin's input method.
+        """
+        if self.client is None:
+            return True
+        state = await kwin.read_state(self.client.bus)
+        if not state.missing:
+            if self._unreachable is not None:
+                log.info("KWin has an input method now: dictating through IBus again")
+            self._unreachable = None
+            return True
+        if self._unreachable is None:
+            log.warning("KWin has no input method, so IBus cannot reach Wayland apps: the IBus engine is not selected")
+        self._unreachable = "KWin has no input method, so IBus cannot type into Wayland apps"
+        if not self._unreachable_told:
+            self._unreachable_told = True
+            self._notify(
+                "listend: set KWin's input method",
+                f"KWin has no input method, so dictated text cannot reach Wayland apps. Run `{kwin.FIX_COMMAND}` "
+                "once. Until then dictated text goes to the clipboard.",
+            )
+        return False
 
     async def _let_go(self, why: str, reason: str = "dictation ended before the text could be typed") -> None:
         """Hand the keyboard back to the user's engine; text that could not be committed goes to the clipboard."""
@@ -330,6 +362,10 @@ class InputMethod:
         elif reason is not None:
             self.composer.counts.failed += 1
             self.delivery.to_clipboard(entry.text, reason)
+            self._publish_counts()
+        elif self._unreachable is not None and self.link.bus is not None and self._delivers():
+            self.composer.counts.failed += 1
+            self.delivery.to_clipboard(entry.text, self._unreachable)
             self._publish_counts()
 
     def _daemon_changed(self, state: str | None = None, method: str | None = None) -> None:
