@@ -19,10 +19,11 @@ from dbus_next.constants import NameFlag
 
 from listend.dbusio import MessageBus
 from listend_ime import kwin
+from listend_ime.composer import join
 from tests.support.audio import words
 from tests.support.bus import PrivateBus, ctl, daemon_env
 from tests.support.ibus import KEYBOARD_ENGINE, IBusDaemon
-from tests.support.kde import IBUS_WAYLAND, KWin, kde_available, kde_env
+from tests.support.kde import IBUS_WAYLAND, KWin, QtField, kde_available, kde_env
 from tests.support.processes import BIN
 from tests.support.waiting import wait_until
 
@@ -215,4 +216,44 @@ def test_without_kwins_input_method_listend_ime_leaves_the_keyboard_and_delivers
         assert ctl(env, "stop").returncode == 0
         wait_until(lambda: ibus.engine() == KEYBOARD_ENGINE, 40, "the user's engine back")
     finally:
+        kwin_session.close()
+
+
+@needs_kde
+def test_with_ibus_as_kwins_input_method_speech_shows_live_in_a_qt_field_and_ends_as_the_refined_text(
+    session_env, ibus, private_bus, start_daemon, spawn, pulse, real_speech, tmp_path
+):
+    """Qt5 on Wayland without IBus's Qt module: text-input-v2 to KWin, KWin to ibus-wayland, IBus to listend-ime."""
+    env = {**session_env, "PULSE_SERVER": pulse.server}
+    kwin_session = KWin(tmp_path, env, input_method=IBUS_WAYLAND)
+    field = None
+    try:
+        wait_until(kwin_session.input_method_children, 20, "KWin to start ibus-wayland")
+        field = QtField(tmp_path, env)
+        start_daemon(env=env)
+        spawn([str(BIN / "listend-ime"), "--verbose"], env=env, log="ime")
+        ime_log = tmp_path / "ime.log"
+        wait_until(lambda: "registered engine" in ime_log.read_text(), 30, ime_log.read_text)
+
+        assert ctl(env, "start").returncode == 0
+        wait_until(lambda: ibus.engine() == "listend", 30, lambda: f"the listend engine:\n{ime_log.read_text()}")
+        pulse.speak(real_speech)
+        time.sleep(1.5)  # the last utterance closes on silence
+        assert ctl(env, "stop").returncode == 0
+        wait_until(lambda: ibus.engine() == KEYBOARD_ENGINE, 40, "the user's engine to be active again")
+
+        refined = [line.split("\t", 2)[-1].strip() for line in ctl(env, "transcript").stdout.splitlines()]
+        assert len(refined) >= 2, refined
+        expected = ""
+        for text in refined:
+            expected += join(expected, text)
+        field.wait(lambda e: e["kind"] == "text" and e["text"] == expected, 30, f"the Qt field to read {expected!r}")
+        first_commit = next(e["t"] for e in field.events() if e["kind"] == "text" and e["text"])
+        preedits = field.preedits()
+        assert preedits and preedits[0]["t"] < first_commit, "live text is shown before the first commit"
+        status = ctl(env, "status").stdout
+        assert f"delivered {len(refined)}" in status and "failed 0" in status, status
+    finally:
+        if field is not None:
+            field.close()
         kwin_session.close()

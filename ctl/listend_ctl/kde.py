@@ -27,12 +27,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from listend.files import read_regular
 from listend.paths import config_home, data_home
 
 DESKTOP_NAME = "listend-ibus-wayland.desktop"
 GROUP = "Wayland"
 KEY = "InputMethod"
 FLAG = "--kwin-input-method"
+MAX_KWINRC_BYTES = 1 << 20  # a real kwinrc is a few KiB; anything else is not touched
 # Where distributions put IBus's frontend for KWin's input-method-v1 (Debian and Fedora, Arch).
 IBUS_WAYLAND_PATHS = ("/usr/libexec/ibus-wayland", "/usr/lib/ibus/ibus-wayland")
 
@@ -167,8 +169,18 @@ def install_step(
     environ: Mapping[str, str] | None = None,
     ask: Callable[[str], bool | None] | None = None,
 ) -> Outcome:
-    """On Plasma: offer IBus as KWin's input method. ``choice``: the flag (None: ask where interactive)."""
+    """On Plasma: offer IBus as KWin's input method. ``choice``: the flag (None: ask where interactive).
+
+    A kwinrc or entry that cannot be read or written is one line; the rest of ``install`` goes on.
+    """
     environ = os.environ if environ is None else environ
+    try:
+        return _install_step(choice, environ, ask)
+    except OSError as e:
+        return Outcome(False, [f"KDE Plasma: KWin's input method left as it was: {e.filename or ''}: {e.strerror}"])
+
+
+def _install_step(choice: bool | None, environ: Mapping[str, str], ask: Callable[[str], bool | None] | None) -> Outcome:
     if not plasma_session(environ):
         return Outcome(False, [])
     exe = ibus_wayland()
@@ -226,6 +238,13 @@ def install_step(
 
 def uninstall_step() -> Outcome:
     """Undo :func:`install_step`: the setting only while it still names listend's entry, then the entry."""
+    try:
+        return _uninstall_step()
+    except OSError as e:
+        return Outcome(False, [f"KWin's input method left as it was: {e.filename or ''}: {e.strerror}"])
+
+
+def _uninstall_step() -> Outcome:
     entry, kwinrc = desktop_path(), kwinrc_path()
     lines: list[str] = []
     changed = False
@@ -289,13 +308,16 @@ async def _notify_kwinrc() -> None:
 
 
 def _read(path: Path) -> str | None:
+    """A small regular file's text (None if absent); a FIFO, a device or a huge file is an OSError."""
     try:
-        return path.read_text(encoding="utf-8", errors="surrogateescape")
+        return read_regular(path, MAX_KWINRC_BYTES).decode("utf-8", errors="surrogateescape")
     except FileNotFoundError:
         return None
 
 
 def _write(path: Path, text: str) -> None:
+    """Replace ``path`` atomically; a kwinrc that links into the user's dotfiles is written where it points."""
+    path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         mode = path.stat().st_mode & 0o777

@@ -14,11 +14,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .ibus import SYSTEM_PYTHON, GtkField
 from .processes import end_process
 from .waiting import wait_until
 
 SOCKET = "wayland-kde"
 IBUS_WAYLAND = "/usr/libexec/ibus-wayland"  # Debian's ibus-wayland: IBus's frontend for KWin's input-method-v1
+QT_FIELD = Path(__file__).with_name("qt_field.py")
 
 
 def kwin_binary(tmp: Path) -> str:
@@ -115,3 +117,26 @@ def kde_available() -> str | None:
         if not os.path.exists(path):
             return f"{path} is missing (scripts/install-deps --test installs kwin-wayland and ibus-wayland)"
     return None
+
+
+class QtField(GtkField):
+    """The Qt5 window of :mod:`qt_field` on KWin (text-input-v2), read as :class:`GtkField` reads the GTK one."""
+
+    def __init__(self, tmp: Path, env: dict[str, str], name: str = "qt-field"):
+        self.events_path = tmp / f"{name}.jsonl"
+        self.events_path.touch()
+        self.log_path = tmp / f"{name}.log"
+        self._log = open(self.log_path, "w")
+        field_env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "QT_IM_MODULE")}
+        field_env["QT_QPA_PLATFORM"] = "wayland"
+        self.proc = subprocess.Popen(
+            [SYSTEM_PYTHON, str(QT_FIELD), str(self.events_path)],
+            env=field_env,
+            stdin=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        # KWin activates a new window and its seat has a keyboard with no device behind it: focus comes by itself.
+        self.wait(lambda e: e["kind"] == "ready", 60, "the Qt window")
+        self.wait(lambda e: e["kind"] == "focus", 30, "the Qt field to have focus")

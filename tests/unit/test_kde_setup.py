@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -100,3 +101,23 @@ def test_kwins_reply_is_read_only_in_its_own_types():
     assert odd.kwin_wayland and odd.available is None and not odd.missing
     assert not kwin.parse_properties("s", ["x"]).missing
     assert not kwin.not_kwin("why").missing
+
+
+def test_a_kwinrc_that_is_no_small_file_is_one_line_and_a_linked_one_is_written_where_it_points(home):
+    config = home / "config"
+    config.mkdir()
+    kwinrc = config / "kwinrc"
+    os.mkfifo(kwinrc)  # an open() for reading would never return
+    fifo = kde.install_step(True, PLASMA)
+    assert not fifo.changed and "not a regular file" in fifo.lines[0] and not kde.desktop_path().exists()
+    assert "not a regular file" in kde.uninstall_step().lines[0]
+    kwinrc.unlink()
+
+    dotfiles = home / "dotfiles" / "kwinrc"
+    dotfiles.parent.mkdir()
+    dotfiles.write_text("[Windows]\nPlacement=Centered\n")
+    kwinrc.symlink_to(dotfiles)
+    assert kde.install_step(True, PLASMA).changed
+    assert kwinrc.is_symlink() and kde.input_method_of(dotfiles.read_text()) == str(kde.desktop_path())
+    assert kde.uninstall_step().changed
+    assert kwinrc.is_symlink() and dotfiles.read_text() == "[Windows]\nPlacement=Centered\n"
