@@ -23,7 +23,7 @@ from listend_ime.composer import join
 from tests.support.audio import words
 from tests.support.bus import PrivateBus, ctl, daemon_env
 from tests.support.ibus import KEYBOARD_ENGINE, IBusDaemon
-from tests.support.kde import IBUS_WAYLAND, KWin, QtField, kde_available, kde_env
+from tests.support.kde import IBUS_WAYLAND, KdeField, KWin, kde_available, kde_env
 from tests.support.processes import BIN
 from tests.support.waiting import wait_until
 
@@ -220,16 +220,18 @@ def test_without_kwins_input_method_listend_ime_leaves_the_keyboard_and_delivers
 
 
 @needs_kde
-def test_with_ibus_as_kwins_input_method_speech_shows_live_in_a_qt_field_and_ends_as_the_refined_text(
-    session_env, ibus, private_bus, start_daemon, spawn, pulse, real_speech, tmp_path
+@pytest.mark.parametrize("toolkit", ["qt", "gtk"])
+def test_with_ibus_as_kwins_input_method_speech_shows_live_in_the_field_and_ends_as_the_refined_text(
+    toolkit, session_env, ibus, private_bus, start_daemon, spawn, pulse, real_speech, tmp_path
 ):
-    """Qt5 on Wayland without IBus's Qt module: text-input-v2 to KWin, KWin to ibus-wayland, IBus to listend-ime."""
+    """Qt5 (text-input-v2) and GTK3 (text-input-v3) on Wayland without IBus's modules: the field speaks to KWin,
+    KWin to its input method ibus-wayland, IBus to listend-ime."""
     env = {**session_env, "PULSE_SERVER": pulse.server}
     kwin_session = KWin(tmp_path, env, input_method=IBUS_WAYLAND)
     field = None
     try:
         wait_until(kwin_session.input_method_children, 20, "KWin to start ibus-wayland")
-        field = QtField(tmp_path, env)
+        field = KdeField(tmp_path, env, toolkit)
         start_daemon(env=env)
         spawn([str(BIN / "listend-ime"), "--verbose"], env=env, log="ime")
         ime_log = tmp_path / "ime.log"
@@ -247,7 +249,7 @@ def test_with_ibus_as_kwins_input_method_speech_shows_live_in_a_qt_field_and_end
         expected = ""
         for text in refined:
             expected += join(expected, text)
-        field.wait(lambda e: e["kind"] == "text" and e["text"] == expected, 30, f"the Qt field to read {expected!r}")
+        field.wait(lambda e: e["kind"] == "text" and e["text"] == expected, 30, f"the field to read {expected!r}")
         first_commit = next(e["t"] for e in field.events() if e["kind"] == "text" and e["text"])
         preedits = field.preedits()
         assert preedits and preedits[0]["t"] < first_commit, "live text is shown before the first commit"

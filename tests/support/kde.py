@@ -21,6 +21,7 @@ from .waiting import wait_until
 SOCKET = "wayland-kde"
 IBUS_WAYLAND = "/usr/libexec/ibus-wayland"  # Debian's ibus-wayland: IBus's frontend for KWin's input-method-v1
 QT_FIELD = Path(__file__).with_name("qt_field.py")
+GTK_WAYLAND_FIELD = Path(__file__).with_name("gtk_wayland_field.py")
 
 
 def kwin_binary(tmp: Path) -> str:
@@ -119,18 +120,27 @@ def kde_available() -> str | None:
     return None
 
 
-class QtField(GtkField):
-    """The Qt5 window of :mod:`qt_field` on KWin (text-input-v2), read as :class:`GtkField` reads the GTK one."""
+class KdeField(GtkField):
+    """A text field on KWin that speaks text-input to KWin (no IBus module), read as :class:`GtkField` reads.
 
-    def __init__(self, tmp: Path, env: dict[str, str], name: str = "qt-field"):
-        self.events_path = tmp / f"{name}.jsonl"
+    ``toolkit`` "qt": the Qt5 window of :mod:`qt_field` (text-input-unstable-v2); "gtk": the GTK3 window of
+    :mod:`gtk_wayland_field` with GTK's own Wayland module (text-input-v3).
+    """
+
+    def __init__(self, tmp: Path, env: dict[str, str], toolkit: str):
+        self.events_path = tmp / f"{toolkit}-field.jsonl"
         self.events_path.touch()
-        self.log_path = tmp / f"{name}.log"
+        self.log_path = tmp / f"{toolkit}-field.log"
         self._log = open(self.log_path, "w")
-        field_env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "QT_IM_MODULE")}
-        field_env["QT_QPA_PLATFORM"] = "wayland"
+        drop = ("PYTHONPATH", "VIRTUAL_ENV", "QT_IM_MODULE", "GTK_IM_MODULE")
+        field_env = {k: v for k, v in env.items() if k not in drop}
+        if toolkit == "qt":
+            script, field_env["QT_QPA_PLATFORM"] = QT_FIELD, "wayland"
+        else:
+            script = GTK_WAYLAND_FIELD
+            field_env.update(GDK_BACKEND="wayland", GTK_IM_MODULE="wayland")
         self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(QT_FIELD), str(self.events_path)],
+            [SYSTEM_PYTHON, str(script), str(self.events_path)],
             env=field_env,
             stdin=subprocess.PIPE,
             stdout=self._log,
@@ -138,5 +148,5 @@ class QtField(GtkField):
             text=True,
         )
         # KWin activates a new window and its seat has a keyboard with no device behind it: focus comes by itself.
-        self.wait(lambda e: e["kind"] == "ready", 60, "the Qt window")
-        self.wait(lambda e: e["kind"] == "focus", 30, "the Qt field to have focus")
+        self.wait(lambda e: e["kind"] == "ready", 60, f"the {toolkit} window")
+        self.wait(lambda e: e["kind"] == "focus" and e["view"] == "a", 30, f"the {toolkit} field to have focus")
