@@ -248,6 +248,35 @@ def test_sigterm_mid_dictation_puts_what_was_shown_on_the_clipboard(make_ime, pu
     wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 20, "the user's engine to be back")
 
 
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_focus_flipping_fast_loses_nothing_through_the_clipboard(make_ime, pulse, two_utterances_wav):
+    """Issue 29 item 6: fallbacks of one dictation accumulate on the clipboard; none replaces another."""
+    session, _ = make_ime()
+    field = session.field
+    session.start_dictating()
+    player = pulse.speak_async(two_utterances_wav)
+    view = "a"
+    while player.poll() is None:
+        view = "b" if view == "a" else "a"
+        field.focus(view)
+        time.sleep(0.1)
+    time.sleep(1.5)
+    session.stop_dictating()
+    wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 40, "the user's engine to be back")
+    refined = session.transcript()
+    assert len(refined) >= 2, refined
+
+    def every_word_somewhere() -> bool:
+        places = field.text("a") + " " + field.text("b") + " " + session.desktop.clipboard()
+        return sorted(words(places)) == sorted(words(" ".join(refined)))
+
+    wait_until(
+        every_word_somewhere,
+        20,
+        lambda: f"{refined} in a={field.text('a')!r} b={field.text('b')!r} clip={session.desktop.clipboard()!r}",
+    )
+
+
 # -- issue 29 items 3 and 4: squatters on the bus names --------------------------------------------------
 
 SQUATTER = """
@@ -292,6 +321,9 @@ async def main():
                                     ["listening"]))
         bus.send(Message.new_signal("/io/github/listend", "io.github.listend.Dictation1", "SegmentRefined", "tdds",
                                     [seg, now, now + 1, "INJECTED by a squatter"]))
+        bus.send(Message.new_signal("/io/github/listend/InputMethod", "org.freedesktop.DBus.Properties",
+                                    "PropertiesChanged", "sa{sv}as",
+                                    ["io.github.listend.InputMethod1", {"Connected": Variant("b", True)}, []]))
         seg += 1
         await asyncio.sleep(0.5)
 
@@ -335,10 +367,12 @@ def test_a_squatter_on_the_input_method_s_name_does_not_stop_listend_ime(make_im
     assert f"pid {squatter.pid}" in session.log()
     assert proc.poll() is None, "listend-ime runs"
     status = ctl(session.env, "status")
-    assert "INJECTED" not in status.stdout
+    assert "input method: not running" in status.stdout, status.stdout  # the squatter's "Connected" is not believed
+    assert "which is not listend-ime: ignored" in status.stderr, status.stderr
     squatter.terminate()
     squatter.wait(10)
     wait_until(lambda: "is ours now" in session.log(), 20, session.log)
+    wait_until(lambda: "input method: not running" not in ctl(session.env, "status").stdout, 20, "listend-ime seen")
     session.start_dictating()  # and it delivers
     session.stop_dictating()
     wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 40, "the user's engine to be back")
@@ -454,3 +488,29 @@ def test_a_surrounding_text_storm_leaves_listend_ime_s_memory_bounded(make_ime, 
     session.stop_dictating()
     wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 40, "the user's engine to be back")
     print(f"listend-ime RSS: {before:.1f} MiB before, {after:.1f} MiB after two storms of 1000 calls of 1 MiB")
+
+
+def test_the_tray_s_auto_delivery_does_not_wait_for_a_squatter_on_the_input_method_s_name(
+    spawn, private_bus, tmp_path, monkeypatch
+):
+    """Issue 29 item 3: a peer owning io.github.listend.InputMethod and saying Connected silenced delivery."""
+    import asyncio
+
+    from listend.client import delivery_route
+    from listend_tray.busworker import BusWorker
+
+    env = daemon_env(private_bus, tmp_path / "state")
+    squatter = squat(spawn, tmp_path, env, IME_BUS_NAME)
+    monkeypatch.setenv("DBUS_SESSION_BUS_ADDRESS", private_bus.address)
+    worker = BusWorker(lambda s: None)
+    worker.start()
+    try:
+        assert worker.connected.wait(30)
+        asyncio.run_coroutine_threadsafe(worker.refresh_input_method(), worker.loop).result(30)
+        time.sleep(1.0)  # the squatter announces Connected as it pleases
+        assert not worker.state.ime.present and not worker.state.ime.connected
+        assert delivery_route("auto", worker.state.ime.connected) == "type"  # the tray types: nothing is silenced
+        assert squatter.poll() is None
+    finally:
+        worker.stop()
+        worker._thread.join(10)

@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--type",
         action="store_true",
         help="with --follow: also type each refined segment into the focused window (wtype on wlroots "
-        "Wayland, xdotool on X11; where typing is refused, the clipboard)",
+        "Wayland, xdotool on X11; where typing is refused, the clipboard) when the delivery method says "
+        "type (auto: while listend-ime is not there); otherwise it says why it does not",
     )
     dv = sub.add_parser("devices", help="list audio input devices (works without the daemon)")
     dv.add_argument("--json", action="store_true")

@@ -105,6 +105,7 @@ class InputMethod:
         self._switching = asyncio.Lock()  # one engine switch at a time
         self._stopping = asyncio.Event()
         self._collect = False  # large messages came in: collect their cycles at the next tick
+        self._ibus_seen = False  # connected to an ibus-daemon before (a later one is a restart of IBus)
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -211,7 +212,8 @@ class InputMethod:
         self.status.update(connected=True)
         if not self._wanted():
             async with self._switching:
-                await self.keyboard.repair(bus)
+                await self.keyboard.repair(bus, first=not self._ibus_seen)
+        self._ibus_seen = True
         await self.keyboard.follow(bus)
         await self._reconsider()
 

@@ -26,7 +26,7 @@ import time
 
 from . import ibus
 from .engine import ENGINE_NAME
-from .previous import forget_previous, read_active, read_previous
+from .previous import forget_active, forget_previous, read_active, read_previous
 
 
 def wait_for_exit(pid: int) -> None:
@@ -93,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         said = asyncio.run(asyncio.wait_for(restore(previous), 20))
     except Exception as e:  # IBus gone or hung: nothing more a guard can do
         said = f"cannot reach IBus: {type(e).__name__}"
+    else:
+        forget_active()
     print(f"listend-ime guard: {said}", file=sys.stderr)
     return 0
 

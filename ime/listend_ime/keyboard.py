@@ -101,13 +101,15 @@ class Keyboard:
         """IBus went away with listend's engine selected: the note stays for :meth:`repair`."""
         self.held = False
 
-    async def repair(self, bus: MessageBus) -> None:
+    async def repair(self, bus: MessageBus, first: bool) -> None:
         """On (re)connecting while not dictating: hand back what an earlier crash left selected.
 
-        That is the engine listend's replaced (if it held the keyboard), else
-        the one active when the earlier run went (which IBus dropped then).
+        That is the engine listend's replaced (if it held the keyboard), else --
+        on this process's first connection only -- the one active when an
+        earlier run went without its guard (which IBus dropped then). A new
+        ibus-daemon found later is the desktop's to set up.
         """
-        previous = read_previous() or read_active()
+        previous = read_previous() or (read_active() if first else "")
         if not previous or self.held:
             return
         current = await ibus.global_engine(bus)

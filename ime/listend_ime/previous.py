@@ -60,11 +60,17 @@ def write_active(name: str) -> None:
         write_previous(name, active_engine_file())
 
 
-def forget_previous() -> None:
+def forget_previous(path: Path | None = None) -> None:
     """The keyboard is handed back (or the user chose another engine): nothing is owed any more."""
+    path = path or previous_engine_file()
     try:
-        previous_engine_file().unlink()
+        path.unlink()
     except FileNotFoundError:
         pass
     except OSError as e:
-        log.warning("cannot remove %s: %s", previous_engine_file(), e.strerror)
+        log.warning("cannot remove %s: %s", path, e.strerror)
+
+
+def forget_active() -> None:
+    """listend-ime has gone and its leaving is repaired: the note is for no one any more."""
+    forget_previous(active_engine_file())
