@@ -514,3 +514,17 @@ def test_the_tray_s_auto_delivery_does_not_wait_for_a_squatter_on_the_input_meth
     finally:
         worker.stop()
         worker._thread.join(10)
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_a_squatter_queued_for_listend_s_name_gets_nothing_typed_when_the_daemon_goes(make_ime, spawn, tmp_path):
+    """Issue 29 item 4: the squatter waits in the bus's queue and owns the name once the daemon is killed."""
+    session, daemon = make_ime()
+    squatter = squat(spawn, tmp_path, session.env, BUS_NAME)  # queued behind the running daemon
+    time.sleep(1.0)
+    daemon.kill()  # type: ignore[attr-defined]
+    wait_until(lambda: "which is not listend: ignored" in session.log(), 20, session.log)
+    assert f"pid {squatter.pid}" in session.log()
+    time.sleep(3.0)  # it says "listening" and sends text every 0.5 s
+    assert session.ibus.engine() == KEYBOARD_ENGINE
+    assert INJECTED not in session.field.text("a")
