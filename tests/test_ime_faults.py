@@ -528,3 +528,31 @@ def test_a_squatter_queued_for_listend_s_name_gets_nothing_typed_when_the_daemon
     time.sleep(3.0)  # it says "listening" and sends text every 0.5 s
     assert session.ibus.engine() == KEYBOARD_ENGINE
     assert INJECTED not in session.field.text("a")
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_after_listend_ime_quits_mid_dictation_the_tray_s_auto_delivery_types_what_follows(
+    make_ime, pulse, audio_dir, spawn, tmp_path
+):
+    """Issue 29 item 11, as decided: what listend-ime showed goes to the field or the clipboard, what is said
+    after it left is typed by the tray (``auto`` delivery without an input method)."""
+    session, _ = make_ime()
+    tray = spawn([str(BIN / "listend-tray"), "--backend", "xembed", "-v"], env=session.env, log="tray")
+    first = speak(audio_dir / "ime-quit-1.wav", SENTENCES[0])
+    second = speak(audio_dir / "ime-quit-2.wav", SENTENCES[2])
+    session.start_dictating()
+    pulse.speak(first)
+    session.field.wait(lambda e: e["kind"] == "preedit" and e["text"].strip(), 30, "live text")
+    session.exit(signal.SIGTERM)
+    wait_until(lambda: session.ibus.engine() == KEYBOARD_ENGINE, 20, "the user's engine to be back")
+    time.sleep(2.0)  # the tray has seen listend-ime go
+    pulse.speak(second)
+    time.sleep(1.5)
+    session.stop_dictating()
+    key_words = set(words(SENTENCES[2])) - {"the", "and", "on", "to"}
+
+    def typed_by_the_tray() -> bool:
+        return len(key_words & set(words(session.field.text("a")))) >= len(key_words) - 2
+
+    wait_until(typed_by_the_tray, 60, lambda: f"{session.field.text('a')!r}\n{(tmp_path / 'tray.log').read_text()}")
+    assert tray.poll() is None
