@@ -18,7 +18,7 @@ from tests.support.bus import DaemonProcess, PrivateBus, daemon_env
 from tests.support.desktop import Desktop
 from tests.support.pipeline import Recorder
 from tests.support.processes import REPO, end_process, run_tool
-from tests.support.pulse import PulseServer
+from tests.support.pulse import PulseServer, start_audio_server
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # nothing may download in tests
 
@@ -99,9 +99,10 @@ def desktop(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Desktop]
 
 
 @pytest.fixture
-def pulse(tmp_path: Path) -> Iterator[PulseServer]:
-    """A real PulseAudio server whose default source is a virtual microphone (``pulse.speak(wav)``)."""
-    server = PulseServer(tmp_path / "pulse")
+def pulse(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PulseServer]:
+    """A real audio server whose default source is a virtual microphone (``pulse.speak(wav)``): PulseAudio, or
+    PipeWire with ``@pytest.mark.parametrize("pulse", ["pulseaudio", "pipewire"], indirect=True)``."""
+    server = start_audio_server(getattr(request, "param", "pulseaudio"), tmp_path / "pulse")
     yield server
     server.close()
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 
+import pytest
+
 from tests.support.audio import SENTENCES, speak, words
 from tests.support.bus import BusClient, ctl, daemon_env
-from tests.support.pulse import PulseServer
+from tests.support.pulse import AUDIO_SERVERS, audio_server_address, start_audio_server
 from tests.support.waiting import until, wait_until
 
 
+@pytest.mark.parametrize("pulse", AUDIO_SERVERS, indirect=True)
 def test_speech_into_the_default_microphone_is_transcribed(start_daemon, private_bus, tmp_path, pulse, audio_dir):
     first = speak(audio_dir / "mic1.wav", SENTENCES[0])
     second = speak(audio_dir / "mic2.wav", SENTENCES[2])
@@ -70,6 +73,7 @@ def test_first_run_without_a_microphone_says_what_to_do(start_daemon, private_bu
     assert daemon.terminate() == 0
 
 
+@pytest.mark.parametrize("pulse", AUDIO_SERVERS, indirect=True)
 def test_devices_lists_the_microphone_and_a_wrong_name_lists_candidates(start_daemon, private_bus, pulse, tmp_path):
     env = daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": pulse.server})
     r = ctl(env, "devices")
@@ -96,16 +100,19 @@ def test_a_device_index_no_machine_has_is_a_usage_error(start_daemon, private_bu
     assert len(log.splitlines()) == 1, log
 
 
-def test_a_daemon_started_before_the_audio_server_finds_the_microphone(start_daemon, private_bus, tmp_path, audio_dir):
-    """The login order of a user unit: listend first, PulseAudio later. PortAudio lists devices once, at its start."""
+@pytest.mark.parametrize("kind", AUDIO_SERVERS)
+def test_a_daemon_started_before_the_audio_server_finds_the_microphone(
+    start_daemon, private_bus, tmp_path, audio_dir, kind
+):
+    """The login order of a user unit: listend first, the audio server later. PortAudio lists devices once."""
     spoken = speak(audio_dir / "later.wav", SENTENCES[2])
     root = tmp_path / "pulse"
-    env = daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": f"unix:{root}/run/native"})
+    env = daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": audio_server_address(kind, root)})
     daemon = start_daemon(env=env)
     r = ctl(env, "start")  # no audio server yet: PortAudio in the daemon starts with no device
     assert r.returncode == 1 and "no input device found" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    pulse = PulseServer(root)  # the audio server comes up
+    pulse = start_audio_server(kind, root)  # the audio server comes up
     try:
         r = ctl(env, "start")
         assert r.returncode == 0, r.stderr
@@ -126,6 +133,7 @@ def test_a_daemon_started_before_the_audio_server_finds_the_microphone(start_dae
         pulse.close()
 
 
+@pytest.mark.parametrize("pulse", AUDIO_SERVERS, indirect=True)
 def test_the_audio_server_restarted_mid_dictation_resumes_listening_and_is_counted(
     start_daemon, private_bus, tmp_path, pulse, audio_dir
 ):
@@ -143,7 +151,7 @@ def test_the_audio_server_restarted_mid_dictation_resumes_listening_and_is_count
 
     heard_before = asyncio.run(before())
     pulse.close()  # the audio server goes away mid-dictation (a crash, `systemctl --user restart`) ...
-    restarted = PulseServer(pulse.root)  # ... and comes back on the same socket
+    restarted = start_audio_server(pulse.kind, pulse.root)  # ... and comes back on the same socket
     try:
 
         def memory() -> dict:
@@ -168,3 +176,40 @@ def test_the_audio_server_restarted_mid_dictation_resumes_listening_and_is_count
         assert daemon.terminate() == 0
     finally:
         restarted.close()
+
+
+@pytest.mark.parametrize("pulse", AUDIO_SERVERS, indirect=True)
+def test_listening_follows_the_default_microphone_when_it_changes(
+    start_daemon, private_bus, tmp_path, pulse, audio_dir
+):
+    """A headset plugged in mid-dictation becomes the default source: listend hears it, without a restart."""
+    first = speak(audio_dir / "first-mic.wav", SENTENCES[0])
+    second = speak(audio_dir / "second-mic.wav", SENTENCES[2])
+    env = daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": pulse.server})
+    daemon = start_daemon("--start", env=env)  # the default device
+
+    async def scenario():
+        async with BusClient(private_bus.address) as c:
+            await c.wait_audio_flowing()
+            pulse.speak(first)
+            await c.wait_for(lambda: len(c.named("SegmentRefined")) >= 1, timeout=120)
+            pulse.pactl("load-module", "module-null-sink", "sink_name=headset", "rate=16000")
+            pulse.add_microphone("headset_mic", "headset")  # the new default source
+            assert pulse.pactl("get-default-source").stdout.strip() == "headset_mic"
+            await until(lambda: capturing_from(pulse, "headset_mic"), 30, "the capture stream to move to the headset")
+            pulse.speak(second, sink="headset")
+            await c.wait_for(lambda: len(c.named("SegmentRefined")) >= 2, timeout=120)
+            return c.refined_texts()
+
+    texts = asyncio.run(scenario())
+    assert len({"quarterly", "report", "friday"} & set(words(texts[0]))) >= 2, texts
+    assert len({"milk", "bread", "eggs"} & set(words(texts[1]))) >= 2, texts
+    assert json.loads(ctl(env, "status", "--json").stdout)["State"] == "listening"
+    assert daemon.terminate() == 0
+
+
+def capturing_from(pulse, source: str) -> bool:
+    """Some capture stream (listend is the only client recording) records from ``source``, as the server says."""
+    sources = {line.split()[1]: line.split()[0] for line in pulse.pactl("list", "short", "sources").stdout.splitlines()}
+    outputs = [line.split()[1] for line in pulse.pactl("list", "short", "source-outputs").stdout.splitlines()]
+    return sources.get(source) in outputs

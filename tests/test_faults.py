@@ -19,11 +19,13 @@ from listend.events import Refined
 from tests.support.audio import FILLER, SENTENCES, concat, silence, speak, wav_samples, words
 from tests.support.bus import BusClient, ctl, daemon_env
 from tests.support.history import history_dir, history_rows
+from tests.support.pulse import AUDIO_SERVERS
 from tests.support.waiting import until
 
 HEARD_FIRST = {"please", "send", "quarterly", "report"}  # the first words of SENTENCES[0]
 
 
+@pytest.mark.parametrize("pulse", AUDIO_SERVERS, indirect=True)
 def test_microphone_disappears_mid_utterance_and_comes_back(start_daemon, private_bus, pulse, tmp_path, audio_dir):
     long_utterance = speak(audio_dir / "mic-long.wav", " ".join(SENTENCES[:3]), speed=130)
     again = speak(audio_dir / "mic-again.wav", SENTENCES[3])
