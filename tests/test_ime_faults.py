@@ -556,3 +556,23 @@ def test_after_listend_ime_quits_mid_dictation_the_tray_s_auto_delivery_types_wh
 
     wait_until(typed_by_the_tray, 60, lambda: f"{session.field.text('a')!r}\n{(tmp_path / 'tray.log').read_text()}")
     assert tray.poll() is None
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_the_tray_and_listenctl_type_never_both_type(make_ime, pulse, speech_wav, spawn, tmp_path):
+    """Issue 24: one rule decides who delivers; `listenctl transcript --follow --type` beside the tray types once."""
+    session, _ = make_ime(ime=False)
+    env = session.env
+    assert ctl(env, "delivery", "type").returncode == 0
+    spawn([str(BIN / "listend-tray"), "--backend", "xembed", "-v"], env=env, log="tray")
+    spawn([str(BIN / "listenctl"), "transcript", "--follow", "--type"], env=env, log="follow")
+    wait_until(lambda: "leaves typing to it" in (tmp_path / "tray.log").read_text(), 30, "the tray to see listenctl")
+    assert ctl(env, "start").returncode == 0
+    pulse.speak(speech_wav)
+    time.sleep(1.5)
+    session.stop_dictating()
+    refined = session.transcript()
+    assert refined
+    wait_until(lambda: words(session.field.text("a")) == words(" ".join(refined)), 60, lambda: session.field.text("a"))
+    time.sleep(3.0)  # a second deliverer would have typed by now
+    assert words(session.field.text("a")) == words(" ".join(refined)), "typed once"

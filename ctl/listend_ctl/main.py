@@ -173,6 +173,8 @@ async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
             asyncio.run_coroutine_threadsafe(client.bus.call(notification(*refusal_notice(reason))), loop)
 
         typist = Typist(on_refused=refused)
+        if not await _take_typist_name(client):
+            typist = None
     said_why = ""
     while args.follow:
         entry = await queue.get()
@@ -191,13 +193,30 @@ async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+async def _take_typist_name(client: DictationClient) -> bool:
+    """Own the typist's name, so that the tray leaves typing to this process; False if another one types."""
+    from dbus_next.constants import NameFlag, RequestNameReply
+
+    from listend.bus import TYPIST_BUS_NAME, holder_of
+
+    reply = await client.bus.request_name(TYPIST_BUS_NAME, NameFlag.DO_NOT_QUEUE)
+    if reply in (RequestNameReply.PRIMARY_OWNER, RequestNameReply.ALREADY_OWNER):
+        return True
+    holder = await holder_of(client.bus, TYPIST_BUS_NAME)
+    if holder is not None and not holder.trusted:
+        print(f"listenctl: not typing: {holder.refusal()} (the tray types)", file=sys.stderr)
+    else:
+        print(f"listenctl: not typing: {holder or 'another listenctl'} types already", file=sys.stderr)
+    return False
+
+
 async def _why_not_type(client: DictationClient) -> str | None:
     """None when ``--type`` should type (the delivery rule says ``type``), else why it should not."""
     from listend.client import delivery_route
 
     method = str(await client.get("Delivery"))
     ime = await client.input_method()
-    route = delivery_route(method, bool(ime and ime.get("Connected")))
+    route = delivery_route(method, bool(ime and ime.get("Connected")), typist=False)  # as if it were the tray
     if route == "type":
         return None
     if route == "ime":

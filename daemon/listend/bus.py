@@ -38,6 +38,8 @@ IME_BUS_NAME = "io.github.listend.InputMethod"
 IME_OBJECT_PATH = "/io/github/listend/InputMethod"
 IME_INTERFACE = "io.github.listend.InputMethod1"
 ERROR_PREFIX = "io.github.listend.Error."
+# Owned by `listenctl transcript --follow --type` while it types: the tray then leaves typing to it.
+TYPIST_BUS_NAME = "io.github.listend.Typist"
 
 
 async def call_bus_daemon(bus: MessageBus, member: str, signature: str = "", body: list[Any] | None = None) -> Message:
@@ -78,6 +80,7 @@ class Program:
 PROGRAMS = {
     BUS_NAME: Program("listend", ("listend", "listend.cli", "listend.__main__")),
     IME_BUS_NAME: Program("listend-ime", ("listend_ime", "listend_ime.app", "listend_ime.__main__")),
+    TYPIST_BUS_NAME: Program("listenctl", ("listend_ctl", "listend_ctl.main", "listend_ctl.__main__")),
 }
 
 

@@ -197,7 +197,7 @@ class TrayApp:
 
     def _on_refined(self, _seg_id: int, text: str) -> None:
         state = self.worker.state
-        route = delivery_route(state.delivery, state.ime.connected)
+        route = delivery_route(state.delivery, state.ime.connected, state.typist)
         if route == "type":
             if self._typist is None:
                 from listend_desktop.typist import Typist, refusal_notice

@@ -25,7 +25,9 @@ from listend.bus import (
     IME_BUS_NAME,
     IME_INTERFACE,
     IME_OBJECT_PATH,
+    TYPIST_BUS_NAME,
     call_bus_daemon,
+    holder_of,
     notification,
 )
 from listend.client import (
@@ -84,6 +86,7 @@ class TrayState:
     last_final_id: int = 0
     delivery: str = "auto"  # the daemon's Delivery: where refined text goes
     ime: ImeStatus = field(default_factory=ImeStatus)
+    typist: bool = False  # `listenctl transcript --follow --type` types (checked): the tray does not
     # Appended by the bus thread, read by the GUI thread: only through the methods below.
     recent: collections.deque[tuple[int, str]] = field(default_factory=lambda: collections.deque(maxlen=RECENT))
     session: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=SESSION_MAX))
@@ -202,8 +205,10 @@ class BusWorker:
         """Follow ``listend-ime``: its presence and its status properties (only from the name's owner, once it
         is checked to be listend-ime: a squatter on the name must not make ``auto`` delivery wait for it)."""
         ime = NameOwner(IME_BUS_NAME)  # a fresh one per connection: unique names do not outlive it
+        typist = NameOwner(TYPIST_BUS_NAME)
         for rule in (
             ime.match_rule,
+            typist.match_rule,
             f"type='signal',sender='{IME_BUS_NAME}',interface='org.freedesktop.DBus.Properties',"
             f"path='{IME_OBJECT_PATH}'",
         ):
@@ -216,6 +221,8 @@ class BusWorker:
             if ime.follow(msg):
                 self._ime_trusted = ""
                 self.loop.create_task(self.refresh_input_method(ime.owner))
+            elif typist.follow(msg):
+                self.loop.create_task(self.refresh_typist(bus))
             elif msg.member == "PropertiesChanged" and msg.path == IME_OBJECT_PATH and ime.sent(msg):
                 if msg.signature != "sa{sv}as":
                     self._peer_errors.note(msg, f"PropertiesChanged with signature '{msg.signature}'")
@@ -224,6 +231,18 @@ class BusWorker:
 
         bus.add_message_handler(on_message)
         await self.refresh_input_method(ime.owner)
+        await self.refresh_typist(bus)
+
+    async def refresh_typist(self, bus: MessageBus) -> None:
+        """Whether `listenctl transcript --follow --type` types now (its name's owner, checked)."""
+        holder = await holder_of(bus, TYPIST_BUS_NAME)
+        typist = holder is not None and holder.trusted
+        if holder is not None and not holder.trusted:
+            log.warning("%s", holder.refusal())
+        if typist != self.state.typist:
+            self.state.typist = typist
+            log.info("listenctl --type %s", "types: the tray leaves typing to it" if typist else "stopped typing")
+            self._changed()
 
     async def refresh_input_method(self, owner: str = "") -> None:
         """Read listend-ime's status; ``owner``: the unique name that holds its name now (checked again here)."""

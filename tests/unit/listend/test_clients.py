@@ -231,3 +231,7 @@ def test_refined_text_goes_where_the_delivery_choice_says() -> None:
     assert delivery_route("type", ime_connected=True) == "type"
     assert delivery_route("clipboard", ime_connected=True) == "clipboard"
     assert delivery_route("ime", ime_connected=False) == "nowhere"  # copied, and the user is told once
+    # listenctl --follow --type typing: the tray leaves it to it, never both
+    assert delivery_route("type", ime_connected=False, typist=True) == "typist"
+    assert delivery_route("auto", ime_connected=False, typist=True) == "typist"
+    assert delivery_route("auto", ime_connected=True, typist=True) == "ime"
