@@ -110,12 +110,14 @@ def test_sigkill_loses_nothing_that_was_announced(start_daemon, private_bus, tmp
 SLOW_REFINE = """
 import sys, time
 import listend.decoders as d
-original = d.WhisperDecoder.decode
-def slow(self, audio, prompt="", cancelled=None):
+# The refine pass decodes each utterance after the session's speech (decode_next) where the decoder can.
+name = "decode_next" if hasattr(d.WhisperDecoder, "decode_next") else "decode"
+original = getattr(d.WhisperDecoder, name)
+def slow(self, *args, **kwargs):
     if self.model_name == "base":
         time.sleep(12.0)   # a starved CPU: slower than the stop budget allows for the queue
-    return original(self, audio, prompt, cancelled)
-d.WhisperDecoder.decode = slow
+    return original(self, *args, **kwargs)
+setattr(d.WhisperDecoder, name, slow)
 from listend.cli import main
 sys.exit(main(sys.argv[1:]))
 """
