@@ -237,12 +237,24 @@ def test_ids_strictly_increase_when_recovery_overlaps_dictation_and_followers_mi
 
 SLOW_RECOVERY = """
 import sys, time
+import threading
 import listend.decoders as d
-original = d.WhisperDecoder.decode
-def slow(self, audio, prompt="", cancelled=None):
-    time.sleep(6.0)  # the kept file is still being decoded when SIGTERM comes
-    return original(self, audio, prompt, cancelled)
-d.WhisperDecoder.decode = slow
+inside = threading.local()
+def slowed(original):
+    # Whichever way a pass decodes (decode, or decode_next after the session's speech, which may call
+    # decode): one sleep per decode.
+    def slow(self, *args, **kwargs):
+        if not getattr(inside, "decoding", False):
+            time.sleep(6.0)  # the kept file is still being decoded when SIGTERM comes
+        inside.decoding = True
+        try:
+            return original(self, *args, **kwargs)
+        finally:
+            inside.decoding = False
+    return slow
+for name in ("decode", "decode_next"):
+    if hasattr(d.WhisperDecoder, name):
+        setattr(d.WhisperDecoder, name, slowed(getattr(d.WhisperDecoder, name)))
 from listend.cli import main
 sys.exit(main(sys.argv[1:]))
 """
