@@ -266,7 +266,9 @@ class Engine:
         def wind_down() -> None:
             self._giving_up.set()  # nothing will decode: what waits is kept as audio
             self.stop(budget=1.0)
-            self._set_state("error", message)
+            capture = self._capture
+            if capture is None or not capture.listening:  # a Start meanwhile is a new try: its state stands
+                self._set_state("error", message)
 
         self._report(message)
         threading.Thread(target=wind_down, name="listend-wind-down", daemon=True).start()
