@@ -7,6 +7,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -412,3 +413,17 @@ def test_model_caches_are_private_and_those_older_versions_left_open_are_tighten
     for path in base.iterdir():
         os.chmod(path, 0o644)
     assert embedded_base(base) == base and modes(base) == (0o700, {0o600})  # reused, and tightened
+
+
+def test_the_conversion_child_peaks_below_850_mib(tmp_path):
+    """Issue 29 item 10 / issue 24: the first start's conversion peaked at 1 016 MiB RSS (now ~750)."""
+    target = tmp_path / "converted"
+    probe = (
+        "import resource, sys; from pathlib import Path; from listend.moonshine_cache import prepare; "
+        "prepare(Path(sys.argv[1])); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+    )
+    result = subprocess.run([sys.executable, "-c", probe, str(target)], capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    peak_mib = int(result.stdout.split()[-1]) / 1024
+    assert (target / "manifest.json").is_file()
+    assert peak_mib < 850, f"the conversion child peaked at {peak_mib:.0f} MiB"

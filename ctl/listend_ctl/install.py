@@ -58,8 +58,8 @@ TimeoutStartSec=180
 TimeoutStopSec=25
 # Backstops for the in-process watchdog (full profile: warn 700, cleanup 850,
 # limit 1100 MiB). Change with: systemctl --user edit listend
-# The first start converts Moonshine once in a child that peaks at ~1 GB RSS for
-# ~5 s (docs/benchmarks.md): a MemoryMax= below ~1.2G kills that conversion.
+# The first start converts Moonshine once in a child that peaks at ~750 MiB RSS
+# for a few seconds (docs/benchmarks.md): a MemoryMax= below ~1G kills it.
 MemoryHigh=1200M
 MemoryMax=1600M
 # Hardening that works in user units without breaking audio, models or XDG

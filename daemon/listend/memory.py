@@ -30,7 +30,8 @@ from .units import MIB
 log = logging.getLogger("listend.memory")
 
 
-def _load_malloc_trim() -> Callable[[int], int] | None:
+def load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (gives freed heap back to the OS); None where there is none (musl)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         trim = libc.malloc_trim
@@ -105,7 +106,7 @@ class MemoryWatchdog:
         self._degrade = degrade
         pin_mmap_threshold()
         self._process = psutil.Process()
-        self._trim = _load_malloc_trim()
+        self._trim = load_malloc_trim()
         self._stats_lock = threading.Lock()
         self._stats = MemoryStats()
         self._stop = threading.Event()

@@ -17,6 +17,7 @@ Any failure is one line on stderr and exit 1; the parent says what it means.
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .memory import load_malloc_trim
 from .moonshine import load_tokens
 
 
@@ -45,14 +47,26 @@ def convert(source: Path, target: Path) -> None:
     for name in ("encoder_model", "decoder_model_merged"):
         raw, folded = target / f"{name}.raw.onnx", target / f"{name}.fp32.onnx"
         _ort_to_onnx(source / f"{name}.ort", raw)
+        _give_back_memory()
         _fold_dequantisation(raw, folded)
+        _give_back_memory()
         raw.unlink()
         _quantize(folded, target / f"{name}.onnx")
+        _give_back_memory()
         folded.unlink()
     shutil.copyfile(source / "tokenizer.bin", target / "tokenizer.bin")
     for path in target.iterdir():
         os.chmod(path, 0o600)  # models are the user's data (docs/security.md)
     load_tokens(target / "tokenizer.bin")  # a damaged tokenizer fails here, not at the first decode
+
+
+def _give_back_memory() -> None:
+    """Free what the last step left and give it back to the OS before the next: without it the steps'
+    peaks add up (measured: 1 004 MiB for the conversion, 749 MiB with it; docs/benchmarks.md)."""
+    gc.collect()
+    trim = load_malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 def _ort_to_onnx(model: Path, out: Path) -> None:
@@ -96,7 +110,10 @@ def _fold_dequantisation(src: Path, dst: Path) -> None:
         chains.append(_Chain(node, mul, add, node.input[0], scale, zero_point))
     if not chains:
         raise ValueError("no quantised weights found: not the model this converter knows")
-    folded, removed, dropped = [], set(), set()
+    # Folded weights go straight into the graph, one at a time: a list of them beside the graph held the
+    # float decoder twice (the peak of the conversion; docs/benchmarks.md).
+    removed: set[int] = set()
+    dropped: set[str] = set()
     for c in chains:
         q = numpy_helper.to_array(initializers[c.quantized]).astype(np.float32)
         weight = q * numpy_helper.to_array(initializers[c.scale]) + numpy_helper.to_array(initializers[c.zero_point])
@@ -104,13 +121,13 @@ def _fold_dequantisation(src: Path, dst: Path) -> None:
         removed |= {id(c.cast), id(c.mul), id(c.add)}
         consumers = users.get(c.add.output[0], [])
         if not any(u.op_type == "Gather" for _, u in consumers):
-            folded.append(numpy_helper.from_array(weight, c.add.output[0]))
+            graph.initializer.add().CopyFrom(numpy_helper.from_array(weight, c.add.output[0]))
             dropped |= {c.quantized, c.scale, c.zero_point}
             continue
         # The token embedding: lookups take int8 rows and dequantise them; the output projection (its
         # transpose) gets a float weight that quantisation turns into an int8 MatMul.
         transposed = c.add.output[0] + "_T"
-        folded.append(numpy_helper.from_array(np.ascontiguousarray(weight.T), transposed))
+        graph.initializer.add().CopyFrom(numpy_helper.from_array(np.ascontiguousarray(weight.T), transposed))
         for sub, user in consumers:
             if user.op_type == "Gather":
                 out = user.output[0]
@@ -129,9 +146,8 @@ def _fold_dequantisation(src: Path, dst: Path) -> None:
     kept = [n for n in graph.node if id(n) not in removed]
     del graph.node[:]
     graph.node.extend(kept)
-    others = [i for i in graph.initializer if i.name not in dropped]
-    del graph.initializer[:]
-    graph.initializer.extend(others + folded)
+    for at in reversed([k for k, i in enumerate(graph.initializer) if i.name in dropped]):
+        del graph.initializer[at]
     for node in graph.node:  # ORT writes If branches without names; the onnx checker and loader want them
         for attribute in node.attribute:
             if attribute.type == onnx.AttributeProto.GRAPH and not attribute.g.name:
