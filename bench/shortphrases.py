@@ -235,7 +235,7 @@ def main() -> int:
 
 
 def plot(results: dict, path: Path) -> None:
-    """Refined lag per word, sorted (a CDF on its side), before and after, per profile."""
+    """Refined lag of each event's newest word, sorted (a CDF on its side), before and after, per profile."""
     from listend_ctl.plot import Chart, Series
 
     colours = {
@@ -244,7 +244,7 @@ def plot(results: dict, path: Path) -> None:
         "before (lightweight)": "#ff9896",
         "after (lightweight)": "#aec7e8",
     }
-    chart = Chart("Refined lag per word, sorted (same run)", "share of words", "lag (s)")
+    chart = Chart("Refined lag, sorted (same run, busy 2-core machine)", "share of refined events", "lag (s)")
     for profile, out in results["profiles"].items():
         for label in ("before", "after"):
             lag = sorted(out["configs"].get(label, {}).get("refined_lags", []))

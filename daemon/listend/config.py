@@ -157,8 +157,8 @@ class DecodeOptions:
         metadata=_num(
             0,
             30,
-            "most preceding speech of the session a refine decode holds in its window (its refined text "
-            "forced as prefix), within what the floor leaves; 0 = none",
+            "preceding speech of the session a refine decode holds in its window, its refined text forced as "
+            "prefix: context and utterance together up to this, or what the floor leaves; 0 = none",
         ),
     )
     no_speech_threshold: float = field(default=0.6, metadata=_num(0, 1))

@@ -165,6 +165,7 @@ class PassOptions:
             d.logprob_threshold,
             d.compression_ratio_threshold,
             _window(d),
+            uses_context=d.context_s > 0,
         )
 
 

@@ -363,9 +363,20 @@ class LiveWorker(SupervisedWorker):
             return False
         return (self._covered[0] == open_id and self._covered[1] >= paused_at) or self._router.speculating_on(open_id)
 
+    def new_session(self) -> None:
+        """A dictation session starts: finals decoded from now on have no context from before."""
+        decoder = self.final_decoder
+        if isinstance(decoder, SessionDecoder):
+            decoder.new_session()
+
     def _final(self, utt: Utterance) -> None:
         decoder = self.final_decoder
-        text = self._item(f"segment {utt.id}", lambda: decoder.decode(utt.audio).text)
+        if isinstance(decoder, SessionDecoder):  # lightweight: finals after the session's preceding speech
+            text = self._item(f"segment {utt.id}", lambda: decoder.decode_next(utt).text)
+            if text is not None:
+                decoder.heard(utt, text)
+        else:
+            text = self._item(f"segment {utt.id}", lambda: decoder.decode(utt.audio).text)
         if text is None:
             text = self._commit.live_text(utt.id)  # what the user already saw, rather than nothing
         self._commit.finish(utt, text, "live")

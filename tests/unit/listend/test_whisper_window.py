@@ -71,7 +71,12 @@ def test_context_is_the_newest_whole_utterances_that_fit_the_room():
 
 @pytest.mark.parametrize(
     ("utt_id", "start_s", "why"),
-    [(4, 7.0, "the previous segment was not refined"), (3, 40.0, "a long pause"), (2, 7.0, "not after it")],
+    [
+        (4, 7.0, "the previous segment was not refined"),
+        (3, 40.0, "a long pause"),
+        (2, 7.0, "not after it"),
+        (3, 0.5, "another session's clock"),
+    ],
 )
 def test_no_context_across_a_gap(utt_id: int, start_s: float, why: str):
     ctx = SessionContext(OPTIONS)
