@@ -31,7 +31,6 @@ import gc
 import logging
 import os
 import signal
-import subprocess
 import sys
 import time
 
@@ -61,10 +60,11 @@ from listend.dbusio import MessageBus, QuietPeerErrors
 from listend.ids import SeenIds
 from listend_desktop.clipboard import Clipboard
 
-from . import ibus, kwin
+from . import fields, guard, ibus, kwin
 from .composer import Effect, ShowPreedit
 from .delivery import Delivery
 from .engine import STATUS_NAME, STATUS_PATH, Engine, Status
+from .fields import Fields
 from .keyboard import Keyboard
 from .link import ENGINE, IBusLink
 
@@ -79,7 +79,7 @@ OWED_MAX = 1000
 class InputMethod:
     """The input method app: listend's events in, IBus signals out (all on one loop).
 
-    It is the :class:`~listend_ime.engine.EngineHost` the IBus engines report to.
+    What the IBus engines report goes to :class:`~listend_ime.fields.Fields`.
     """
 
     def __init__(self, clipboard: Clipboard | None = None) -> None:
@@ -90,13 +90,14 @@ class InputMethod:
         self.keyboard = Keyboard()
         clipboard = clipboard or Clipboard(on_error=lambda message: self._notify("listend: cannot copy", message))
         self.delivery = Delivery(clipboard, self._notify)
-        self.link = IBusLink(self, self._ibus_connected, self._ibus_lost)
+        self.fields = Fields(
+            self.composer, self.delivery, self._apply, self._show_state, self._publish_counts, self._forget_engine
+        )
+        self.link = IBusLink(self.fields, self._ibus_connected, self._ibus_lost)
         self.client: DictationClient | None = None
         self.daemon_state = "absent"
         self.method = "auto"  # the daemon's Delivery
         self.named = False  # this process holds io.github.listend.InputMethod (the tray's auto rule sees it)
-        self._contexts: dict[str, str] = {}  # engine path -> the input context it has focus in
-        self._caps: dict[str, int] = {}  # engine path -> the client's capabilities
         self._seen = SeenIds()
         self._owed: dict[int, str] = {}  # ids shown whose final comes after we let go -> why it goes to the clipboard
         self._drain_started: float | None = None
@@ -104,7 +105,6 @@ class InputMethod:
         self._unreachable_told = False
         self._switching = asyncio.Lock()  # one engine switch at a time
         self._stopping = asyncio.Event()
-        self._collect = False  # large messages came in: collect their cycles at the next tick
         self._ibus_seen = False  # connected to an ibus-daemon before (a later one is a restart of IBus)
 
     # -- running -----------------------------------------------------------------------------------
@@ -120,7 +120,7 @@ class InputMethod:
         if not await self._take_status_name(bus):
             self.client.close()
             return 1
-        self._start_guard()
+        guard.start(os.getpid())
         await self.client.subscribe(self._on_event)
         await self._refresh_daemon()
         tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._tick())]
@@ -180,26 +180,14 @@ class InputMethod:
         bus.add_message_handler(acquired)
         return True
 
-    def _start_guard(self) -> None:
-        """A process of its own that hands the keyboard back if this one is killed (see :mod:`guard`)."""
-        try:
-            subprocess.Popen(
-                [sys.executable, "-m", "listend_ime.guard", str(os.getpid())],
-                start_new_session=True,  # a signal to our process group does not reach it
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-            )
-        except OSError as e:
-            log.warning("cannot start the guard that restores the keyboard engine if listend-ime is killed: %s", e)
-
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(TICK_S)
             try:
                 self._apply(self.composer.tick(time.monotonic()))
                 self._publish_counts()
-                if self._collect:
-                    self._collect = False
+                if self.fields.collect:
+                    self.fields.collect = False
                     gc.collect()
                 if self.keyboard.held and self._draining():
                     await self._check_drained()
@@ -223,9 +211,7 @@ class InputMethod:
             self.keyboard.lost()
             self.delivery.focused = None
             self._release_composer("IBus restarted before the text could be typed")
-        self._contexts.clear()
-        self._caps.clear()
-        self.composer.focus_out(None, time.monotonic())
+        self.fields.clear()
         self.status.update(connected=False, active=False)
 
     # -- when our engine is selected ---------------------------------------------------------------------
@@ -396,60 +382,16 @@ class InputMethod:
             return
         self._daemon_changed(state=props.get("State", "idle"), method=props.get("Delivery", "auto"))
 
-    # -- what IBus's engines report (EngineHost) ------------------------------------------------------------
-
-    def focus_in(self, engine: Engine, context: str) -> None:
-        self.delivery.focused = engine
-        self._contexts[engine.path] = context
-        surrounding = bool(self._caps.get(engine.path, 0) & ibus.CAP_SURROUNDING_TEXT)
-        self._apply(self.composer.focus_in(context, surrounding, time.monotonic()))
-        self._show_state()
-
-    def focus_out(self, engine: Engine, context: str | None) -> None:
-        context = context or self._contexts.get(engine.path)
-        if engine is self.delivery.focused:
-            self.delivery.focused = None
-        self._apply(self.composer.focus_out(context, time.monotonic()))
-
-    def typed(self, engine: Engine, text: str | None) -> None:
-        context = self._contexts.get(engine.path)
-        if context is not None:
-            self.composer.typed(context, text)
-
-    def capabilities(self, engine: Engine, caps: int) -> None:
-        self._caps[engine.path] = caps
-        context = self._contexts.get(engine.path)
-        if context is not None:
-            self.composer.capabilities(context, bool(caps & ibus.CAP_SURROUNDING_TEXT))
-
-    def surrounding_text(self, engine: Engine, before: str) -> None:
-        context = self._contexts.get(engine.path)
-        if context is not None:
-            self._apply(self.composer.surrounding_text(context, before, time.monotonic()))
-            self._publish_counts()  # a confirmation is a change of the count, with or without effects
-
-    def enabled(self, engine: Engine) -> None:
-        self._show_state(engine)
-
-    def large_message(self) -> None:
-        """A peer sent megabytes: dbus-next's reference cycles hold each such message until the garbage
-        collector runs, so a storm of them would hold hundreds of MiB; the next tick collects (see _tick)."""
-        self._collect = True
-
-    def destroyed(self, engine: Engine) -> None:
-        if engine is self.delivery.focused:
-            self.focus_out(engine, None)
-        self._contexts.pop(engine.path, None)
-        self._caps.pop(engine.path, None)
-        if self.link.bus is not None:
-            self.link.bus.unexport(engine.path)
-
     # -- effects ----------------------------------------------------------------------------------------------
 
     def _apply(self, effects: list[Effect]) -> None:
         self.delivery.apply(effects)
         if effects:
             self._publish_counts()
+
+    def _forget_engine(self, path: str) -> None:
+        if self.link.bus is not None:
+            self.link.bus.unexport(path)
 
     def _notify(self, summary: str, body: str) -> None:
         log.warning("%s: %s", summary, body)
@@ -484,27 +426,6 @@ class InputMethod:
         )
 
 
-def return_large_blocks() -> None:
-    """Give memory of large messages back to the system as soon as they are freed.
-
-    Any peer on IBus's bus can send our engine megabytes (``SetSurroundingText``),
-    thousands of times. Only 4 KiB of each is kept, but glibc raises its mmap
-    threshold after the first large free and then serves such blocks from the
-    heap, which it does not give back: a storm grew this process from 25 to 76
-    MiB for good. A fixed threshold (which also stops the raising) keeps
-    every block over 128 KiB its own mapping, unmapped when freed.
-    """
-    import ctypes
-    import ctypes.util
-
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1024 * 1024)  # M_TRIM_THRESHOLD: a free heap top over 1 MiB goes back too
-    except (OSError, AttributeError):  # not glibc: its allocator decides
-        pass
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="listend-ime",
@@ -521,7 +442,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     for handler in logging.getLogger().handlers:
         handler.addFilter(QuietPeerErrors())  # a peer's bad calls to the engine are its own business
-    return_large_blocks()
+    fields.return_large_blocks()
     app = InputMethod()
 
     async def go() -> int:

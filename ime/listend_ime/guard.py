@@ -19,14 +19,31 @@ engine remembered from an earlier dictation).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import select
+import subprocess
 import sys
 import time
 
 from . import ibus
 from .engine import ENGINE_NAME
 from .previous import forget_active, forget_previous, read_active, read_previous
+
+log = logging.getLogger("listend.ime")
+
+
+def start(pid: int) -> None:
+    """Start the guard of process ``pid`` (listend-ime itself), in a session of its own."""
+    try:
+        subprocess.Popen(
+            [sys.executable, "-m", "listend_ime.guard", str(pid)],
+            start_new_session=True,  # a signal to listend-ime's process group does not reach it
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+        )
+    except OSError as e:
+        log.warning("cannot start the guard that restores the keyboard engine if listend-ime is killed: %s", e)
 
 
 def wait_for_exit(pid: int) -> None:
