@@ -151,12 +151,14 @@ class Composer:
 
         A field reports the text around the cursor *before* the key is
         handled, so what the key did is added here: Enter starts a new line
-        (no space, a capital), BackSpace takes a character back.
+        (no space, a capital), BackSpace takes a character back. A key whose
+        effect is unknown (an arrow, a shortcut) leaves the last report: the
+        field reports again with the next key, and after every commit.
         """
         fld = self._field(context)
         if text is None:
-            fld.before = None
-        elif fld.before is not None:
+            return
+        if fld.before is not None:
             fld.before = (fld.before[:-1] if text == "\b" else fld.before + text)[-KEEP_BEFORE:]
         elif text == "\n":
             fld.before = "\n"
