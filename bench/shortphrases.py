@@ -135,8 +135,11 @@ def in_child(kind: str, path: Path, profile: str, overrides: dict) -> dict:
 
 def child(kind: str, path: Path, profile: str, overrides: dict) -> dict:
     if kind == "file":
+        import resource
+
         segments, seconds = transcribe(path, profile, overrides)
-        return {"segments": segments, "seconds": seconds}
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+        return {"segments": segments, "seconds": seconds, "peak_rss_mib": round(peak)}
     run = replay(path, profile, overrides)
     return {"started": run["started"], "events": run["events"]}
 
@@ -196,6 +199,7 @@ def main() -> int:
                     row = {
                         "wer_vs_offline": round(wer(offline_text[n], text), 4),
                         "wall_s": round(seconds, 2),
+                        "peak_rss_mib": done["peak_rss_mib"],  # the whole process: engine, models, VAD
                     }
                     if script:
                         row["wer_vs_script"] = round(wer(script, text), 4)
