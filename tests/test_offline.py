@@ -2,9 +2,9 @@
 
 The daemon starts with an empty model cache (so the Moonshine converter child runs), listens to real speech
 through a PulseAudio virtual microphone, releases its models when idle, loads them again for a second start and
-stops; ``listenctl`` drives it. strace follows every process and child (``-ff``) and records each socket they
-create or address and each file they open for writing. A snapshot of /proc would miss what this is about:
-onnxruntime's telemetry was a UDP DNS query every 5-9 s, each socket open for a millisecond.
+stops; ``listenctl`` drives it and the tray follows it. strace follows every process and child (``-ff``) and
+records each socket they create or address and each file they open for writing. A snapshot of /proc would miss
+what this is about: onnxruntime's telemetry was a UDP DNS query every 5-9 s, each socket open for a millisecond.
 
 Allowed: AF_UNIX sockets only (the session bus, the audio server, dbus-send). No AF_NETLINK is needed either:
 PortAudio reaches PulseAudio through ALSA's pulse plugin over a unix socket, and glibc asks the kernel for
@@ -24,6 +24,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from tests.support.bus import daemon_env
@@ -112,6 +113,15 @@ def test_a_whole_dictation_life_opens_no_network_socket_and_writes_only_its_own_
     daemon = subprocess.Popen(
         traced(trace_dir, "listend", [str(BIN / "listend"), "--start"]), env=env, stdout=log, stderr=subprocess.STDOUT
     )
+    # The tray follows the daemon all along (the StatusNotifierItem backend: no display needed, no host yet).
+    tray_env = {k: v for k, v in env.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
+    tray_log = open(tmp_path / "tray.log", "w")
+    tray = subprocess.Popen(
+        traced(trace_dir, "listend-tray", [str(BIN / "listend-tray"), "-v"]),
+        env=tray_env,
+        stdout=tray_log,
+        stderr=subprocess.STDOUT,
+    )
     try:
         wait_until(lambda: "ready on" in (tmp_path / "daemon.log").read_text(), 300, "listend to be ready", poll=0.2)
         assert ctl("devices").returncode == 0
@@ -133,17 +143,24 @@ def test_a_whole_dictation_life_opens_no_network_socket_and_writes_only_its_own_
         )
         assert ctl("stop").returncode == 0
         assert memory()["model_loads"] == 1
+        assert tray.poll() is None, (tmp_path / "tray.log").read_text()  # it followed the whole life
     finally:
         # SIGTERM to listend itself (strace, its parent, would only detach), then strace ends with its exit status.
+        for child in psutil.Process(tray.pid).children():
+            child.terminate()
         ready = re.search(r"ready on .* \(pid (\d+)\)", (tmp_path / "daemon.log").read_text())
         if ready:
             os.kill(int(ready.group(1)), signal.SIGTERM)
         try:
             daemon.wait(120)
+            tray.wait(60)
         finally:
             end_process(daemon)
+            end_process(tray)
             log.close()
+            tray_log.close()
     assert daemon.returncode == 0, (tmp_path / "daemon.log").read_text()
+    assert tray.returncode == 0, (tmp_path / "tray.log").read_text()
     converter = [line for name, line in calls(trace_dir) if line.startswith("execve(") and "moonshine" in line]
     assert converter, "the converter child ran (a fresh cache)"
     assert (xdg["XDG_CACHE_HOME"] / "listend/models/moonshine-base/manifest.json").exists()
