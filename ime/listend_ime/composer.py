@@ -294,12 +294,23 @@ def join(before: str | None, text: str) -> str:
     return text
 
 
+# Words whose capital at the start of a segment can only mean "first word": never a name, and not nouns in
+# German, where every noun has a capital. Anything else keeps the model's capital (Paris, Anna, Hunger): a
+# wrong capital is a smaller harm than a name written small.
+_FUNCTION_WORDS = frozenset(
+    "a an the and but or nor so yet for because since although though while if then than when where which who "
+    "whom whose what that this these those there here it its we you he she they me him her us them my your his "
+    "our their is are was were be been am do does did have has had will would can could shall should may might "
+    "must not no yes as at by in on of off to from with without into onto over under about after before also "
+    "just only even still maybe perhaps please thanks ever never always often another other some any all every "
+    "each both one how why now today let".split()
+)
+
+
 def _capitalised_by_the_model(text: str) -> bool:
-    """``text`` starts with a word whose capital only says "first word" (not "I", not an acronym or a name like iOS)."""
+    """``text`` starts with a function word whose capital only says "first word" (see _FUNCTION_WORDS)."""
     word = re.split(r"[\s,.;:!?]", text, maxsplit=1)[0]
-    if len(word) < 2 or word == "I" or word.startswith(("I'", "I’")):
-        return False
-    return word[0].isupper() and word[1:] == word[1:].lower()
+    return len(word) > 1 and word[0].isupper() and word[1:] == word[1:].lower() and word.lower() in _FUNCTION_WORDS
 
 
 def _opening_quote(before: str) -> bool:

@@ -142,6 +142,12 @@ def test_no_capital_after_a_comma_or_a_word_however_the_model_starts_the_segment
     assert join("Done.", "ever more") == " Ever more"
 
 
+def test_a_capital_that_may_be_a_name_or_a_german_noun_is_kept_mid_sentence():
+    assert join("We met,", "Anna said so.") == " Anna said so."
+    assert join("I flew to", "Paris today.") == " Paris today."
+    assert join("Ich habe", "Hunger.") == " Hunger."
+
+
 def test_keys_typed_after_the_field_reported_its_text_are_counted_in():
     """A field reports the text before a key is handled: Enter starts a new line with no space."""
     c = focused(before="Hello.")
