@@ -112,9 +112,11 @@ def test_the_decoder_holds_the_session_and_forgets_it(base, dictation):
     command = Utterance(2, len(sentence.audio) + SAMPLE_RATE, wav_samples(dictation.parent / "dictation3.wav"))
     decoder.heard(sentence, decoder.decode_next(sentence).text)
     with_context = decoder.decode_next(command).text
+    assert decoder.last_attempt is not None and decoder.last_attempt.context_s > 0
     assert " ".join(words(with_context)) == "question mark", with_context
     decoder.new_session()
     alone = decoder.decode_next(command).text
+    assert decoder.last_attempt.context_s == 0.0
     assert not set(words(alone)) & set(words(SENTENCES[3])) - {"mark"}, alone
 
 
@@ -174,3 +176,28 @@ def test_silence_after_speech_brings_no_text_from_the_context(base, speech_wav, 
         after = Utterance(2, len(speech.audio) + SAMPLE_RATE, wav_samples(path)[: 2 * SAMPLE_RATE])
         text = decoder.decode_next(after).text
         assert not set(words(text)) & set(words(SENTENCES[0])), (i, text)
+
+
+@pytest.mark.parametrize(
+    ("utt_id", "gap_s", "why"),
+    [
+        (3, 0.5, "segment 2 was committed with live text (under load): not context"),
+        (2, 31.0, "after a pause of more than 30 s: another thought"),
+    ],
+)
+def test_no_context_where_the_session_is_broken(tiny, audio_dir, utt_id: int, gap_s: float, why: str):
+    """Decoded exactly as alone: same text as a decode without any context."""
+    decoder = WhisperDecoder(tiny, "tiny.en", PassOptions.refine(DecodeOptions()))
+    before = Utterance(1, 0, wav_samples(speak(audio_dir / "ctx3.wav", SENTENCES[3])))
+    decoder.heard(before, decoder.decode_next(before).text)
+    command = wav_samples(speak(audio_dir / "ctx-qm.wav", "question mark"))
+    after = Utterance(utt_id, len(before.audio) + int(gap_s * SAMPLE_RATE), command)
+    text = decoder.decode_next(after).text
+    assert decoder.last_attempt is not None and decoder.last_attempt.context_s == 0.0, why
+    assert text == decoder.decode(command).text, why
+    # Right after it, within the session, the same command is decoded after the sentence: not in its text.
+    follows = Utterance(2, len(before.audio) + SAMPLE_RATE, command)
+    decoder.decode_next(follows)
+    attempt = decoder.last_attempt
+    assert attempt is not None and attempt.context_s == pytest.approx(len(before.audio) / SAMPLE_RATE)
+    assert not set(words(attempt.text)) & set(words(SENTENCES[3])), attempt.text

@@ -28,6 +28,7 @@ model), one class per loaded model for the decode.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zlib
 from collections.abc import Sequence
@@ -207,6 +208,7 @@ class Attempt:
     temperature: float
     looped: bool  # a loop was cut
     capped: bool  # the cap stopped it
+    context_s: float = 0.0  # seconds of preceding speech decoded before it (its text the prefix)
 
     @property
     def degenerate(self) -> bool:
@@ -299,6 +301,8 @@ class WindowedWhisper:
         wanted = len(prefix) + cap
         max_length = min(MAX_TOKENS, max(2 * wanted, wanted + len(start)))
         attempt = self._with_fallback(encoded, start, prefix, cap, max_length, tokenizer, settings)
+        if prefix:
+            attempt = dataclasses.replace(attempt, context_s=context.seconds)
         if prefix and not attempt.text:
             # Whisper may take the context for all there is and end at once: an utterance the
             # VAD heard as speech is then decoded alone rather than lost.
