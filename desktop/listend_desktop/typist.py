@@ -14,7 +14,11 @@ The backend is picked when typing, from what the session offers:
 * where nothing can type: the clipboard alone, and the user is told once --
   never a silent loss.
 
-Only final (refined) text is typed. Text goes through stdin (``xdotool type
+Only final (refined) text is typed. A voice command (:mod:`listend.commands`)
+is executed instead of typed: "new line" presses Return (twice for "new
+paragraph"); "scratch that" and a spoken mark are refused, because typing
+cannot see the field and so cannot verify that the text before the cursor is
+still what listend typed (the user is told once). Text goes through stdin (``xdotool type
 --file -``, ``wtype -``), never a command line. Both helpers type Unicode by
 remapping a spare keycode, so accents come out right whatever the keyboard
 layout.
@@ -39,6 +43,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("listend.typing")
 
 TYPE_TIMEOUT_S = 30.0
+RETURNS = {"new_line": 1, "new_paragraph": 2}  # voice commands the typing path carries out: Return presses
+NOTHING_TO_TYPE = ("stop_listening",)
 
 
 def refusal_notice(reason: str) -> tuple[str, str]:
@@ -69,8 +75,15 @@ class Typist:
         segments go to the clipboard.
     """
 
-    def __init__(self, on_refused: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        on_refused: Callable[[str], None] | None = None,
+        on_command_refused: Callable[[str], None] | None = None,
+    ):
         self._on_refused = on_refused or (lambda reason: None)
+        self._on_command_refused = on_command_refused or (lambda reason: None)
+        self._command_refusal_said = False
+        self._line_start = False  # the last thing typed was a line break: no space before the next segment
         self._clipboard = Clipboard()
         self._typed_any = False
         self._paste_only = False  # typing was refused; the portal pastes instead
@@ -82,7 +95,8 @@ class Typist:
         text = text.strip()
         if not text:
             return Outcome.done()
-        chunk = (" " if self._typed_any else "") + text  # a new segment continues the sentence flow
+        # A new segment continues the sentence flow, or starts the line a voice command began.
+        chunk = (" " if self._typed_any and not self._line_start else "") + text
         if not self.refused:
             typed = self._paste(chunk) if self._paste_only else self._type(chunk)
             if not typed and not self._paste_only and os.environ.get("WAYLAND_DISPLAY"):
@@ -91,13 +105,49 @@ class Typist:
                 pasted = self._paste(chunk)
                 typed = pasted if pasted else Outcome.failed(f"{typed.detail}; {pasted.detail}")
             if typed:
-                self._typed_any = True
+                self._typed_any, self._line_start = True, False
                 return typed
             self.refused = typed.detail
             log.warning("typing refused (%s); refined text goes to the clipboard instead", self.refused)
             self._on_refused(self.refused)
         self._clipboard.copy_and_wait(text)
         return Outcome.failed(self.refused)
+
+    def execute(self, action: str) -> Outcome:
+        """Carry out a voice command (a ``listend.commands.Action`` value) instead of typing its words.
+
+        Line breaks are Return presses (pasted as line breaks where only
+        pasting works); "scratch that" and the spoken marks are refused, said
+        once: typing cannot verify that the text before the cursor is still
+        listend's, and it never deletes what it cannot see.
+        """
+        if action in NOTHING_TO_TYPE:
+            return Outcome.done()
+        presses = RETURNS.get(action)
+        if presses is None:
+            reason = "typing cannot see the field, so it cannot check that the text is still there to change"
+            log.warning("voice command %s not carried out: %s", action, reason)
+            if not self._command_refusal_said:
+                self._command_refusal_said = True
+                self._on_command_refused(reason)
+            return Outcome.failed(reason)
+        if self.refused:
+            return Outcome.failed(self.refused)  # the clipboard holds single segments here: nothing to break
+        if self._paste_only:
+            done = self._paste("\n" * presses)
+        else:
+            done = self._press_return(presses)
+        if done:
+            self._line_start = True
+        return done
+
+    def _press_return(self, presses: int) -> Outcome:
+        command = typing_command()
+        if command is None:
+            return Outcome.failed("no way to type here: install wtype (wlroots Wayland) or xdotool (X11)")
+        if command[0] == "wtype":
+            return self._run(["wtype", *(["-k", "Return"] * presses)], b"")
+        return self._run(["xdotool", "key", "--clearmodifiers", *(["Return"] * presses)], b"")
 
     def close(self) -> None:
         if self._keyboard is not None:

@@ -407,7 +407,9 @@ class InputMethod:
 
     def _publish_counts(self) -> None:
         counts = self.composer.counts
-        self.status.update(delivered=counts.delivered, unconfirmed=counts.unconfirmed, failed=counts.failed)
+        self.status.update(
+            delivered=counts.delivered, unconfirmed=counts.unconfirmed, failed=counts.failed, refused=counts.refused
+        )
 
     def _show_state(self, engine: Engine | None = None) -> None:
         """Say that listend is dictating in the engine's property: the line panels list for the active engine.
@@ -420,7 +422,10 @@ class InputMethod:
             return
         state = {"listening": "listening", "absent": "listend is not running"}.get(self.daemon_state, "finishing…")
         counts = self.composer.counts
-        tooltip = f"{counts.delivered} delivered, {counts.unconfirmed} unconfirmed, {counts.failed} to the clipboard"
+        tooltip = (
+            f"{counts.delivered} delivered, {counts.unconfirmed} unconfirmed, {counts.failed} to the clipboard, "
+            f"{counts.refused} commands refused"
+        )
         target.RegisterProperties(
             ibus.prop_list([ibus.prop("listend-state", f"Dictation: {state}", tooltip, ENGINE.symbol)])
         )

@@ -23,17 +23,29 @@ The rules:
 - **Delivery is confirmed where the field can say so.** A field that reports
   the text around the cursor (GTK and Qt do) confirms a commit when the text
   before the cursor ends with it; a field that cannot leaves it unconfirmed.
+- **Commands are executed, never typed** (the daemon announces them with the
+  segment; :mod:`listend.commands`), in id order like any final. "New line"
+  and "new paragraph" commit line breaks as they are (the next segment then
+  starts a line: a capital, no space). "Scratch that" and a spoken mark only
+  change text listend committed into this field, and only when the field's
+  own report of the text before the cursor (with the keys typed since) ends
+  with exactly that text: "scratch that" deletes it, a mark replaces its
+  final punctuation. Otherwise nothing in the field changes and the refusal is
+  counted and said (the user typed, clicked, or the field reports nothing).
+  A segment still shown as preedit when it is scratched is simply dropped.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from listend.commands import Action, amend_ending
 from listend.ids import SeenIds
 
 KEEP_BEFORE = 4096  # characters of the text before the cursor kept per field (a field may report megabytes)
 KEEP_FIELDS = 64  # fields remembered (the focused one always)
+KEEP_RECENT = 32  # segments committed per field that "scratch that" and a spoken mark may still act on
 FOCUS_GRACE_S = 2.0  # a final waits this long for a field to have focus (switching windows takes a moment)
 CONFIRM_WITHIN_S = 3.0  # a commit not seen in the field's surrounding text by then counts as unconfirmed
 _SENTENCE_END = re.compile(r"[.!?…]['\")\]”’»]*\s*$")
@@ -61,7 +73,25 @@ class ToClipboard:
     reason: str
 
 
-Effect = ShowPreedit | TypeText | ToClipboard
+@dataclass(frozen=True)
+class DeleteBefore:
+    """Delete the ``count`` characters before the cursor of the focused field (IBus's delete-surrounding-text)."""
+
+    count: int
+    seg_id: int
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A command was not carried out, to keep the user's text safe: ``reason`` says why (the user is told)."""
+
+    reason: str
+    seg_id: int
+
+
+Effect = ShowPreedit | TypeText | ToClipboard | DeleteBefore | Refused
+
+LINE_BREAKS = {Action.NEW_LINE.value: "\n", Action.NEW_PARAGRAPH.value: "\n\n"}
 
 
 @dataclass
@@ -69,6 +99,7 @@ class DeliveryCounts:
     delivered: int = 0  # committed, and the field shows it
     unconfirmed: int = 0  # committed; the field could not (or did not) show it
     failed: int = 0  # not committed: it went to the clipboard
+    refused: int = 0  # commands not carried out because the field could not show they were safe
 
 
 @dataclass
@@ -77,12 +108,17 @@ class _Segment:
     context: str | None = None  # the field it belongs to (where its first word was shown)
     final: str | None = None
     final_at: float = 0.0
+    command: tuple[str, int] | None = None  # (action, target) when the segment is a command, not text
 
 
 @dataclass
 class _Field:
     surrounding: bool = False  # it reports the text around the cursor
     before: str | None = None  # the text before the cursor, as last reported or as we left it
+    # The field's own last report of the text before the cursor, with the keys typed since; None when not
+    # known now (a commit not reported back yet, a click, a key whose effect is unknown). Deletions check it.
+    reported: str | None = None
+    recent: dict[int, str] = field(default_factory=dict)  # seg id -> the text listend committed here for it
 
 
 @dataclass
@@ -121,6 +157,23 @@ class Composer:
         segment.final, segment.final_at = text, now
         return self._settle(now)
 
+    def command(self, seg_id: int, action: str, target: int, now: float) -> list[Effect]:
+        """Segment ``seg_id`` is a command (its final text is what was said, never typed); ``target``: what it acts on.
+
+        A "scratch that" whose target is still shown (no final committed yet)
+        drops it: it is never committed.
+        """
+        if seg_id in self._done:
+            return []
+        segment = self._segment(seg_id)
+        segment.command = (action, target)
+        if action == Action.SCRATCH_THAT.value and target != seg_id and target in self._segments:
+            del self._segments[target]
+            self._done.first_time(target)
+            segment.command = (action, 0)  # done: nothing of it reached a field
+            segment.text = ""
+        return self._settle(now)
+
     def retracted(self, seg_id: int, now: float) -> list[Effect]:
         if seg_id in self._segments and self._segments[seg_id].final is None:
             del self._segments[seg_id]
@@ -146,6 +199,10 @@ class Composer:
     def capabilities(self, context: str, surrounding: bool) -> None:
         self._field(context).surrounding = surrounding
 
+    def reset(self, context: str) -> None:
+        """The field reset its input state (a click, a programmatic change): the cursor may have moved."""
+        self._field(context).reported = None
+
     def typed(self, context: str, text: str | None) -> None:
         """The user typed ``text`` into ``context`` (a key we passed through); None: a key whose effect is unknown.
 
@@ -157,7 +214,10 @@ class Composer:
         """
         fld = self._field(context)
         if text is None:
+            fld.reported = None  # the cursor may have moved: nothing is deleted until the field reports again
             return
+        if fld.reported is not None:
+            fld.reported = fld.reported[:-1] if text == "\b" else fld.reported + text
         if fld.before is not None:
             fld.before = (fld.before[:-1] if text == "\b" else fld.before + text)[-KEEP_BEFORE:]
         elif text == "\n":
@@ -167,7 +227,7 @@ class Composer:
         """The field reports the text before the cursor: remember it, and confirm what it shows."""
         fld = self._field(context)
         fld.surrounding = True
-        fld.before = before[-KEEP_BEFORE:]
+        fld.before = fld.reported = before[-KEEP_BEFORE:]
         seen = _normal(before)
         for waiting in list(self._awaiting):
             if waiting.context == context and seen.endswith(_normal(waiting.text)):
@@ -185,14 +245,15 @@ class Composer:
 
     def flush(self, reason: str = "the input method stopped before it could type it") -> list[Effect]:
         """The input method lets go: what has final text and was not committed goes to the clipboard."""
-        texts = [s.final for s in self._segments.values() if s.final]
+        texts = [_as_typed(s) for s in self._segments.values()]
+        texts = [text for text in texts if text]
         self._segments.clear()
         self.counts.unconfirmed += len(self._awaiting)
         self._awaiting.clear()
         if not texts:
             return []
         self.counts.failed += len(texts)
-        return [ToClipboard(" ".join(texts), reason)]
+        return [ToClipboard(clipboard_text(texts), reason)]
 
     def pending_ids(self) -> set[int]:
         """Segments shown (or known) without final text yet."""
@@ -233,10 +294,14 @@ class Composer:
             if segment.context is None:
                 segment.context = self.focus
             if self.focus is not None and segment.context == self.focus:
-                if segment.final:
+                if segment.command is not None:
+                    effects.extend(self._execute(seg_id, *segment.command))
+                elif segment.final:
                     effects.extend(self._commit(seg_id, segment.final, now))
             elif self.focus is None and now - max(self._blurred_at, segment.final_at) < FOCUS_GRACE_S:
                 break  # no field has focus for a moment: wait for one
+            elif segment.command is not None:
+                effects.extend(self._elsewhere(seg_id, *segment.command))
             elif segment.final:
                 reason = (
                     "focus moved to another field before the text was final"
@@ -258,12 +323,76 @@ class Composer:
         fld = self._field(self.focus)
         committed = join(fld.before, text)
         fld.before = ((fld.before or "") + committed)[-KEEP_BEFORE:]
+        fld.reported = None  # until the field reports the text with the commit in it
+        self._remember(fld, seg_id, committed)
         self._shown = ""  # committing replaces the preedit
         if fld.surrounding:
             self._awaiting.append(_Awaiting(committed, self.focus, now + CONFIRM_WITHIN_S))
         else:
             self.counts.unconfirmed += 1
         return [ShowPreedit(""), TypeText(committed, seg_id)]
+
+    def _remember(self, fld: _Field, seg_id: int, committed: str) -> None:
+        fld.recent[seg_id] = committed
+        while len(fld.recent) > KEEP_RECENT:
+            del fld.recent[next(iter(fld.recent))]
+
+    def _execute(self, seg_id: int, action: str, target: int) -> list[Effect]:
+        """Carry out a command in the focused field (where it was spoken), as far as the field shows it is safe."""
+        assert self.focus is not None
+        fld = self._field(self.focus)
+        self._shown = ""  # the command's preedit (the words as said) goes
+        if action in LINE_BREAKS:
+            breaks = LINE_BREAKS[action]
+            fld.before = ((fld.before or "") + breaks)[-KEEP_BEFORE:]
+            fld.reported = None
+            return [ShowPreedit(""), TypeText(breaks, seg_id)]
+        mark = _mark(action)
+        if action != Action.SCRATCH_THAT.value and not mark:
+            return [ShowPreedit("")]  # stop listening (the daemon stops): nothing to type
+        if target == 0:
+            if action == Action.SCRATCH_THAT.value:
+                return [ShowPreedit("")]  # what it took back was never committed (dropped as preedit) or nothing
+            return [ShowPreedit(""), *self._refuse(seg_id, "there is no text before it to put the mark on")]
+        committed = fld.recent.get(target)
+        if committed is None:
+            where = "another field" if any(target in f.recent for f in self._fields.values()) else "no field"
+            return [ShowPreedit(""), *self._refuse(seg_id, f"the text it acts on was typed into {where} here")]
+        if not fld.surrounding or fld.reported is None:
+            return [ShowPreedit(""), *self._refuse(seg_id, "the field does not show the text before the cursor")]
+        if not fld.reported.endswith(committed):
+            return [ShowPreedit(""), *self._refuse(seg_id, "the text before the cursor is not what listend typed")]
+        if action == Action.SCRATCH_THAT.value:
+            del fld.recent[target]
+            fld.reported = fld.reported[: len(fld.reported) - len(committed)]
+            fld.before = fld.reported
+            return [ShowPreedit(""), DeleteBefore(len(committed), seg_id)]
+        amended = amend_ending(committed, mark)
+        keep = _common_prefix(committed, amended)
+        fld.recent[target] = amended
+        fld.reported = fld.reported[: len(fld.reported) - len(committed)] + amended
+        fld.before = fld.reported
+        effects: list[Effect] = [ShowPreedit("")]
+        if len(committed) > keep:
+            effects.append(DeleteBefore(len(committed) - keep, seg_id))
+        if amended[keep:]:
+            effects.append(TypeText(amended[keep:], seg_id))
+        return effects
+
+    def _elsewhere(self, seg_id: int, action: str, target: int) -> list[Effect]:
+        """A command whose field has lost focus: line breaks join the clipboard text; the rest is refused."""
+        if action in LINE_BREAKS:
+            self.counts.failed += 1
+            return [ToClipboard(LINE_BREAKS[action], "focus moved to another field before the line break")]
+        if action == Action.SCRATCH_THAT.value and target == 0:
+            return []
+        if action == Action.SCRATCH_THAT.value or _mark(action):
+            return self._refuse(seg_id, "focus moved away from the field it was said in")
+        return []
+
+    def _refuse(self, seg_id: int, reason: str) -> list[Effect]:
+        self.counts.refused += 1
+        return [Refused(reason, seg_id)]
 
     def _preedit(self) -> str:
         if self.focus is None:
@@ -305,6 +434,38 @@ _FUNCTION_WORDS = frozenset(
     "just only even still maybe perhaps please thanks ever never always often another other some any all every "
     "each both one how why now today let".split()
 )
+
+
+def clipboard_text(pieces: list[str]) -> str:
+    """Texts that go to the clipboard together: a space between segments, none around line breaks."""
+    out = ""
+    for piece in pieces:
+        piece = piece if not piece.strip() else piece.strip()
+        if out and not out.endswith("\n") and not piece.startswith("\n"):
+            out += " "
+        out += piece
+    return out
+
+
+def _as_typed(segment: _Segment) -> str:
+    """What a segment with final text puts in the text: its words, a command's line breaks, or nothing."""
+    if segment.command is not None:
+        return LINE_BREAKS.get(segment.command[0], "")
+    return segment.final or ""
+
+
+def _mark(action: str) -> str:
+    try:
+        return Action(action).mark
+    except ValueError:  # an action of a newer daemon: not executed
+        return ""
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = 0
+    while n < min(len(a), len(b)) and a[n] == b[n]:
+        n += 1
+    return n
 
 
 def _capitalised_by_the_model(text: str) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from listend_desktop.clipboard import Clipboard
 
 from . import ibus
-from .composer import Effect, ShowPreedit, ToClipboard, TypeText
+from .composer import DeleteBefore, Effect, Refused, ShowPreedit, ToClipboard, TypeText, clipboard_text
 from .engine import Engine
 
 log = logging.getLogger("listend.ime")
@@ -33,6 +33,8 @@ class Delivery:
         self.focused: Engine | None = None
         self.undelivered: list[str] = []  # this dictation's fallbacks, in order, all on the clipboard
         self._last_notice = 0.0
+        self._last_refusal = ""
+        self._refused_at = 0.0
 
     def new_dictation(self) -> None:
         """A dictation starts: its fallbacks start a fresh clipboard text."""
@@ -49,17 +51,22 @@ class Delivery:
                 case TypeText(text=text):
                     if engine is not None:
                         engine.CommitText(ibus.text(text))
+                case DeleteBefore(count=count):
+                    if engine is not None:
+                        engine.DeleteSurroundingText(-count, count)
                 case ToClipboard(text=text, reason=reason):
                     self.to_clipboard(text, reason)
+                case Refused(reason=reason):
+                    self.refused(reason)
 
     def to_clipboard(self, text: str, reason: str) -> None:
         """``text`` could not go where it was spoken: add it to this dictation's clipboard text, and say so."""
-        if not text.strip():
+        if not text.strip() and "\n" not in text:
             return
-        self.undelivered.append(text.strip())
+        self.undelivered.append(text if not text.strip() else text.strip())
         while sum(len(t) + 1 for t in self.undelivered) > KEEP_CHARS and len(self.undelivered) > 1:
             del self.undelivered[0]
-        self.clipboard.copy(" ".join(self.undelivered))
+        self.clipboard.copy(clipboard_text(self.undelivered))
         now = time.monotonic()
         if now - self._last_notice >= NOTICE_EVERY_S:
             self._last_notice = now
@@ -69,7 +76,19 @@ class Delivery:
         else:
             log.warning("%s: on the clipboard", reason)
 
+    def refused(self, reason: str) -> None:
+        """A command was not carried out (the composer counted it): say so, once per reason in a while."""
+        now = time.monotonic()
+        if reason != self._last_refusal or now - self._refused_at >= NOTICE_EVERY_S:
+            self._last_refusal, self._refused_at = reason, now
+            self._notify(
+                "listend: left your text as it is",
+                f"The command was not carried out: {reason}. Nothing in the field was changed.",
+            )
+        else:
+            log.warning("command refused: %s", reason)
+
     def copy_before_exit(self) -> None:
         """A background copy would die with this process: hand the text over before leaving."""
         if self.undelivered:
-            self.clipboard.copy_and_wait(" ".join(self.undelivered))
+            self.clipboard.copy_and_wait(clipboard_text(self.undelivered))

@@ -59,6 +59,8 @@ class EngineHost(Protocol):
 
     def surrounding_text(self, engine: "Engine", before: str) -> None: ...
 
+    def reset(self, engine: "Engine") -> None: ...
+
     def enabled(self, engine: "Engine") -> None: ...
 
     def large_message(self) -> None: ...
@@ -126,7 +128,9 @@ class Engine(ServiceInterface):
 
     @method()
     def Reset(self) -> None:
-        pass  # the client reset its state (a click): our preedit is live text, re-sent as it changes
+        # The client reset its state (a click): our preedit is live text, re-sent as it changes, but the
+        # cursor may have moved, so nothing is deleted until the field reports its text again.
+        self._host.reset(self)
 
     @method()
     def Enable(self) -> None:
@@ -189,6 +193,10 @@ class Engine(ServiceInterface):
         return [text, visible]
 
     @signal()
+    def DeleteSurroundingText(self, offset_from_cursor: int, nchars: int) -> "iu":
+        return [offset_from_cursor, nchars]
+
+    @signal()
     def RequireSurroundingText(self) -> None:
         pass
 
@@ -242,7 +250,7 @@ class Status(ServiceInterface):
         self.connected = False
         self.active = False
         self.previous_engine = ""
-        self.delivered = self.unconfirmed = self.failed = 0
+        self.delivered = self.unconfirmed = self.failed = self.refused = 0
 
     def update(self, **values: Any) -> None:
         """Set attributes (``connected=True``, ...) and announce the ones that changed."""
@@ -278,6 +286,11 @@ class Status(ServiceInterface):
     def Failed(self) -> "t":
         return self.failed
 
+    @dbus_property(access=PropertyAccess.READ)
+    def Refused(self) -> "t":
+        """Commands not carried out because the field could not show the text they act on was still there."""
+        return self.refused
+
 
 _STATUS_PROPERTIES = {
     "connected": "Connected",
@@ -286,4 +299,5 @@ _STATUS_PROPERTIES = {
     "delivered": "Delivered",
     "unconfirmed": "Unconfirmed",
     "failed": "Failed",
+    "refused": "Refused",
 }

@@ -75,6 +75,11 @@ class Fields:
             self._apply(self.composer.surrounding_text(context, before, time.monotonic()))
             self._changed_counts()  # a confirmation is a change of the count, with or without effects
 
+    def reset(self, engine: Engine) -> None:
+        context = self._contexts.get(engine.path)
+        if context is not None:
+            self.composer.reset(context)
+
     def enabled(self, engine: Engine) -> None:
         self._show_state(engine)
 
