@@ -231,6 +231,34 @@ def test_a_manifest_that_is_a_fifo_is_converted_again_not_waited_on(converted):
     MoonshineModel(converted)  # whole again
 
 
+def test_the_source_is_checksummed_again_only_when_its_files_changed(tmp_path, converted):
+    """The wheel's ~63 MB were read at every load; now its files' stamps are noted beside their checksums."""
+    source = tmp_path / "source"
+    shutil.copytree(source_dir(), source)  # the same bytes under new stamps
+    model_made = (converted / "encoder_model.onnx").stat().st_mtime_ns
+    assert prepare(converted, source) == converted  # checksummed, found the same, the stamps noted
+    assert (converted / "encoder_model.onnx").stat().st_mtime_ns == model_made  # not converted again
+    assert set(read_manifest(converted / "manifest.json")["source_stamps"]) == {
+        "encoder_model.ort",
+        "decoder_model_merged.ort",
+        "tokenizer.bin",
+    }
+    noted = (converted / "manifest.json").stat().st_mtime_ns
+    assert prepare(converted, source) == converted and (converted / "manifest.json").stat().st_mtime_ns == noted
+    tokenizer = source / "tokenizer.bin"
+    changed = bytearray(tokenizer.read_bytes())
+    changed[-1] ^= 1
+    tokenizer.write_bytes(bytes(changed))  # the same size, other bytes: converted again
+    assert prepare(converted, source) == converted
+    assert (converted / "encoder_model.onnx").stat().st_mtime_ns != model_made
+    assert sorted(p.name for p in converted.iterdir()) == [
+        "decoder_model_merged.onnx",
+        "encoder_model.onnx",
+        "manifest.json",
+        "tokenizer.bin",
+    ]  # no manifest left half-written
+
+
 def test_a_cache_directory_that_is_a_link_is_replaced_once_and_its_target_is_left_alone(tmp_path, converted):
     """A linked cache directory was converted again at every start, then failed in rmtree, for ever."""
     elsewhere = tmp_path / "elsewhere"

@@ -73,8 +73,40 @@ def _fingerprint(path: Path) -> dict[str, object]:
     return {"size": st.st_size, "sha256": sha256_hex(path)}
 
 
-def _wanted_manifest(source: Path) -> dict[str, object]:
-    return {"converter": CONVERTER_VERSION, "source": {name: _fingerprint(source / name) for name in SOURCE_FILES}}
+def _stamp(path: Path) -> list[int]:
+    """What changes whenever the file is replaced or written: its inode, mtime and ctime (ctime cannot be
+    set back), so an equal stamp means the bytes checksummed when it was recorded."""
+    st = path.stat()
+    return [st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _source_stamps(source: Path) -> dict[str, list[int]]:
+    return {name: _stamp(source / name) for name in SOURCE_FILES}
+
+
+def _wanted_manifest(
+    source: Path, stamps: dict[str, list[int]], recorded: dict[str, object] | None
+) -> dict[str, object]:
+    """What a manifest of this source by this converter holds. The checksums of a recorded manifest whose
+    source stamps are still those of the files are taken as they are: the wheel's ~63 MB are read again
+    only when they changed, not at every load."""
+    if recorded is not None and recorded.get("source_stamps") == stamps:
+        fingerprints = recorded.get("source")
+    else:
+        fingerprints = {name: _fingerprint(source / name) for name in SOURCE_FILES}
+    return {"converter": CONVERTER_VERSION, "source": fingerprints}
+
+
+def _write_manifest(directory: Path, manifest: dict[str, object]) -> None:
+    """``manifest.json`` in ``directory`` (0600), with the source stamps it was checksummed at, replaced whole."""
+    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=directory)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(manifest, indent=1))
+        os.replace(tmp, directory / "manifest.json")
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 _prepare_lock = threading.Lock()
@@ -100,8 +132,12 @@ def prepare(target: Path | None = None, source: Path | None = None) -> Path:
 
 def _prepare_locked(target: Path, source: Path) -> Path:
     with _prepare_lock:
-        wanted = _wanted_manifest(source)
-        if _matches(target, wanted):
+        recorded = _finished_manifest(target)
+        stamps = _source_stamps(source)  # before the checksums: a file written meanwhile is checksummed next time
+        wanted = _wanted_manifest(source, stamps, recorded)
+        if recorded is not None and _matches(target, recorded, wanted):
+            if recorded.get("source_stamps") != stamps:
+                _record_stamps(target, recorded, stamps)
             tighten(target)
             return target
         log.info("converting %s from %s into %s (once)", NAME, source, target)
@@ -126,10 +162,8 @@ def _prepare_locked(target: Path, source: Path) -> Path:
                     # ("Wire format was corrupt"): the disk is the cause, not the model.
                     raise ModelUnavailable(_no_space(target.parent, free))
                 raise ModelUnavailable(f"{NAME}: converting the moonshine-cpp model failed: {last}")
-            manifest = dict(wanted, files={name: _fingerprint(tmp / name) for name in MODEL_FILES})
-            fd = os.open(tmp / "manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(manifest, indent=1))
+            files = {name: _fingerprint(tmp / name) for name in MODEL_FILES}
+            _write_manifest(tmp, dict(wanted, files=files, source_stamps=stamps))
             tighten(tmp)
             remove(target)
             os.replace(tmp, target)
@@ -177,13 +211,26 @@ def read_manifest(path: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
-def _matches(target: Path, wanted: dict[str, object]) -> bool:
+def _record_stamps(target: Path, manifest: dict[str, object], stamps: dict[str, list[int]]) -> None:
+    """Note the stamps the source was just checksummed at, so the next load need not read it again; a cache
+    that cannot be written to is still used, and checksummed again next time."""
+    try:
+        _write_manifest(target, dict(manifest, source_stamps=stamps))
+    except OSError as e:
+        log.info("%s: cannot note the source's stamps in %s: %s", NAME, target, e.strerror or e)
+
+
+def _finished_manifest(target: Path) -> dict[str, object] | None:
+    """The manifest of a finished conversion in ``target``; None where there is none to trust."""
+    if target.is_symlink() or not target.is_dir():
+        return None
+    return read_manifest(target / "manifest.json")
+
+
+def _matches(target: Path, manifest: dict[str, object], wanted: dict[str, object]) -> bool:
     """A finished conversion of this source by this converter, its files whole (by size: they were
     checksummed when written, and reading 90 MB at every start is not worth it)."""
-    if target.is_symlink() or not target.is_dir():
-        return False
-    manifest = read_manifest(target / "manifest.json")
-    if manifest is None or any(manifest.get(k) != v for k, v in wanted.items()):
+    if any(manifest.get(k) != v for k, v in wanted.items()):
         return False
     files = manifest.get("files", {})
     try:
