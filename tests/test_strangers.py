@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from dbus_next import Message
 
-from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH
+from listend.bus import BUS_NAME, INTERFACE, OBJECT_PATH, call_bus_daemon
 from listend.dbusio import MessageBus
 from tests.support.bus import BusClient, ctl, daemon_env
 from tests.support.processes import BIN
@@ -128,16 +128,7 @@ def test_another_user_s_bus_in_a_shared_runtime_dir_is_not_joined(start_daemon, 
 
         async def on_the_attacker_s_bus() -> bool:
             bus = await MessageBus(bus_address=attacker_address).connect()
-            reply = await bus.call(
-                Message(
-                    destination="org.freedesktop.DBus",
-                    path="/org/freedesktop/DBus",
-                    interface="org.freedesktop.DBus",
-                    member="NameHasOwner",
-                    signature="s",
-                    body=[BUS_NAME],
-                )
-            )
+            reply = await call_bus_daemon(bus, "NameHasOwner", "s", [BUS_NAME])
             bus.disconnect()
             return bool(reply.body[0])
 
@@ -201,29 +192,16 @@ async def _unique_names_of(address: str, pids: dict[int, str]) -> dict[str, str]
     bus = await MessageBus(bus_address=address).connect()
     found: dict[str, str] = {}
     try:
-        names = (await _bus_call(bus, "ListNames")).body[0]
+        names = (await call_bus_daemon(bus, "ListNames")).body[0]
         for name in names:
             if not name.startswith(":"):
                 continue
-            reply = await _bus_call(bus, "GetConnectionUnixProcessID", "s", [name])
+            reply = await call_bus_daemon(bus, "GetConnectionUnixProcessID", "s", [name])
             if reply.body and reply.body[0] in pids:
                 found[pids[reply.body[0]]] = name
     finally:
         bus.disconnect()
     return found
-
-
-async def _bus_call(bus: MessageBus, member: str, signature: str = "", body: list | None = None) -> Message:
-    return await bus.call(
-        Message(
-            destination="org.freedesktop.DBus",
-            path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus",
-            member=member,
-            signature=signature,
-            body=body or [],
-        )
-    )
 
 
 @pytest.mark.parametrize("desktop", ["x11"], indirect=True)

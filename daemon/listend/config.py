@@ -69,6 +69,16 @@ def check_device(value: str) -> str | None:
     return None
 
 
+def check_languages(value: tuple[str, ...]) -> str | None:
+    """Why ``value`` cannot be the user's set of languages (None if it can)."""
+    for code in value:
+        if code not in LANGUAGES:
+            return f"{str(code)[:20]!r} is not a Whisper language code (such as {', '.join(LANGUAGES[:8])})"
+    if len(set(value)) != len(value):
+        return "a language is named twice"
+    return None
+
+
 @dataclass(frozen=True)
 class ModelOptions:
     """Which models run the two passes, and when they are released.
@@ -128,7 +138,19 @@ class DecodeOptions:
 
     language: str = field(
         default="en",
-        metadata={"doc": "a Whisper language code (Moonshine: en only), '' = detect", "choices": ("", *LANGUAGES)},
+        metadata={
+            "doc": "the one language when `languages` is empty (older configs); '' = detect among all of "
+            "Whisper's languages (sticky in a session)",
+            "choices": ("", *LANGUAGES),
+        },
+    )
+    languages: tuple[str, ...] = field(
+        default=(),
+        metadata={
+            "doc": "the languages you dictate in (Whisper codes, such as en and de): detection chooses only "
+            "among them, sticky in a session; one = pinned, no detection; [] = `language`",
+            "check": check_languages,
+        },
     )
     partial_interval_s: float = field(default=0.5, metadata=_num(0.1, 10))
     partial_window_s: float = field(
@@ -164,6 +186,13 @@ class DecodeOptions:
     no_speech_threshold: float = field(default=0.6, metadata=_num(0, 1))
     logprob_threshold: float = field(default=-1.0, metadata=_num(-20, 0))
     compression_ratio_threshold: float = field(default=2.4, metadata=_num(1, 10))
+
+    @property
+    def language_set(self) -> tuple[str, ...]:
+        """The languages an utterance may be decoded in: ``languages``, else ``language``, else all of Whisper's."""
+        if self.languages:
+            return self.languages
+        return (self.language,) if self.language else LANGUAGES
 
 
 @dataclass(frozen=True)
@@ -246,6 +275,12 @@ def _section_class(name: str) -> type:
 
 
 def _check_value(where: str, f: dataclasses.Field[Any], value: Any) -> Any:
+    if f.type == "tuple[str, ...]":  # a TOML array of strings
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{where}: expected a list of strings, got {_short(value)}")
+        if "check" in f.metadata and (problem := f.metadata["check"](tuple(value))):
+            raise ConfigError(f"{where}: {problem}")
+        return tuple(value)
     types: dict[str, type] = {"int": int, "float": float, "str": str, "bool": bool}
     expected = f.type if isinstance(f.type, type) else types[str(f.type)]
     if expected is float and isinstance(value, int) and not isinstance(value, bool):
@@ -447,6 +482,7 @@ def reference() -> str:
         for f in dataclasses.fields(options):
             meta = f.metadata
             kind = f.type if isinstance(f.type, str) else f.type.__name__
+            kind = "list of str" if kind == "tuple[str, ...]" else kind
             preset = light.get(section, {}).get(f.name)
             shown = "" if preset is None else ("`''` (none)" if preset == "" else f"`{preset!r}`")
             parts = []

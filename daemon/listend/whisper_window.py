@@ -273,6 +273,13 @@ class WindowedWhisper:
             features = np.pad(features, ((0, 0), (0, frames - features.shape[1])))
         return self._ct2.encode(ctranslate2.StorageView.from_array(np.ascontiguousarray(features[None])))
 
+    def detect_language(self, audio: Audio, options: WindowOptions) -> dict[str, float]:
+        """Whisper's language probabilities for ``audio`` alone (its own window; no context); English-only: en."""
+        if not self._ct2.is_multilingual:
+            return {"en": 1.0}
+        encoded = self.encode(audio, window_seconds(len(audio) / SAMPLE_RATE, 0.0, options))
+        return {token.strip("<|>"): prob for token, prob in self._ct2.detect_language(encoded)[0]}
+
     def decode(
         self, audio: Audio, settings: DecodeSettings, context: Context = NO_CONTEXT, prompt: str = ""
     ) -> Attempt:
