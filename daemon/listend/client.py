@@ -109,6 +109,30 @@ class SegmentEvent:
 
 
 @dataclass(frozen=True)
+class CommandEvent:
+    """``SegmentCommand``: segment ``id`` is the command ``action`` acting on segment ``target`` (0: none).
+
+    Delivered just before the :class:`SegmentEvent` of the same id (whose text
+    is ``said``, the words as heard: a client that executes the command does
+    not also type them).
+    """
+
+    id: int
+    action: str
+    target: int
+    said: str
+
+
+@dataclass(frozen=True)
+class CommandEntry:
+    """A command segment of the history (``GetCommands``)."""
+
+    id: int
+    action: str
+    target: int
+
+
+@dataclass(frozen=True)
 class PartialEvent:
     id: int
     text: str
@@ -148,7 +172,14 @@ class PresenceEvent:
 
 
 ClientEvent = (
-    SegmentEvent | PartialEvent | RetractedEvent | StateEvent | PressureEvent | PropertiesEvent | PresenceEvent
+    SegmentEvent
+    | CommandEvent
+    | PartialEvent
+    | RetractedEvent
+    | StateEvent
+    | PressureEvent
+    | PropertiesEvent
+    | PresenceEvent
 )
 
 
@@ -177,6 +208,10 @@ def event_of(msg: Message) -> ClientEvent | None:
             if not 1 <= body[0] <= MAX_SEGMENT_ID:
                 raise MalformedSignal(f"SegmentRefined with id {body[0]}")
             return SegmentEvent(TranscriptEntry(*body))
+        if msg.member == "SegmentCommand":
+            if not 1 <= body[0] <= MAX_SEGMENT_ID or not 0 <= body[2] <= MAX_SEGMENT_ID:
+                raise MalformedSignal(f"SegmentCommand with id {body[0]}, target {body[2]}")
+            return CommandEvent(*body)
         if msg.member == "PartialText":
             return PartialEvent(*body)
         if msg.member == "SegmentRetracted":
@@ -195,6 +230,7 @@ def event_of(msg: Message) -> ClientEvent | None:
 PROPERTIES = "org.freedesktop.DBus.Properties"
 _SIGNATURES = {
     "SegmentRefined": "tdds",
+    "SegmentCommand": "tsts",
     "PartialText": "ts",
     "SegmentRetracted": "ts",
     "StateChanged": "s",
@@ -419,6 +455,24 @@ class DictationClient:
 
     async def recent(self, count: int) -> list[TranscriptEntry]:
         return [TranscriptEntry(*row) for row in (await self.call("GetRecent", "u", [count]))[0]]
+
+    async def commands(self, since_id: int = 0, limit: int = 0) -> list[CommandEntry]:
+        """The command segments among the segments :meth:`transcript` returns for the same arguments."""
+        return [CommandEntry(*row) for row in (await self.call("GetCommands", "tu", [since_id, limit]))[0]]
+
+    async def command_phrases(self) -> tuple[list[tuple[str, str]], list[str]]:
+        """``([(action, phrase), ...], [actions turned off])``: what can be said now."""
+        phrases, off = await self.call("GetCommandPhrases")
+        return [(a, p) for a, p in phrases], list(off)
+
+    async def vocabulary(self) -> list[str]:
+        return list(await self.get("Vocabulary"))
+
+    async def add_vocabulary(self, word: str) -> None:
+        await self.call("AddVocabulary", "s", [word])
+
+    async def remove_vocabulary(self, word: str) -> None:
+        await self.call("RemoveVocabulary", "s", [word])
 
     async def input_method(self) -> dict[str, Any] | None:
         """``listend-ime``'s status (``Connected``, ``Active``, ``Delivered``, ...), or None when it is not running.

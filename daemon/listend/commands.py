@@ -194,3 +194,77 @@ def amend_ending(text: str, mark: str) -> str:
         return text
     tail = text[len(body) :]
     return body.rstrip(_ENDING_MARKS) + mark + tail
+
+
+MAX_SESSION_TEXTS = 1000  # text segments a session remembers as targets; "scratch that" walks back at most this far
+
+
+class CommandSession:
+    """What each utterance of one dictation session means, in segment order: text, or a command and its target.
+
+    The target of ``scratch_that`` is the newest text segment of the session
+    not already scratched (said again, it walks back one more); the target of
+    a spoken mark is the newest such text segment; other commands act on no
+    segment (target 0). Commands are never targets. Not thread-safe: the
+    commit stage calls it under its lock, in id order.
+    """
+
+    def __init__(self) -> None:
+        self._texts: list[int] = []  # ids of the session's text segments still standing, oldest first
+
+    def reset(self) -> None:
+        """A new dictation session: earlier segments are no longer targets."""
+        self._texts.clear()
+
+    def meaning(self, seg_id: int, text: str, table: CommandTable) -> tuple[Action | None, int]:
+        """``(action, target)`` of segment ``seg_id`` with final ``text``; ``(None, 0)`` when it is text."""
+        action = table.recognise(text)
+        if action is None:
+            self._texts.append(seg_id)
+            if len(self._texts) > MAX_SESSION_TEXTS:
+                del self._texts[0]
+            return None, 0
+        if action is Action.SCRATCH_THAT:
+            return action, self._texts.pop() if self._texts else 0
+        if action.mark:
+            return action, self._texts[-1] if self._texts else 0
+        return action, 0
+
+
+def command_label(action: str) -> str:
+    """How a command is shown in a transcript: ``[new line]``."""
+    return f"[{action.replace('_', ' ')}]"
+
+
+_BREAKS = {Action.NEW_LINE.value: "\n", Action.NEW_PARAGRAPH.value: "\n\n"}
+
+
+def as_meant(segments: Iterable[tuple[int, str, str, int]]) -> str:
+    """The text of ``segments`` as the user meant it: ``(id, text, action, target)`` each, in id order.
+
+    Scratched segments are left out, spoken marks amend the ending of their
+    target, new line / new paragraph become line breaks, other commands add
+    nothing. Text segments are joined by one space (none after a break).
+    """
+    pieces: dict[int, str] = {}  # id -> text, or a line break under the command's own id
+    for seg_id, text, action, target in segments:
+        if not action:
+            pieces[seg_id] = text.strip()
+        elif action in _BREAKS:
+            pieces[seg_id] = _BREAKS[action]
+        elif action == Action.SCRATCH_THAT.value:
+            pieces.pop(target, None)
+        else:
+            try:
+                mark = Action(action).mark
+            except ValueError:  # an action of a newer daemon: it adds nothing here
+                continue
+            if mark and target in pieces and pieces[target] not in _BREAKS.values():
+                pieces[target] = amend_ending(pieces[target], mark)
+    out = ""
+    for piece in pieces.values():
+        if piece in _BREAKS.values():
+            out = out.rstrip(" ") + piece
+        elif piece:
+            out += ("" if not out or out.endswith("\n") else " ") + piece
+    return out

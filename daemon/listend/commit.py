@@ -10,6 +10,11 @@ newest partial of each utterance (the text an overloaded pipeline falls back
 on), and hands events to subscribers on one publisher thread, so that a
 subscriber that writes to disk (the history's fsync) never holds up capture
 or decoding.
+
+Voice control happens here too, because this is the one place that sees
+finals in id order: a final whose whole text is a command phrase gets its
+action and target (:class:`~listend.commands.CommandSession`); the user's
+replacements apply to every other final and to every partial.
 """
 
 from __future__ import annotations
@@ -23,7 +28,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .audio import Utterance
+from .commands import CommandSession, CommandTable
 from .events import EngineEvent, Partial, Refined, Retracted, Source
+from .replacements import Replacements
 from .supervision import Supervisor
 
 log = logging.getLogger("listend.commit")
@@ -38,6 +45,7 @@ class CommitStats:
     partials: int = 0
     refined: int = 0
     live_commits: int = 0
+    commands: int = 0
     retracted: int = 0
     kept_as_audio: int = 0
     subscriber_failures: int = 0
@@ -58,7 +66,11 @@ class Commit:
         self._changed = threading.Condition(self._lock)
         # Registered ids in allocation order (= id order); None until final.
         self._pending: collections.OrderedDict[int, EngineEvent | None] = collections.OrderedDict()
-        self._partials: dict[int, str] = {}
+        self._partials: dict[int, str] = {}  # newest partial per id, as decoded (before replacements)
+        self._commands = CommandTable({})  # none until configured
+        self._replacements = Replacements()
+        self._session = CommandSession()
+        self._session_starts_at = -1  # first id of a new session still owed behind older ones (-1: none)
         # Bounded by what is in flight: one final per pending id, partials
         # coalesced to the newest per id, plus rare state events.
         self._outbox: collections.deque[EngineEvent] = collections.deque()
@@ -83,6 +95,30 @@ class Commit:
                     self._subscribers.remove(callback)
 
         return unsubscribe
+
+    # -- voice control --------------------------------------------------------
+
+    def configure_voice(self, commands: CommandTable, replacements: Replacements) -> None:
+        """The command phrases and replacements in force from the next segment on (a settings change)."""
+        with self._lock:
+            self._commands, self._replacements = commands, replacements
+
+    @property
+    def commands(self) -> CommandTable:
+        return self._commands
+
+    def new_session(self, first_id: int) -> None:
+        """A dictation session begins at ``first_id``: its commands do not act on earlier sessions' segments.
+
+        Finals of an earlier session still owed are published before it and
+        still count as that session's.
+        """
+        with self._lock:
+            if self._pending:
+                self._session_starts_at = first_id
+            else:
+                self._session.reset()
+                self._session_starts_at = -1
 
     # -- from the pipeline ------------------------------------------------------
 
@@ -124,6 +160,7 @@ class Commit:
                 return False
             self._partials[seg_id] = text
             self._count(partials=1)
+            text = self._replacements.apply(text)
             last = self._outbox[-1] if self._outbox else None
             if isinstance(last, Partial) and last.id == seg_id:
                 self._outbox[-1] = Partial(seg_id, text, audio_end)  # newer text wins
@@ -187,12 +224,25 @@ class Commit:
                     break
                 del self._pending[first_id]
                 self._partials.pop(first_id, None)
+                if first_id >= self._session_starts_at >= 0:
+                    self._session.reset()
+                    self._session_starts_at = -1
                 if isinstance(first, Refined):
+                    first = self._with_meaning(first)
                     self._count(**{"refined" if first.source == "refined" else "live_commits": 1})
                 else:
                     self._count(retracted=1)
                 self._outbox.append(first)
             self._changed.notify_all()
+
+    def _with_meaning(self, final: Refined) -> Refined:
+        """``final`` with its command and target, or with the replacements applied to its text (lock held)."""
+        action, target = self._session.meaning(final.id, final.text, self._commands)
+        if action is not None:
+            self._count(commands=1)
+            return dataclasses.replace(final, command=action.value, target=target)
+        replaced = self._replacements.apply(final.text)
+        return final if replaced == final.text else dataclasses.replace(final, text=replaced)
 
     # -- draining ---------------------------------------------------------------
 

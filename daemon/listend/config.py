@@ -30,8 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .commands import PHRASES, Action, CommandTable
 from .files import UnsafeFile, read_regular
 from .paths import config_dir
+from .replacements import Replacements
 
 PROFILES = ("full", "lightweight")
 # Whisper's languages (faster_whisper.tokenizer._LANGUAGE_CODES, listed here so that checking a
@@ -237,6 +239,70 @@ class DeliveryOptions:
     method: str = field(default="auto", metadata={"choices": DELIVERY_METHODS, "doc": "see below"})
 
 
+ACTIONS = tuple(a.value for a in Action)
+MAX_LIST_ITEMS = 500  # a list in the config (phrases, words): more is a mistake, said at load
+MAX_VOCABULARY_WORD_CHARS = 64
+
+
+def _check_actions(value: tuple[str, ...]) -> str | None:
+    unknown = [a for a in value if a not in ACTIONS]
+    return f"{unknown[0][:40]!r} is not an action ({', '.join(ACTIONS)})" if unknown else None
+
+
+def _check_words(value: tuple[str, ...]) -> str | None:
+    for word in value:
+        if not word.strip() or len(word) > MAX_VOCABULARY_WORD_CHARS:
+            return f"a word must be 1-{MAX_VOCABULARY_WORD_CHARS} characters, got {word[:MAX_VOCABULARY_WORD_CHARS]!r}"
+    return None
+
+
+def _phrases(action: Action) -> Any:
+    return field(default=(), metadata={"doc": f"your phrases for {action.value}, beside the built-in ones"})
+
+
+@dataclass(frozen=True)
+class CommandOptions:
+    """Voice commands: an utterance that is exactly a command phrase acts instead of being typed.
+
+    The built-in phrases of the decode language (README) plus yours; an
+    action listed in ``disabled`` is never recognised.
+    """
+
+    enabled: bool = field(default=True, metadata={"doc": "false = every utterance is text"})
+    disabled: tuple[str, ...] = field(default=(), metadata={"doc": "actions turned off", "check": _check_actions})
+    new_line: tuple[str, ...] = _phrases(Action.NEW_LINE)
+    new_paragraph: tuple[str, ...] = _phrases(Action.NEW_PARAGRAPH)
+    scratch_that: tuple[str, ...] = _phrases(Action.SCRATCH_THAT)
+    stop_listening: tuple[str, ...] = _phrases(Action.STOP_LISTENING)
+    period: tuple[str, ...] = _phrases(Action.PERIOD)
+    comma: tuple[str, ...] = _phrases(Action.COMMA)
+    question_mark: tuple[str, ...] = _phrases(Action.QUESTION_MARK)
+    exclamation_mark: tuple[str, ...] = _phrases(Action.EXCLAMATION_MARK)
+    colon: tuple[str, ...] = _phrases(Action.COLON)
+
+
+@dataclass(frozen=True)
+class ReplacementOptions:
+    """Spoken phrases replaced by your text ("my email" = "me@example.org"): whole words, any case.
+
+    The section is a table of its own: each key is a phrase, each value its text.
+    """
+
+    rules: tuple[tuple[str, str], ...] = field(
+        default=(),
+        metadata={"doc": 'not a key: each `"phrase" = "text"` line of the section is a rule (at most 500)'},
+    )
+
+
+@dataclass(frozen=True)
+class VocabularyOptions:
+    """Words and names the refine pass should expect; ``listenctl vocabulary add`` adds more (kept apart)."""
+
+    words: tuple[str, ...] = field(
+        default=(), metadata={"doc": f"at most {MAX_LIST_ITEMS}, each 1-64 characters", "check": _check_words}
+    )
+
+
 @dataclass(frozen=True)
 class Settings:
     """Everything listend can be configured with; see ``docs/configuration.md``."""
@@ -250,6 +316,9 @@ class Settings:
     memory: MemoryOptions = MemoryOptions()
     history: HistoryOptions = HistoryOptions()
     delivery: DeliveryOptions = DeliveryOptions()
+    commands: CommandOptions = CommandOptions()
+    replacements: ReplacementOptions = ReplacementOptions()
+    vocabulary: VocabularyOptions = VocabularyOptions()
 
     @property
     def sections(self) -> dict[str, Any]:
@@ -278,6 +347,10 @@ def _check_value(where: str, f: dataclasses.Field[Any], value: Any) -> Any:
     if f.type == "tuple[str, ...]":  # a TOML array of strings
         if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: expected a list of strings, got {_short(value)}")
+        if len(value) > MAX_LIST_ITEMS:
+            raise ConfigError(f"{where}: at most {MAX_LIST_ITEMS} entries, got {len(value)}")
+        if any(len(v) > 4096 or "\0" in v for v in value):
+            raise ConfigError(f"{where}: an entry is too long or contains NUL")
         if "check" in f.metadata and (problem := f.metadata["check"](tuple(value))):
             raise ConfigError(f"{where}: {problem}")
         return tuple(value)
@@ -347,6 +420,8 @@ def _validate_section(origin: str, key: str, value: Any, prefix: str = "") -> di
         )
     if not isinstance(value, Mapping):
         raise ConfigError(f"{origin}: [{prefix}{key}] must be a table")
+    if key == "replacements":
+        return {"rules": _replacement_rules(f"{origin}: {prefix}{key}", value)}
     fields = {f.name: f for f in dataclasses.fields(_section_class(key))}
     section: dict[str, Any] = {}
     for sub, subvalue in value.items():
@@ -354,6 +429,41 @@ def _validate_section(origin: str, key: str, value: Any, prefix: str = "") -> di
             raise ConfigError(f"{origin}: unknown key {prefix}{key}.{sub} (known: {', '.join(fields)})")
         section[sub] = _check_value(f"{origin}: {prefix}{key}.{sub}", fields[sub], subvalue)
     return section
+
+
+def _replacement_rules(where: str, table: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    for phrase, text in table.items():
+        if not isinstance(text, str):
+            raise ConfigError(f"{where}.{_short(phrase)}: expected str, got {type(text).__name__} {_short(text)}")
+    rules = tuple(table.items())
+    try:
+        Replacements.build(dict(rules))
+    except ValueError as e:
+        raise ConfigError(f"{where}: {e}") from None
+    return rules
+
+
+def command_table(settings: Settings) -> CommandTable:
+    """The command phrases in force with ``settings`` (none when ``[commands] enabled = false``).
+
+    The built-in phrases of the decode language (every table's when it is
+    detected), the user's phrases, less the actions turned off. Raises
+    ``ValueError`` when a user's phrase cannot work.
+    """
+    c = settings.commands
+    if not c.enabled:
+        return CommandTable({})
+    language = settings.decode.language
+    return CommandTable.build(
+        [language] if language else list(PHRASES),
+        extra={action: getattr(c, action.value) for action in Action},
+        disabled=[Action(a) for a in c.disabled],
+    )
+
+
+def replacements(settings: Settings) -> Replacements:
+    """The replacements in force with ``settings`` (checked at load)."""
+    return Replacements.build(dict(settings.replacements.rules))
 
 
 def build_settings(profile: str | None, overrides: Mapping[str, Mapping[str, Any]] | None = None) -> Settings:
@@ -386,6 +496,10 @@ def build_settings(profile: str | None, overrides: Mapping[str, Mapping[str, Any
         sections[name] = dataclasses.replace(default, **values)
     settings = Settings(profile=profile, **sections)
     _check_consistency(settings, lambda key: origins.get(key, "the default"))
+    try:
+        command_table(settings)
+    except ValueError as e:
+        raise ConfigError(f"{file}: commands: {e}") from None
     return settings
 
 

@@ -24,7 +24,8 @@ from . import sdnotify
 from .bus import (
     notification,
 )
-from .config import DELIVERY_METHODS, ConfigError, Settings
+from .commands import Action
+from .config import DELIVERY_METHODS, ConfigError, Settings, command_table
 from .dbusio import MessageBus
 from .engine import Engine
 from .events import (
@@ -42,6 +43,7 @@ from .service import DictationInterface
 from .sources import AudioSource, FileSource, MicrophoneSource
 from .unfinished import UnfinishedAudio
 from .units import MIB
+from .vocabulary import Vocabulary
 
 log = logging.getLogger("listend.server")
 
@@ -92,6 +94,7 @@ class Daemon:
         self.rss_bytes = 0
         self.session_first_id = 0  # first segment id of the current (or last) listening session
         self.delivery = settings.delivery.method
+        self.words = Vocabulary(settings.vocabulary.words)
         self._last_state = "loading"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._busy = asyncio.Lock()
@@ -133,6 +136,27 @@ class Daemon:
             if self.bus is not None:
                 self.interface.emit_properties_changed({"Delivery": method})
 
+    def command_phrases(self) -> list[tuple[str, str]]:
+        """``(action, phrase)`` of every command phrase in force, in table order."""
+        return [(action.value, phrase) for phrase, action in command_table(self.engine.settings).phrases.items()]
+
+    @property
+    def vocabulary(self) -> list[str]:
+        return self.words.words
+
+    def add_vocabulary(self, word: str) -> None:
+        if self.words.add(word):
+            self._vocabulary_changed()
+
+    def remove_vocabulary(self, word: str) -> None:
+        if not self.words.remove(word):
+            raise ValueError(f"{' '.join(word.split())[:64]!r} is not in the vocabulary")
+        self._vocabulary_changed()
+
+    def _vocabulary_changed(self) -> None:
+        if self.bus is not None:
+            self.interface.emit_properties_changed({"Vocabulary": self.words.words})
+
     # -- engine events (the engine's publisher thread) ---------------------------
 
     def on_engine_event(self, event: EngineEvent) -> None:
@@ -141,7 +165,16 @@ class Daemon:
             # withheld: LastError says the history is failing, and it is saved at exit).
             try:
                 written = self.history.append(
-                    Segment(event.id, event.wall_start, event.wall_end, event.text, event.live_text, event.source)
+                    Segment(
+                        event.id,
+                        event.wall_start,
+                        event.wall_end,
+                        event.text,
+                        event.live_text,
+                        event.source,
+                        event.command,
+                        event.target,
+                    )
                 )
             except Exception:  # a record that cannot be stored must not stop the announcement
                 log.exception("storing segment %d failed", event.id)
@@ -171,8 +204,13 @@ class Daemon:
                 )
                 if event.id >= self._live_id:
                     self._set_live(event.id, "")
+                if event.command:  # before the segment itself: a client acts on the words, old ones type them
+                    i.SegmentCommand(event.id, event.command, event.target, event.text)
                 i.SegmentRefined(event.id, event.wall_start, event.wall_end, event.text)
                 i.emit_properties_changed({"LastSegmentId": event.id})
+                if event.command == Action.STOP_LISTENING.value:
+                    log.info("segment %d: stop listening (said %r)", event.id, event.text)
+                    self._spawn(self.stop())
             case Retracted(id=seg_id, kind=kind):
                 if seg_id >= self._live_id:
                     self._set_live(seg_id, "")

@@ -29,7 +29,7 @@ import numpy.typing as npt
 from .audio import Audio
 from .capture import Capture, CaptureStats
 from .commit import Commit, SegmentIds
-from .config import Settings
+from .config import Settings, command_table, replacements
 from .decoders import RELEASED
 from .events import EngineEvent, ErrorReported, State, StateChanged
 from .kept import KeptAudio
@@ -107,6 +107,7 @@ class Engine:
         self._commit = Commit(_Supervision(self))
         self._kept = KeptAudio(unfinished or UnfinishedAudio(), self._commit)
         self._ids = SegmentIds(first_segment_id, self._commit.register)
+        self._commit.configure_voice(command_table(settings), replacements(settings))
         self._router = Router(
             settings.queues, self._commit, bool(settings.models.refine), self._kept.keep, self._giving_up.is_set
         )
@@ -204,7 +205,7 @@ class Engine:
             self._router, self._commit, decoders.refine, s.decode.prompt_chars, supervision, ready
         )
         self._router.configure(s.queues, decoders.refine is not None)
-        self._models.attach(_DecodingStages(self._router, capture, self._live, self._refine))
+        self._models.attach(_DecodingStages(self._router, capture, self._live, self._refine, self._commit))
         capture.start_thread()
         self._live.start()
         self._refine.start()
@@ -231,6 +232,7 @@ class Engine:
             raise EngineError("already listening")
         self._refine.reset_context()
         self._live.new_session()
+        self._commit.new_session(self._ids.next)
         self._giving_up.clear()
         self._report("")
         self._last_active = time.monotonic()
@@ -450,10 +452,12 @@ class _Supervision:
 class _DecodingStages:
     """The stages that decode, as the model life cycle's :class:`~listend.lifecycle.Stages`."""
 
-    def __init__(self, router: Router, capture: Capture, live: LiveWorker, refine: RefineWorker):
+    def __init__(self, router: Router, capture: Capture, live: LiveWorker, refine: RefineWorker, commit: Commit):
         self._router, self._capture, self._live, self._refine = router, capture, live, refine
+        self._commit = commit
 
     def use(self, settings: Settings, decoders: DecoderSet) -> None:
+        self._commit.configure_voice(command_table(settings), replacements(settings))
         self._router.configure(settings.queues, decoders.refine is not None)
         self._capture.configure_vad(settings.vad)
         # Each returns once its worker no longer decodes with the old models: the caller frees them after.

@@ -32,7 +32,10 @@ class Refined:
     ``"live"`` when the utterance was committed with the fast model's text
     (lightweight profile, refine queue overflow, refine model unloaded).
     ``start``/``end`` are seconds on the audio clock; ``wall_start``/
-    ``wall_end`` the same instants as Unix time.
+    ``wall_end`` the same instants as Unix time. ``command`` is the
+    :class:`~listend.commands.Action` value when the whole utterance is a
+    command phrase (``text`` is then the phrase as said), ``target`` the id of
+    the segment it acts on (0 for none); both are set by the commit stage.
     """
 
     id: int
@@ -43,6 +46,8 @@ class Refined:
     source: Source
     wall_start: float
     wall_end: float
+    command: str = ""
+    target: int = 0
 
 
 @dataclass(frozen=True)

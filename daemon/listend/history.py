@@ -61,7 +61,14 @@ class HistoryUnusable(ValueError):
 
 @dataclass(frozen=True)
 class Segment:
-    """A final segment as stored and served (times are Unix seconds)."""
+    """A final segment as stored and served (times are Unix seconds).
+
+    ``text`` is what was said. A command segment records what it meant:
+    ``command`` (a :class:`~listend.commands.Action` value) and ``target``,
+    the segment it acts on -- a ``scratch_that`` marks its target retracted, a
+    spoken mark gives its target a new ending
+    (:func:`~listend.commands.as_meant` reads the text as meant from these).
+    """
 
     id: int
     start: float
@@ -69,6 +76,8 @@ class Segment:
     text: str
     live_text: str = ""
     source: str = "refined"
+    command: str = ""
+    target: int = 0
 
 
 def default_history_dir() -> Path:
@@ -418,7 +427,15 @@ def parse_record(raw: bytes | str) -> Segment | None:
     live_text, source = d.get("live_text", ""), d.get("source", "refined")
     if not (isinstance(text, str) and isinstance(live_text, str) and isinstance(source, str)):
         return None
-    return Segment(seg_id, float(start), float(end), text, live_text, source)
+    command, target = d.get("command", ""), d.get("target", 0)
+    if not isinstance(command, str) or type(target) is not int or not 0 <= target <= MAX_ID:
+        return None
+    return Segment(seg_id, float(start), float(end), text, live_text, source, command, target)
+
+
+def retracted_ids(segments: list[Segment]) -> set[int]:
+    """Ids of the segments among ``segments`` that a later ``scratch_that`` among them retracted."""
+    return {s.target for s in segments if s.command == "scratch_that" and s.target}
 
 
 def _finite_number(value: object) -> TypeGuard[float]:

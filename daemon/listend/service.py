@@ -23,6 +23,7 @@ from dbus_next.service import ServiceInterface, dbus_property, method
 from dbus_next.service import signal as dbus_signal
 
 from .bus import ERROR_PREFIX, INTERFACE, OBJECT_PATH
+from .commands import Action
 from .config import ConfigError
 from .dbusio import MessageBus
 from .engine import EngineError
@@ -96,6 +97,15 @@ class DaemonControl(Protocol):
     async def set_profile(self, profile: str) -> None: ...
 
     def memory_report(self) -> dict[str, object]: ...
+
+    def command_phrases(self) -> list[tuple[str, str]]: ...
+
+    @property
+    def vocabulary(self) -> list[str]: ...
+
+    def add_vocabulary(self, word: str) -> None: ...
+
+    def remove_vocabulary(self, word: str) -> None: ...
 
 
 def _error(kind: str, message: str) -> DBusError:
@@ -177,6 +187,34 @@ class DictationInterface(ServiceInterface):
     async def SetDelivery(self, delivery: "s") -> None:
         self._d.set_delivery(delivery)  # an unknown method is InvalidArgs
 
+    @method()
+    @translate_errors
+    async def GetCommands(self, since_id: "t", limit: "u") -> "a(tst)":
+        return command_rows(self._d.history, since_id, limit)
+
+    @method()
+    @translate_errors
+    async def GetCommandPhrases(self) -> "a(ss)as":
+        phrases = self._d.command_phrases()
+        in_force = {action for action, _ in phrases}
+        return [[list(p) for p in phrases], [a.value for a in Action if a.value not in in_force]]
+
+    @method()
+    @translate_errors
+    async def AddVocabulary(self, word: "s") -> None:
+        try:
+            self._d.add_vocabulary(word)  # a bad word or a full vocabulary is ValueError: InvalidArgs
+        except OSError as e:
+            raise _error("Failed", str(e)) from None
+
+    @method()
+    @translate_errors
+    async def RemoveVocabulary(self, word: "s") -> None:
+        try:
+            self._d.remove_vocabulary(word)
+        except OSError as e:
+            raise _error("Failed", str(e)) from None
+
     # -- properties -------------------------------------------------------------
 
     @dbus_property(access=PropertyAccess.READ)
@@ -221,11 +259,19 @@ class DictationInterface(ServiceInterface):
     def Delivery(self) -> "s":
         return self._d.delivery
 
+    @dbus_property(access=PropertyAccess.READ)
+    def Vocabulary(self) -> "as":
+        return self._d.vocabulary
+
     # -- signals ----------------------------------------------------------------
 
     @dbus_signal()
     def PartialText(self, seg_id: int, text: str) -> "ts":
         return [seg_id, text]
+
+    @dbus_signal()
+    def SegmentCommand(self, seg_id: int, action: str, target: int, said: str) -> "tsts":
+        return [seg_id, action, target, said]
 
     @dbus_signal()
     def SegmentRefined(self, seg_id: int, start: float, end: float, text: str) -> "tdds":
@@ -248,6 +294,13 @@ def transcript_rows(history: SegmentHistory, since_id: int, limit: int) -> list[
     if limit > MAX_LIMIT:
         raise ValueError(f"limit {limit} is too large (at most {MAX_LIMIT}; 0 = default)")
     return [[s.id, s.start, s.end, s.text] for s in history.since(since_id, limit)]
+
+
+def command_rows(history: SegmentHistory, since_id: int, limit: int) -> list[Row]:
+    """``(id, action, target)`` of the command segments among the segments ``GetTranscript`` would return."""
+    if limit > MAX_LIMIT:
+        raise ValueError(f"limit {limit} is too large (at most {MAX_LIMIT}; 0 = default)")
+    return [[s.id, s.command, s.target] for s in history.since(since_id, limit) if s.command]
 
 
 def recent_rows(history: SegmentHistory, count: int) -> list[Row]:

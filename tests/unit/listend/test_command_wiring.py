@@ -1,0 +1,158 @@
+"""Voice control wired into the daemon: which segment a command acts on, the commit stage's meaning and
+replacements, the history's record and the text as meant, the vocabulary, the config's sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from listend.commands import Action, CommandSession, CommandTable, as_meant, command_label
+from listend.commit import Commit
+from listend.config import ConfigError, build_settings, command_table, replacements, validate_overrides
+from listend.events import Refined
+from listend.history import Segment, TranscriptStore, parse_record
+from listend.replacements import Replacements
+from listend.vocabulary import Vocabulary
+from tests.support.pipeline import Recorder, utt
+
+TABLE = CommandTable.build(["en"])
+
+
+def test_scratch_that_walks_back_over_text_segments_and_never_targets_a_command() -> None:
+    session = CommandSession()
+    assert session.meaning(1, "First sentence.", TABLE) == (None, 0)
+    assert session.meaning(2, "Second sentence.", TABLE) == (None, 0)
+    assert session.meaning(3, "New line.", TABLE) == (Action.NEW_LINE, 0)
+    assert session.meaning(4, "Scratch that.", TABLE) == (Action.SCRATCH_THAT, 2)  # skips the command 3
+    assert session.meaning(5, "Delete that!", TABLE) == (Action.SCRATCH_THAT, 1)  # said again: one more
+    assert session.meaning(6, "scratch that", TABLE) == (Action.SCRATCH_THAT, 0)  # nothing left
+    assert session.meaning(7, "Third.", TABLE) == (None, 0)
+    assert session.meaning(8, "Question mark.", TABLE) == (Action.QUESTION_MARK, 7)
+    assert session.meaning(9, "Stop listening.", TABLE) == (Action.STOP_LISTENING, 0)
+    session.reset()  # a new dictation session: nothing of the earlier one is a target
+    assert session.meaning(10, "Scratch that.", TABLE) == (Action.SCRATCH_THAT, 0)
+    assert session.meaning(11, "Comma.", TABLE) == (Action.COMMA, 0)
+
+
+def test_a_mark_after_a_scratch_amends_the_segment_before_the_scratched_one() -> None:
+    session = CommandSession()
+    session.meaning(1, "Is it ready.", TABLE)
+    session.meaning(2, "Wrong words.", TABLE)
+    assert session.meaning(3, "scratch that", TABLE) == (Action.SCRATCH_THAT, 2)
+    assert session.meaning(4, "question mark", TABLE) == (Action.QUESTION_MARK, 1)
+
+
+def test_the_text_as_meant_leaves_out_scratched_segments_applies_marks_and_breaks_lines() -> None:
+    segments = [
+        (1, "Dear Anna,", "", 0),
+        (2, "New line.", "new_line", 0),
+        (3, "Is the report ready.", "", 0),
+        (4, "Question mark.", "question_mark", 3),
+        (5, "This is wrong.", "", 0),
+        (6, "Scratch that.", "scratch_that", 5),
+        (7, "New paragraph.", "new_paragraph", 0),
+        (8, "Thanks", "", 0),
+        (9, "Stop listening.", "stop_listening", 0),
+        (10, "x", "a_future_action", 0),
+    ]
+    assert as_meant(segments) == "Dear Anna,\nIs the report ready?\n\nThanks"
+    assert as_meant([(1, "a new line of products", "", 0)]) == "a new line of products"
+    assert command_label("new_line") == "[new line]"
+
+
+def test_commit_gives_a_whole_utterance_command_its_action_and_target_and_replaces_only_text(
+    commit: Commit,
+) -> None:
+    events = Recorder()
+    commit.subscribe(events)
+    commit.configure_voice(TABLE, Replacements.build({"my email": "me@example.org", "new line": "NL"}))
+    commit.new_session(1)
+    for i in range(1, 5):
+        commit.register(i)
+    assert commit.partial(1, True, "write to my email", 0.5)
+    commit.finish(utt(2), "New line.", "refined")  # before 1 is final: its meaning waits for the id order
+    commit.finish(utt(1), "Write to my email.", "refined")
+    commit.finish(utt(3), "a new line of products", "live")
+    commit.finish(utt(4), "Scratch that.", "refined")
+    assert commit.wait_drained(5)
+    partial, *finals = list(events)
+    assert partial.text == "write to me@example.org"  # the partial is replaced too
+    assert all(isinstance(e, Refined) for e in finals)
+    meant = [(e.id, e.text, e.command, e.target) for e in finals if isinstance(e, Refined)]
+    assert meant == [
+        (1, "Write to me@example.org.", "", 0),
+        (2, "New line.", "new_line", 0),  # a command's words are not replaced
+        (3, "a NL of products", "", 0),  # inside a sentence the words are text
+        (4, "Scratch that.", "scratch_that", 3),
+    ]
+    assert commit.stats().commands == 2
+
+
+def test_commit_starts_a_session_after_the_earlier_session_s_owed_finals(commit: Commit) -> None:
+    events = Recorder()
+    commit.subscribe(events)
+    commit.configure_voice(TABLE, Replacements())
+    commit.register(1)  # the earlier session still owes 1
+    commit.new_session(2)
+    commit.register(2)
+    commit.finish(utt(2), "Scratch that.", "refined")
+    commit.finish(utt(1), "Old text.", "refined")
+    assert commit.wait_drained(5)
+    assert [(e.id, e.command, e.target) for e in events if isinstance(e, Refined)] == [
+        (1, "", 0),
+        (2, "scratch_that", 0),  # never the earlier session's segment
+    ]
+
+
+def test_the_history_keeps_what_a_command_meant(tmp_path: Path) -> None:
+    store = TranscriptStore(tmp_path)
+    store.append(Segment(1, 1e9, 1e9 + 1, "Oops.", "", "refined"))
+    store.append(Segment(2, 1e9 + 2, 1e9 + 3, "Scratch that.", "", "refined", "scratch_that", 1))
+    again = TranscriptStore(tmp_path).since(0)
+    assert [(s.id, s.command, s.target) for s in again] == [(1, "", 0), (2, "scratch_that", 1)]
+    assert parse_record('{"id": 3, "start": 1, "end": 2, "text": "x", "target": -1}') is None
+    assert parse_record('{"id": 3, "start": 1, "end": 2, "text": "x"}') == Segment(3, 1.0, 2.0, "x")
+
+
+def test_config_sections_build_the_table_and_the_replacements_and_bad_values_are_one_line() -> None:
+    overrides = validate_overrides(
+        {
+            "commands": {"new_line": ["next line"], "disabled": ["comma"]},
+            "replacements": {"my email": "me@example.org"},
+            "vocabulary": {"words": ["Anneliese"]},
+        }
+    )
+    settings = build_settings(None, overrides)
+    table = command_table(settings)
+    assert table.recognise("Next line.") is Action.NEW_LINE and table.recognise("Comma.") is None
+    assert replacements(settings).apply("to my email") == "to me@example.org"
+    assert settings.vocabulary.words == ("Anneliese",)
+    assert command_table(build_settings(None, validate_overrides({"commands": {"enabled": False}}))).phrases == {}
+    for bad, says in [
+        ({"commands": {"period": ["new line"]}}, "commands: command phrase 'new line' already means new_line"),
+        ({"commands": {"disabled": ["fly"]}}, "commands.disabled: 'fly' is not an action"),
+        ({"commands": {"new_line": "next line"}}, "commands.new_line: expected a list of strings"),
+        ({"replacements": {"x": 1}}, "replacements.'x': expected str"),
+        ({"replacements": {" ": "x"}}, "replacement phrase ' ' must be"),
+        ({"vocabulary": {"words": [""]}}, "vocabulary.words: a word must be 1-64 characters"),
+    ]:
+        with pytest.raises(ConfigError) as caught:
+            build_settings(None, validate_overrides(bad))
+        assert says in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_the_vocabulary_merges_the_config_with_added_words_kept_in_its_own_file(tmp_path: Path) -> None:
+    path = tmp_path / "state" / "vocabulary.json"
+    vocabulary = Vocabulary(["Anneliese"], path)
+    assert vocabulary.add("Kubernetes") and not vocabulary.add("kubernetes") and not vocabulary.add("ANNELIESE")
+    assert Vocabulary(["Anneliese"], path).words == ["Anneliese", "Kubernetes"]  # kept across restarts
+    with pytest.raises(ValueError, match="in the config"):
+        vocabulary.remove("anneliese")
+    for bad in ("", "   ", "x" * 65, "a\x00b"):
+        with pytest.raises(ValueError):
+            vocabulary.add(bad)
+    assert vocabulary.remove("KUBERNETES") and not vocabulary.remove("Kubernetes")
+    assert Vocabulary([], path).words == []
+    path.write_text("{not json")
+    assert Vocabulary(["x"], path).words == ["x"]  # a damaged file: the config's words, said in the log
