@@ -20,6 +20,7 @@ session and decodes each utterance after it.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .audio import Audio, Utterance
 from .config import DecodeOptions
+from .languages import SessionLanguages
 from .units import SAMPLE_RATE
 from .whisper_window import NO_CONTEXT, Attempt, DecodeSettings, SessionContext, WindowedWhisper, WindowOptions
 
@@ -196,6 +198,11 @@ class WhisperDecoder:
                 self.windowed = None  # no CTranslate2 model to decode with directly: transcribe() as before
         self._session = SessionContext(options.window or WindowOptions())
         self.last_attempt: Attempt | None = None  # the newest windowed decode (what tests and the bench read)
+        # The daemon's language chooser (set by the model life cycle): a session decode detects within
+        # the user's set when it must, any other decode uses the language in force. None: options.language.
+        self.languages: SessionLanguages | None = None
+        self.last_language: str | None = None  # the language of the newest decode (what tests and the bench read)
+        self._context_language: str | None = None  # the language the session context was spoken in
 
     @property
     def model_name(self) -> str:
@@ -206,12 +213,34 @@ class WhisperDecoder:
         return WhisperDecoder(self.model, self._name, options)
 
     def decode(self, audio: Audio, prompt: str = "", cancelled: Cancelled | None = None) -> Decoded:
+        return self._decode(audio, prompt, None)
+
+    def _language(self, audio: Audio, session: bool) -> str | None:
+        """The language to decode ``audio`` in: chosen within the user's set for a session decode, else in force."""
+        languages = self.languages
+        if languages is None:
+            return self.options.language
+        if not session:
+            return languages.current
+        return languages.decide(lambda: self._detect(audio), len(audio) / SAMPLE_RATE).language
+
+    def _detect(self, audio: Audio) -> dict[str, float]:
         if self.windowed is not None:
-            return self._decode_windowed(audio, prompt, None)
+            return self.windowed.detect_language(audio, self.options.window or WindowOptions())
+        if not getattr(getattr(self.model, "model", None), "is_multilingual", True):
+            return {"en": 1.0}
+        _language, _probability, ranked = self.model.detect_language(audio)
+        return dict(ranked)
+
+    def _decode(self, audio: Audio, prompt: str, where: tuple[int, int] | None) -> Decoded:
+        language = self.last_language = self._language(audio, where is not None)
+        if self.windowed is not None:
+            return self._decode_windowed(audio, prompt, where, language)
         o = self.options
         segments, _info = self.model.transcribe(
             audio,
-            language=o.language,
+            language=language,
+            task="transcribe",  # listend never translates
             beam_size=o.beam_size,
             temperature=list(o.temperatures),
             without_timestamps=not o.timestamps,
@@ -236,9 +265,7 @@ class WhisperDecoder:
     # -- the session (refine pass) ---------------------------------------------------
 
     def decode_next(self, utt: Utterance, prompt: str = "", cancelled: Cancelled | None = None) -> Decoded:
-        if self.windowed is None or not self.options.uses_context:
-            return self.decode(utt.audio, prompt, cancelled)
-        return self._decode_windowed(utt.audio, prompt, (utt.id, utt.start_sample))
+        return self._decode(utt.audio, prompt, (utt.id, utt.start_sample))
 
     def heard(self, utt: Utterance, text: str) -> None:
         if self.windowed is not None and self.options.uses_context:
@@ -246,13 +273,23 @@ class WhisperDecoder:
 
     def new_session(self) -> None:
         self._session.clear()
+        if self.languages is not None:
+            self.languages.new_session()
 
-    def _decode_windowed(self, audio: Audio, prompt: str, where: tuple[int, int] | None) -> Decoded:
+    def _decode_windowed(
+        self, audio: Audio, prompt: str, where: tuple[int, int] | None, language: str | None
+    ) -> Decoded:
         assert self.windowed is not None
         context = NO_CONTEXT
-        if where is not None:
+        if where is not None and self.options.uses_context:
+            if language != self._context_language:
+                # Speech in another language is no context: its text forced as prefix pulls the decode
+                # into that language (measured: German after English context came out half English).
+                self._session.clear()
+                self._context_language = language
             context = self._session.before(where[0], where[1], len(audio) / SAMPLE_RATE)
-        attempt = self.last_attempt = self.windowed.decode(audio, self.options.settings(), context, prompt)
+        settings = dataclasses.replace(self.options.settings(), language=language)
+        attempt = self.last_attempt = self.windowed.decode(audio, settings, context, prompt)
         if self._is_non_speech(attempt):
             return Decoded("", 0, 1)
         return Decoded(attempt.text, 1 if attempt.text else 0, 0)

@@ -22,8 +22,12 @@ text in the user's language: listend never asks a model to translate.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+
+log = logging.getLogger("listend.languages")
 
 
 @dataclass(frozen=True)
@@ -115,3 +119,74 @@ class LanguageChooser:
         self._current = language
         self._streak_language, self._streak = None, 0
         return Choice(language, True, why)
+
+
+@dataclass(frozen=True)
+class LanguageState:
+    """What ``listenctl language`` and the ``Language``/``Languages`` D-Bus properties show."""
+
+    language: str  # in force
+    languages: tuple[str, ...]  # the user's set
+    pinned: str | None  # pinned for now (``listenctl language de``); None: detection may choose
+    detections: int  # utterances whose language was detected since the daemon started
+    switches: int  # times detection changed the language in force
+
+
+class SessionLanguages:
+    """The language chooser of the running daemon, shared by the decoders and the D-Bus layer.
+
+    The refine pass (or the live pass's finals without a refine model)
+    asks :meth:`decide` for each utterance; the user pins or unpins from the
+    D-Bus thread; a Start begins a new session. One lock guards the chooser;
+    the model's detection runs outside it (``detect`` is called only when the
+    chooser needs evidence, so a pinned or single language costs nothing).
+    """
+
+    def __init__(self, languages: Sequence[str], policy: LanguagePolicy | None = None):
+        self._lock = threading.Lock()
+        self._chooser = LanguageChooser(languages, policy)
+        self._detections = self._switches = 0
+
+    @property
+    def current(self) -> str:
+        """The language in force (what a live decode uses: it never detects)."""
+        with self._lock:
+            return self._chooser.current
+
+    def state(self) -> LanguageState:
+        with self._lock:
+            c = self._chooser
+            return LanguageState(c.current, c.languages, c.pinned, self._detections, self._switches)
+
+    def decide(self, detect: Callable[[], Mapping[str, float]], seconds: float) -> Choice:
+        """The language to decode an utterance of ``seconds`` in; ``detect()`` gives the model's probabilities."""
+        with self._lock:
+            if not self._chooser.needs_detection:
+                return self._chooser.choose({}, seconds)
+        probabilities = detect()
+        with self._lock:
+            self._detections += 1
+            choice = self._chooser.choose(probabilities, seconds)
+            self._switches += choice.switched
+        if choice.switched:
+            log.info("language %s (%s)", choice.language, choice.why)
+        return choice
+
+    def pin(self, language: str | None) -> None:
+        """Pin ``language`` for now (None: detection again). Raises ValueError for one outside the set."""
+        with self._lock:
+            self._chooser.pin(language)
+
+    def new_session(self) -> None:
+        with self._lock:
+            self._chooser.new_session()
+
+    def reconfigure(self, languages: Sequence[str]) -> None:
+        """The settings changed (a profile switch): a new set keeps the pin if it is still in it."""
+        with self._lock:
+            if tuple(dict.fromkeys(languages)) == self._chooser.languages:
+                return
+            pinned = self._chooser.pinned
+            self._chooser = LanguageChooser(languages, self._chooser.policy)
+            if pinned in self._chooser.languages:
+                self._chooser.pin(pinned)

@@ -24,7 +24,9 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from .config import ConfigError, MemoryOptions, Settings, build_settings
+from .decoders import WhisperDecoder
 from .events import ProfileChanged
+from .languages import SessionLanguages
 from .memory import MemoryWatchdog
 from .outcome import Outcome
 from .profiles import DecoderSet
@@ -88,6 +90,8 @@ class ModelLifecycle:
         self._stages: Stages | None = None
         self._decoders: DecoderSet | None = None
         self._releases = self._loads = 0
+        # The language in force, the user's set and a pin: outlives every model (a pin stays across a switch).
+        self.languages = SessionLanguages(settings.decode.language_set)
 
     @property
     def settings(self) -> Settings:
@@ -108,7 +112,7 @@ class ModelLifecycle:
     def load(self) -> DecoderSet:
         """The first load: the decoders of the current settings, for the caller to build the stages with."""
         with self._lock:
-            self._decoders = self._build(self._settings, None)
+            self._decoders = self._built(self._settings, None)
             return self._decoders
 
     def attach(self, stages: Stages) -> None:
@@ -154,7 +158,7 @@ class ModelLifecycle:
         with self._lock:
             if self._decoders is not None or self._stages is None:
                 return
-            decoders = self._build(self._settings, None)
+            decoders = self._built(self._settings, None)
             self._stages.use(self._settings, decoders)
             self._decoders = decoders
             self._loads += 1
@@ -176,7 +180,7 @@ class ModelLifecycle:
             else:
                 # Loading a model raises RSS: judge it by the more generous limits until the switch is done.
                 self._memory.configure(_generous(old.memory, new.memory))
-                decoders = self._build(new, current)
+                decoders = self._built(new, current)
                 self._settings = new
                 stages.use(new, decoders)
                 if current is None:
@@ -188,6 +192,15 @@ class ModelLifecycle:
                 self._memory.release()
         log.info("profile %s%s", profile, f" ({reason})" if reason else "")
         self._publish(ProfileChanged(profile, reason))
+
+    def _built(self, settings: Settings, reuse: DecoderSet | None) -> DecoderSet:
+        """The decoders ``settings`` name, every Whisper one choosing its language with :attr:`languages`."""
+        decoders = self._build(settings, reuse)
+        self.languages.reconfigure(settings.decode.language_set)
+        for decoder in (decoders.live, decoders.final, decoders.refine):
+            if isinstance(decoder, WhisperDecoder):
+                decoder.languages = self.languages
+        return decoders
 
     def degrade(self) -> Outcome:
         """Memory over limit: shed the refine model by switching to lightweight (in the background)."""

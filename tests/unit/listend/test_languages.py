@@ -80,3 +80,51 @@ def test_pinning_a_language_outside_the_set_is_refused_with_the_set():
 def test_no_evidence_keeps_the_language_in_force():
     chooser = LanguageChooser(["en", "de"])
     assert chooser.choose({"ja": 1.0}, 2.0).language == "en"
+
+
+def test_session_languages_detect_only_when_the_chooser_needs_evidence():
+    from listend.languages import SessionLanguages
+
+    languages = SessionLanguages(["en", "de"])
+    asked: list[int] = []
+
+    def detect() -> dict[str, float]:
+        asked.append(1)
+        return {"de": 0.9, "en": 0.1}
+
+    assert languages.decide(detect, 3.0).language == "de" and len(asked) == 1
+    languages.pin("en")
+    assert languages.decide(detect, 3.0).language == "en" and len(asked) == 1  # pinned: no detection
+    state = languages.state()
+    assert (state.language, state.languages, state.pinned, state.detections) == ("en", ("en", "de"), "en", 1)
+    with pytest.raises(ValueError):
+        languages.pin("fr")
+    languages.pin(None)
+    languages.new_session()
+    assert languages.decide(detect, 3.0).language == "de" and len(asked) == 2
+
+
+def test_a_new_set_keeps_the_pin_where_it_can():
+    from listend.languages import SessionLanguages
+
+    languages = SessionLanguages(["en", "de"])
+    languages.pin("de")
+    languages.reconfigure(["de", "fr"])
+    assert languages.state().pinned == "de" and languages.state().languages == ("de", "fr")
+    languages.reconfigure(["fr"])
+    assert languages.state().pinned is None and languages.current == "fr"
+
+
+def test_the_config_names_the_set_and_the_old_key_still_means_what_it_did():
+    from listend.config import LANGUAGES, ConfigError, build_settings, validate_overrides
+
+    def decode(section: dict[str, object]) -> tuple[str, ...]:
+        return build_settings(None, validate_overrides({"decode": section})).decode.language_set
+
+    assert decode({}) == ("en",)
+    assert decode({"language": "de"}) == ("de",)
+    assert decode({"language": ""}) == LANGUAGES  # detection, among all of Whisper's languages
+    assert decode({"languages": ["en", "de"], "language": "fr"}) == ("en", "de")
+    for bad in (["en", "xx"], ["de", "de"], "en", [1]):
+        with pytest.raises(ConfigError, match="decode.languages"):
+            validate_overrides({"decode": {"languages": bad}})
