@@ -8,7 +8,7 @@ clients of it.
 
 import os
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 # Nothing leaves the machine. onnxruntime (Silero VAD, Moonshine) otherwise sends telemetry -- DNS queries
 # for mobile.events.data.microsoft.com every few seconds -- and writes ~/.cache/Microsoft/DeveloperTools.
