@@ -43,6 +43,7 @@ from listend.client import (
     BUS_DAEMON,
     CallFailed,
     ClientEvent,
+    CommandEvent,
     DictationClient,
     NotRunning,
     PartialEvent,
@@ -61,7 +62,7 @@ from listend.ids import SeenIds
 from listend_desktop.clipboard import Clipboard
 
 from . import fields, guard, ibus, kwin
-from .composer import Effect, ShowPreedit
+from .composer import LINE_BREAKS, Effect, ShowPreedit
 from .delivery import Delivery
 from .engine import STATUS_NAME, STATUS_PATH, Engine, Status
 from .fields import Fields
@@ -74,6 +75,7 @@ TICK_S = 0.25  # unconfirmed commits, finals waiting for focus, the drain after 
 DRAIN_LIMIT_S = 20.0  # the daemon's stop takes at most 15 s; then the keyboard is handed back regardless
 EXIT_WAIT_S = 5.0  # exiting mid-dictation: how long the finals of the segments shown are waited for
 OWED_MAX = 1000
+COMMANDS_MAX = 1000  # commands announced whose final has not come yet (it follows at once)
 
 
 class InputMethod:
@@ -100,6 +102,7 @@ class InputMethod:
         self.named = False  # this process holds io.github.listend.InputMethod (the tray's auto rule sees it)
         self._seen = SeenIds()
         self._owed: dict[int, str] = {}  # ids shown whose final comes after we let go -> why it goes to the clipboard
+        self._commands: dict[int, str] = {}  # command segments whose final (the words said) is still to come
         self._drain_started: float | None = None
         self._unreachable: str | None = None  # why IBus cannot reach the apps now (KWin has no input method)
         self._unreachable_told = False
@@ -324,6 +327,8 @@ class InputMethod:
             case PartialEvent(id=seg_id, text=text):
                 if self.keyboard.held:
                     self._apply(self.composer.partial(seg_id, text, now))
+            case CommandEvent(id=seg_id, action=action, target=target):
+                self._command(seg_id, action, target, now)
             case SegmentEvent(entry=entry):
                 self._final(entry, now)
             case RetractedEvent(id=seg_id):
@@ -341,10 +346,25 @@ class InputMethod:
             case PressureEvent():
                 pass
 
+    def _command(self, seg_id: int, action: str, target: int, now: float) -> None:
+        """Segment ``seg_id`` is a command: its final (next) is executed, not typed (:meth:`Composer.command`)."""
+        if seg_id in self._seen:
+            return
+        self._commands[seg_id] = action
+        while len(self._commands) > COMMANDS_MAX:
+            del self._commands[next(iter(self._commands))]
+        if self.keyboard.held:
+            self._apply(self.composer.command(seg_id, action, target, now))
+
     def _final(self, entry: TranscriptEntry, now: float) -> None:
         if not self._seen.first_time(entry.id):
             return
         reason = self._owed.pop(entry.id, None)
+        action = self._commands.pop(entry.id, None)
+        if action is not None and not self.keyboard.held:
+            if reason is not None or (self._unreachable is not None and self.link.bus is not None and self._delivers()):
+                self._command_elsewhere(action, reason or self._unreachable or "")
+            return
         if self.keyboard.held:  # owed or not: a field has focus again, so it goes there (in id order)
             self._apply(self.composer.final(entry.id, entry.text, now))
         elif reason is not None:
@@ -355,6 +375,15 @@ class InputMethod:
             self.composer.counts.failed += 1
             self.delivery.to_clipboard(entry.text, self._unreachable)
             self._publish_counts()
+
+    def _command_elsewhere(self, action: str, reason: str) -> None:
+        """A command whose text went to the clipboard: line breaks join it there; the rest cannot be done."""
+        if action in LINE_BREAKS:
+            self.delivery.to_clipboard(LINE_BREAKS[action], reason)
+        elif action != "stop_listening":
+            self.composer.counts.refused += 1
+            self.delivery.refused("the text it acts on is not in a field listend can see")
+        self._publish_counts()
 
     def _daemon_changed(self, state: str | None = None, method: str | None = None) -> None:
         changed = False
