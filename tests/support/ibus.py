@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .field_app import FieldApp
 from .processes import end_process
 from .waiting import wait_until
 
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi and GTK 3 (not the venv's)
 FIELD = Path(__file__).with_name("gtk_field.py")
 KEYBOARD_ENGINE = "xkb:us::eng"  # the user's engine before dictation, from ibus's own simple.xml
 
@@ -83,55 +81,14 @@ class IBusDaemon:
         self._log.close()
 
 
-class GtkField:
+class GtkField(FieldApp):
     """The GTK application of :mod:`gtk_field`: what its views show, as it reported it."""
 
     def __init__(self, tmp: Path, env: dict[str, str], name: str = "field"):
-        self.events_path = tmp / f"{name}.jsonl"
-        self.events_path.touch()
-        self.log_path = tmp / f"{name}.log"
-        self._log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(FIELD), str(self.events_path)],
-            env=env,
-            stdin=subprocess.PIPE,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.wait(lambda e: e["kind"] == "ready", 60, "the GTK window")
-        self.wait(lambda e: e["kind"] == "focus" and e["view"] == "a", 30, "the first view to have focus")
-
-    def events(self) -> list[dict[str, Any]]:
-        lines = self.events_path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-    def wait(self, match: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
-        found: list[dict[str, Any]] = []
-
-        def seen() -> bool:
-            assert self.proc.poll() is None, f"the GTK app exited:\n{self.log_path.read_text()}"
-            found[:] = [e for e in self.events() if match(e)]
-            return bool(found)
-
-        wait_until(
-            seen, timeout, lambda: f"{what}; events: {self.events()[-12:]}\n{self.log_path.read_text()}", poll=0.1
-        )
-        return found[0]
-
-    def text(self, view: str = "a") -> str:
-        texts = [e["text"] for e in self.events() if e["kind"] == "text" and e["view"] == view]
-        return texts[-1] if texts else ""
+        super().__init__(tmp, name, FIELD, env, "the GTK window")
 
     def preedits(self, view: str = "a") -> list[dict[str, Any]]:
         return [e for e in self.events() if e["kind"] == "preedit" and e["view"] == view and e["text"]]
-
-    def focus(self, view: str) -> None:
-        assert self.proc.stdin is not None
-        sent = time.time()
-        self.proc.stdin.write(f"focus {view}\n")
-        self.proc.stdin.flush()
-        self.wait(lambda e: e["kind"] == "focus" and e["view"] == view and e["t"] >= sent, 20, f"focus in view {view}")
 
     def blur(self) -> None:
         """Focus moves to a window with no text field in it."""
@@ -140,16 +97,6 @@ class GtkField:
         self.proc.stdin.write("blur\n")
         self.proc.stdin.flush()
         self.wait(lambda e: e["kind"] == "blur" and e["t"] >= sent, 20, "focus to leave the fields")
-
-    def close(self) -> None:
-        if self.proc.poll() is None and self.proc.stdin is not None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-            except OSError:
-                pass
-        end_process(self.proc)
-        self._log.close()
 
 
 def display_env(env: dict[str, str], config_home: Path, **extra: str) -> dict[str, str]:

@@ -14,7 +14,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .ibus import SYSTEM_PYTHON, GtkField
+from .field_app import FieldApp
+from .ibus import GtkField
 from .processes import end_process
 from .waiting import wait_until
 
@@ -128,10 +129,6 @@ class KdeField(GtkField):
     """
 
     def __init__(self, tmp: Path, env: dict[str, str], toolkit: str):
-        self.events_path = tmp / f"{toolkit}-field.jsonl"
-        self.events_path.touch()
-        self.log_path = tmp / f"{toolkit}-field.log"
-        self._log = open(self.log_path, "w")
         drop = ("PYTHONPATH", "VIRTUAL_ENV", "QT_IM_MODULE", "GTK_IM_MODULE")
         field_env = {k: v for k, v in env.items() if k not in drop}
         if toolkit == "qt":
@@ -139,14 +136,5 @@ class KdeField(GtkField):
         else:
             script = GTK_WAYLAND_FIELD
             field_env.update(GDK_BACKEND="wayland", GTK_IM_MODULE="wayland")
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(script), str(self.events_path)],
-            env=field_env,
-            stdin=subprocess.PIPE,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
         # KWin activates a new window and its seat has a keyboard with no device behind it: focus comes by itself.
-        self.wait(lambda e: e["kind"] == "ready", 60, f"the {toolkit} window")
-        self.wait(lambda e: e["kind"] == "focus" and e["view"] == "a", 30, f"the {toolkit} field to have focus")
+        FieldApp.__init__(self, tmp, f"{toolkit}-field", script, field_env, f"the {toolkit} window")

@@ -8,21 +8,17 @@ then sleeps) as a laptop's keyboard would be there.
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from listend_ime.wayland import Field
 
-from .processes import end_process
+from .field_app import FieldApp
 from .sway import HeadlessSway
 from .waiting import wait_until
 
-SYSTEM_PYTHON = "/usr/bin/python3"  # Debian's, with python3-gi and GTK 3 (not the venv's)
 FIELDS = {3: Path(__file__).with_name("gtk_wayland_field.py"), 4: Path(__file__).with_name("gtk4_wayland_field.py")}
 
 
@@ -44,47 +40,15 @@ def type_text(env: dict[str, str], text: str) -> None:
     subprocess.run(["wtype", text], env=env, check=True, capture_output=True, timeout=30)
 
 
-class WaylandField:
+class WaylandField(FieldApp):
     """The GTK app of :mod:`gtk_wayland_field` (GTK 3) or :mod:`gtk4_wayland_field` (text-input-v3 both):
     what its text view and password entry show."""
 
     def __init__(self, tmp: Path, env: dict[str, str], gtk: int = 3):
-        self.events_path = tmp / "wayland-field.jsonl"
-        self.events_path.touch()
-        self.log_path = tmp / "wayland-field.log"
-        self._log = open(self.log_path, "w")
         field_env = {**env, "GDK_BACKEND": "wayland", "GTK_IM_MODULE": "wayland", "GSK_RENDERER": "cairo"}
         for name in ("PYTHONPATH", "VIRTUAL_ENV"):
             field_env.pop(name, None)
-        self.proc = subprocess.Popen(
-            [SYSTEM_PYTHON, str(FIELDS[gtk]), str(self.events_path)],
-            env=field_env,
-            stdin=subprocess.PIPE,
-            stdout=self._log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.wait(lambda e: e["kind"] == "ready", 60, "the GTK window")
-        self.wait(lambda e: e["kind"] == "focus" and e["view"] == "a", 30, "the text view to have focus")
-
-    def events(self) -> list[dict[str, Any]]:
-        lines = self.events_path.read_text(encoding="utf-8").splitlines()
-        return [json.loads(line) for line in lines if line.strip()]
-
-    def wait(self, match: Callable[[dict[str, Any]], bool], timeout: float, what: str) -> dict[str, Any]:
-        found: list[dict[str, Any]] = []
-
-        def seen() -> bool:
-            assert self.proc.poll() is None, f"the GTK app exited:\n{self.log_path.read_text()}"
-            found[:] = [e for e in self.events() if match(e)]
-            return bool(found)
-
-        wait_until(seen, timeout, lambda: f"{what}; events: {self.events()[-12:]}\n{self.log_path.read_text()}")
-        return found[0]
-
-    def text(self, view: str = "a") -> str:
-        texts = [e["text"] for e in self.events() if e["kind"] == "text" and e["view"] == view]
-        return texts[-1] if texts else ""
+        super().__init__(tmp, "wayland-field", FIELDS[gtk], field_env, "the GTK window")
 
     def preedit(self, view: str = "a") -> str:
         """The preedit the view shows now (GTK reports every change, the clearing too)."""
@@ -93,23 +57,6 @@ class WaylandField:
 
     def preedits(self, view: str = "a") -> list[str]:
         return [e["text"] for e in self.events() if e["kind"] == "preedit" and e["view"] == view and e["text"]]
-
-    def focus(self, view: str) -> None:
-        assert self.proc.stdin is not None
-        sent = time.time()
-        self.proc.stdin.write(f"focus {view}\n")
-        self.proc.stdin.flush()
-        self.wait(lambda e: e["kind"] == "focus" and e["view"] == view and e["t"] >= sent, 20, f"focus in {view}")
-
-    def close(self) -> None:
-        if self.proc.poll() is None and self.proc.stdin is not None:
-            try:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.flush()
-            except OSError:
-                pass
-        end_process(self.proc)
-        self._log.close()
 
 
 class FootCat:
