@@ -19,6 +19,8 @@ from listend.bus import NoBusError, notification
 from listend.client import (
     CallFailed,
     ClientEvent,
+    CommandEntry,
+    CommandEvent,
     DictationClient,
     InvalidArgs,
     NotRunning,
@@ -28,6 +30,7 @@ from listend.client import (
     TranscriptEntry,
 )
 from listend.cliutil import EXIT_FAIL, EXIT_OK, EXIT_USAGE, UsageParser
+from listend.commands import as_meant, command_label
 from listend.config import DELIVERY_METHODS, PROFILES
 from listend.units import MIB
 
@@ -43,10 +46,30 @@ COMMANDS = (
     "memory",
     "profile",
     "delivery",
+    "language",
+    "commands",
+    "vocabulary",
     "monitor",
     "install",
     "uninstall",
 )
+
+
+async def _language(client: DictationClient, code: str | None) -> int:
+    """``listenctl language [CODE|auto]``: pin or unpin, then say what is in force."""
+    if code is not None:
+        await client.call("PinLanguage", "s", ["" if code == "auto" else code])
+    props = await client.get_all()
+    language, pinned, languages = props["Language"], props["PinnedLanguage"], list(props["Languages"])
+    if pinned:
+        how = "pinned"
+    elif len(languages) == 1:
+        how = "the only language set"
+    else:
+        how = "detected within the set"
+    shown = ", ".join(languages) if len(languages) <= 10 else f"any of Whisper's {len(languages)} (language = '')"
+    print(f"{language} ({how}; languages: {shown})")
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -100,6 +123,26 @@ def build_parser() -> argparse.ArgumentParser:
         "method only; type: typed by the tray; clipboard: copied by the tray.",
     )
     dl.add_argument("method", nargs="?", choices=DELIVERY_METHODS)
+    lg = sub.add_parser(
+        "language",
+        help="show the language in force and your set; pin one for now, or 'auto' to detect within the set",
+        description="Without an argument: the language in force, whether it is pinned, and the languages set "
+        "([decode] languages). A code pins that language for this run (no detection); auto unpins.",
+    )
+    lg.add_argument("language", nargs="?", metavar="CODE|auto")
+    cm = sub.add_parser(
+        "commands",
+        help="list what can be said: the voice command phrases in force ([commands] in the config)",
+    )
+    cm.add_argument("--json", action="store_true")
+    vo = sub.add_parser(
+        "vocabulary",
+        help="list, add or remove words and names listend should expect",
+        description="Words added here are kept by listend (in its state directory) beside the config's "
+        "[vocabulary] words; remove a config word in the config.",
+    )
+    vo.add_argument("action", choices=("list", "add", "remove"))
+    vo.add_argument("words", nargs="*", metavar="WORD", help="for add/remove: each a word or a quoted name")
     mon = sub.add_parser("monitor", help="watch listend's RSS/CPU from outside (works without the bus)")
     mon.add_argument("pid", nargs="?", type=int, help="process id (default: find listend processes)")
     mon.add_argument("--interval", type=float, default=2.0, metavar="S", help="seconds between samples")
@@ -118,13 +161,33 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _format_entry(e: TranscriptEntry, as_json: bool) -> str:
+def _format_entry(e: TranscriptEntry, as_json: bool, command: CommandEntry | None = None) -> str:
+    """One segment; a voice command is shown as what it does (``[new line]``; ``[scratch that] #12``)."""
     if as_json:
-        return json.dumps({"id": e.id, "start": e.start, "end": e.end, "text": e.text}, ensure_ascii=False)
+        record: dict[str, Any] = {"id": e.id, "start": e.start, "end": e.end, "text": e.text}
+        if command is not None:
+            record.update(command=command.action, target=command.target)
+        return json.dumps(record, ensure_ascii=False)
     when = datetime.datetime.fromtimestamp(e.start)
     # A time alone is today's; any other day carries its date.
     stamp = when.strftime("%H:%M:%S" if when.date() == datetime.date.today() else "%Y-%m-%d %H:%M:%S")
+    if command is not None:
+        target = f" #{command.target}" if command.target else ""
+        return f"{e.id}\t{stamp}\t{command_label(command.action)}{target}"
     return f"{e.id}\t{stamp}\t{e.text}"
+
+
+async def _commands_of(client: DictationClient, entries: list[TranscriptEntry]) -> dict[int, CommandEntry]:
+    """The command segments among ``entries`` (a daemon without ``GetCommands``: none)."""
+    if not entries:
+        return {}
+    try:
+        found = await client.commands(entries[0].id - 1, len(entries))
+    except CallFailed as e:
+        if "UnknownMethod" in e.name:
+            return {}
+        raise
+    return {c.id: c for c in found}
 
 
 def _print_memory(mem: dict[str, Any], as_json: bool) -> None:
@@ -141,10 +204,13 @@ def _print_memory(mem: dict[str, Any], as_json: bool) -> None:
 
 async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
     queue: asyncio.Queue[TranscriptEntry | None] = asyncio.Queue()
+    commands: dict[int, CommandEntry] = {}  # SegmentCommand comes just before its SegmentRefined
     if args.follow:
         # Subscribe before reading what exists, so nothing falls in between.
         def on_event(event: ClientEvent) -> None:
-            if isinstance(event, SegmentEvent):
+            if isinstance(event, CommandEvent):
+                commands[event.id] = CommandEntry(event.id, event.action, event.target)
+            elif isinstance(event, SegmentEvent):
                 queue.put_nowait(event.entry)
             elif isinstance(event, PresenceEvent) and not event.running:
                 queue.put_nowait(None)
@@ -159,9 +225,10 @@ async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
         entries = []
     else:
         entries = await client.transcript(seen.floor, 0)
+    earlier = await _commands_of(client, entries)
     for e in entries:
         if seen.first_time(e.id):
-            print(_format_entry(e, args.json), flush=True)
+            print(_format_entry(e, args.json, earlier.get(e.id)), flush=True)
     typist = None
     if args.type:
         from listend_desktop.typist import Typist, refusal_notice
@@ -182,10 +249,13 @@ async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
             print("listenctl: listend stopped", file=sys.stderr)
             return EXIT_FAIL
         if seen.first_time(entry.id):  # every segment once, whatever the order it comes in
-            print(_format_entry(entry, args.json), flush=True)
+            command = commands.pop(entry.id, None)
+            print(_format_entry(entry, args.json, command), flush=True)
             if typist is not None:
                 why = await _why_not_type(client)  # one rule decides who delivers: [delivery] method
-                if why is None:
+                if why is None and command is not None:
+                    await asyncio.to_thread(typist.execute, command.action)  # never its words
+                elif why is None:
                     await asyncio.to_thread(typist.type_segment, entry.text)
                 elif why != said_why:
                     print(f"listenctl: not typing: {why}", file=sys.stderr)
@@ -253,12 +323,19 @@ def _devices(as_json: bool) -> int:
 async def _copy(client: DictationClient, session: bool) -> int:
     from listend_desktop.clipboard import Clipboard
 
-    if session:
+    if session:  # the text as meant: scratched segments out, marks applied, line breaks
         first = await client.get("SessionFirstId")
         entries = await client.transcript(max(0, first - 1), 0) if first else []
-    else:
-        entries = await client.recent(1)
-    text = " ".join(e.text for e in entries).strip()
+        meant = await _commands_of(client, entries)
+        text = as_meant(_meant_row(e, meant) for e in entries).strip()
+    else:  # the last segment of text that stands, as meant (a command after it may have amended it)
+        recent = await client.recent(50)
+        meant = await _commands_of(client, recent)
+        rows = [_meant_row(e, meant) for e in recent]
+        scratched = {target for _, _, action, target in rows if action == "scratch_that"}
+        standing = [r for r in rows if not r[2] and r[0] not in scratched]
+        last = standing[-1][0] if standing else 0
+        text = as_meant(r for r in rows if r[0] == last or (r[2] and r[3] == last and r[2] != "scratch_that"))
     if not text:
         if session and await client.recent(1):  # the history has text; this session has none
             print(
@@ -275,6 +352,38 @@ async def _copy(client: DictationClient, session: bool) -> int:
     if not copied:
         print(f"listenctl: cannot copy: {copied.detail}", file=sys.stderr)
         return EXIT_FAIL
+    return EXIT_OK
+
+
+def _meant_row(e: TranscriptEntry, commands: dict[int, CommandEntry]) -> tuple[int, str, str, int]:
+    """``(id, text, action, target)`` of a segment, as :func:`listend.commands.as_meant` reads it."""
+    command = commands.get(e.id)
+    return (e.id, e.text, command.action, command.target) if command else (e.id, e.text, "", 0)
+
+
+async def _commands(client: DictationClient, as_json: bool) -> int:
+    phrases, off = await client.command_phrases()
+    if as_json:
+        table: dict[str, list[str]] = {}
+        for action, phrase in phrases:
+            table.setdefault(action, []).append(phrase)
+        print(json.dumps({"phrases": table, "off": off}, ensure_ascii=False))
+        return EXIT_OK
+    for action, phrase in phrases:
+        print(f"{phrase}\t{command_label(action)}")
+    if off:
+        print(f"off: {', '.join(off)}")
+    return EXIT_OK
+
+
+async def _vocabulary(client: DictationClient, action: str, words: list[str]) -> int:
+    for word in words:
+        if action == "add":
+            await client.add_vocabulary(word)
+        else:
+            await client.remove_vocabulary(word)
+    for word in await client.vocabulary():
+        print(word)
     return EXIT_OK
 
 
@@ -295,6 +404,8 @@ async def _run(args: argparse.Namespace) -> int:
                 if props.get("LastError"):
                     print(f"error: {props['LastError']}")
                 print(f"delivery: {props.get('Delivery', 'auto')}")
+                if props.get("Language"):
+                    print(f"language: {props['Language']}{' (pinned)' if props.get('PinnedLanguage') else ''}")
                 ime = await client.input_method()
                 if ime is None:
                     print("input method: not running")
@@ -323,6 +434,12 @@ async def _run(args: argparse.Namespace) -> int:
                 if not args.watch:
                     break
                 await asyncio.sleep(1.0)
+        elif c == "commands":
+            return await _commands(client, args.json)
+        elif c == "vocabulary":
+            return await _vocabulary(client, args.action, args.words)
+        elif c == "language":
+            return await _language(client, args.language)
         elif c == "delivery":
             if args.method:
                 await client.call("SetDelivery", "s", [args.method])
@@ -347,6 +464,8 @@ def _check_arguments(parser: argparse.ArgumentParser, args: argparse.Namespace, 
             parser.error("--last and --since take non-negative numbers")
         if args.type and not args.follow:
             parser.error("--type types new segments as they come: use it with --follow")
+    if args.command == "vocabulary" and (args.action == "list") == bool(args.words):
+        parser.error("vocabulary add/remove take one or more WORDs; list takes none")
 
 
 def main(argv: list[str] | None = None) -> int:
