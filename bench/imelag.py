@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime
+import json
 import os
 import subprocess
 import sys
@@ -33,7 +34,7 @@ import time
 from pathlib import Path
 
 from common import norm_words, save_result, session_bus
-from realspeech import offline, pct, reached, real_speech, to_16k
+from realspeech import offline, parse_set, pct, reached, real_speech, to_16k
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
@@ -130,6 +131,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--profile", choices=("full", "lightweight"), default="full")
     p.add_argument("--label", default="defaults")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="SECTION.KEY=VALUE",
+        help="a setting for this run, e.g. decode.window_floor_s=0 (repeatable)",
+    )
     p.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "imelag.json")
     args = p.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -141,7 +149,11 @@ def main() -> int:
         x = XServer(work / "x", with_tray=False)
         pulse = PulseServer(work / "pulse")
         address, bus_pid = session_bus()
-        (work / "cfg").mkdir()
+        (work / "cfg" / "listend").mkdir(parents=True)
+        lines = []
+        for section, values in parse_set(args.set).items():
+            lines += [f"[{section}]", *(f"{k} = {json.dumps(v)}" for k, v in values.items())]
+        (work / "cfg" / "listend" / "config.toml").write_text("\n".join(lines) + "\n")
         env = dict(
             os.environ,
             DISPLAY=x.display,
@@ -211,6 +223,7 @@ def main() -> int:
     summary = {
         "date": datetime.date.today().isoformat(),
         "profile": args.profile,
+        "settings": parse_set(args.set),
         "cpus": os.cpu_count(),
         **{
             f"{name}_s": {"p50": pct(values, 50), "p95": pct(values, 95), "max": pct(values, 100), "n": len(values)}
