@@ -31,6 +31,7 @@ from .engine import Engine
 from .events import (
     EngineEvent,
     ErrorReported,
+    LanguageChanged,
     MemoryPressure,
     Partial,
     ProfileChanged,
@@ -136,6 +137,23 @@ class Daemon:
             if self.bus is not None:
                 self.interface.emit_properties_changed({"Delivery": method})
 
+    @property
+    def language(self) -> str:
+        """The language in force."""
+        return self.engine.languages.current
+
+    @property
+    def languages(self) -> list[str]:
+        return list(self.engine.languages.state().languages)
+
+    @property
+    def pinned_language(self) -> str:
+        return self.engine.languages.state().pinned or ""
+
+    def pin_language(self, language: str) -> None:
+        """Pin ``language`` for now (``''``: detect within the set again); ValueError for one outside the set."""
+        self.engine.languages.pin(language or None)
+
     def command_phrases(self) -> list[tuple[str, str]]:
         """``(action, phrase)`` of every command phrase in force, in table order."""
         return [(action.value, phrase) for phrase, action in command_table(self.engine.settings).phrases.items()]
@@ -229,6 +247,9 @@ class Daemon:
             case MemoryPressure(level=level, rss_bytes=rss) if level != "normal":
                 i.MemoryPressure(level, rss)
                 self.notifier.status(f"memory {level}: {rss // MIB} MiB")
+            case LanguageChanged(language=language, pinned=pinned, reason=reason):
+                log.info("language %s%s (%s)", language, " (pinned)" if pinned else "", reason)
+                i.emit_properties_changed({"Language": language, "PinnedLanguage": pinned})
             case ProfileChanged(profile=profile, reason=reason):
                 i.emit_properties_changed({"Profile": profile})
                 self.notifier.status(f"{self.engine.state}, profile {profile}")
@@ -309,6 +330,8 @@ class Daemon:
             history_skipped_lines=self.history.skipped_lines,
         )
         report["rss_bytes"] = report["rss_bytes"] or self.rss_bytes
+        languages = self.engine.languages.state()
+        report.update(language_detections=languages.detections, language_switches=languages.switches)
         if self.bus is not None:
             report.update(self.bus.writer_stats)
         return report

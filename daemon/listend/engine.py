@@ -33,6 +33,7 @@ from .config import Settings, command_table, replacements
 from .decoders import RELEASED
 from .events import EngineEvent, ErrorReported, State, StateChanged
 from .kept import KeptAudio
+from .languages import SessionLanguages
 from .lifecycle import DecoderFactory, ModelLifecycle
 from .memory import MemoryWatchdog
 from .outcome import Outcome
@@ -137,6 +138,11 @@ class Engine:
     @property
     def profile(self) -> str:
         return self.settings.profile
+
+    @property
+    def languages(self) -> SessionLanguages:
+        """The language in force, the user's set and a pin (``listenctl language``)."""
+        return self._models.languages
 
     @property
     def next_segment_id(self) -> int:

@@ -93,4 +93,18 @@ class ErrorReported:
     message: str
 
 
-EngineEvent = Partial | Refined | Retracted | StateChanged | MemoryPressure | ProfileChanged | ErrorReported
+@dataclass(frozen=True)
+class LanguageChanged:
+    """The language in force changed (detection switched, the user pinned or unpinned one, a new session).
+
+    ``pinned`` is the pinned language, ``''`` while detection may choose.
+    """
+
+    language: str
+    pinned: str
+    reason: str = ""
+
+
+EngineEvent = (
+    Partial | Refined | Retracted | StateChanged | MemoryPressure | ProfileChanged | ErrorReported | LanguageChanged
+)

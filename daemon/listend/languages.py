@@ -142,10 +142,16 @@ class SessionLanguages:
     chooser needs evidence, so a pinned or single language costs nothing).
     """
 
-    def __init__(self, languages: Sequence[str], policy: LanguagePolicy | None = None):
+    def __init__(
+        self,
+        languages: Sequence[str],
+        policy: LanguagePolicy | None = None,
+        changed: Callable[[LanguageState, str], None] | None = None,
+    ):
         self._lock = threading.Lock()
         self._chooser = LanguageChooser(languages, policy)
         self._detections = self._switches = 0
+        self._changed = changed  # told (outside the lock) when the language in force or the pin changes, and why
 
     @property
     def current(self) -> str:
@@ -155,8 +161,15 @@ class SessionLanguages:
 
     def state(self) -> LanguageState:
         with self._lock:
-            c = self._chooser
-            return LanguageState(c.current, c.languages, c.pinned, self._detections, self._switches)
+            return self._state()
+
+    def _state(self) -> LanguageState:
+        c = self._chooser
+        return LanguageState(c.current, c.languages, c.pinned, self._detections, self._switches)
+
+    def _tell(self, before: LanguageState, after: LanguageState, why: str) -> None:
+        if self._changed is not None and (before.language, before.pinned) != (after.language, after.pinned):
+            self._changed(after, why)
 
     def decide(self, detect: Callable[[], Mapping[str, float]], seconds: float) -> Choice:
         """The language to decode an utterance of ``seconds`` in; ``detect()`` gives the model's probabilities."""
@@ -165,28 +178,40 @@ class SessionLanguages:
                 return self._chooser.choose({}, seconds)
         probabilities = detect()
         with self._lock:
+            before = self._state()
             self._detections += 1
             choice = self._chooser.choose(probabilities, seconds)
             self._switches += choice.switched
+            after = self._state()
         if choice.switched:
             log.info("language %s (%s)", choice.language, choice.why)
+        self._tell(before, after, choice.why)
         return choice
 
     def pin(self, language: str | None) -> None:
         """Pin ``language`` for now (None: detection again). Raises ValueError for one outside the set."""
         with self._lock:
+            before = self._state()
             self._chooser.pin(language)
+            after = self._state()
+        self._tell(before, after, f"pinned {language}" if language else "unpinned")
 
     def new_session(self) -> None:
         with self._lock:
+            before = self._state()
             self._chooser.new_session()
+            after = self._state()
+        self._tell(before, after, "a new session")
 
     def reconfigure(self, languages: Sequence[str]) -> None:
         """The settings changed (a profile switch): a new set keeps the pin if it is still in it."""
         with self._lock:
             if tuple(dict.fromkeys(languages)) == self._chooser.languages:
                 return
+            before = self._state()
             pinned = self._chooser.pinned
             self._chooser = LanguageChooser(languages, self._chooser.policy)
             if pinned in self._chooser.languages:
                 self._chooser.pin(pinned)
+            after = self._state()
+        self._tell(before, after, "the settings changed")

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from .config import ConfigError, MemoryOptions, Settings, build_settings
 from .decoders import WhisperDecoder
-from .events import ProfileChanged
+from .events import LanguageChanged, ProfileChanged
 from .languages import SessionLanguages
 from .memory import MemoryWatchdog
 from .outcome import Outcome
@@ -76,7 +76,7 @@ class ModelLifecycle:
         overrides: Mapping[str, Any],
         build: DecoderFactory,
         memory: MemoryWatchdog,
-        publish: Callable[[ProfileChanged], None],
+        publish: Callable[[ProfileChanged | LanguageChanged], None],
         report: Callable[[str], None],
     ):
         self._settings = settings
@@ -91,7 +91,10 @@ class ModelLifecycle:
         self._decoders: DecoderSet | None = None
         self._releases = self._loads = 0
         # The language in force, the user's set and a pin: outlives every model (a pin stays across a switch).
-        self.languages = SessionLanguages(settings.decode.language_set)
+        self.languages = SessionLanguages(
+            settings.decode.language_set,
+            changed=lambda state, why: publish(LanguageChanged(state.language, state.pinned or "", why)),
+        )
 
     @property
     def settings(self) -> Settings:

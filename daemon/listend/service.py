@@ -107,6 +107,17 @@ class DaemonControl(Protocol):
 
     def remove_vocabulary(self, word: str) -> None: ...
 
+    @property
+    def language(self) -> str: ...
+
+    @property
+    def languages(self) -> list[str]: ...
+
+    @property
+    def pinned_language(self) -> str: ...
+
+    def pin_language(self, language: str) -> None: ...
+
 
 def _error(kind: str, message: str) -> DBusError:
     if len(message) > _MAX_ERROR_TEXT:
@@ -181,6 +192,11 @@ class DictationInterface(ServiceInterface):
     @translate_errors
     async def SetProfile(self, profile: "s") -> None:
         await self._d.set_profile(profile)  # build_settings rejects unknown profiles: InvalidArgs
+
+    @method()
+    @translate_errors
+    async def PinLanguage(self, language: "s") -> None:
+        self._d.pin_language(language)  # '' unpins; a language outside the set is ValueError: InvalidArgs
 
     @method()
     @translate_errors
@@ -262,6 +278,18 @@ class DictationInterface(ServiceInterface):
     @dbus_property(access=PropertyAccess.READ)
     def Vocabulary(self) -> "as":
         return self._d.vocabulary
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Language(self) -> "s":
+        return self._d.language
+
+    @dbus_property(access=PropertyAccess.READ)
+    def Languages(self) -> "as":
+        return self._d.languages
+
+    @dbus_property(access=PropertyAccess.READ)
+    def PinnedLanguage(self) -> "s":
+        return self._d.pinned_language
 
     # -- signals ----------------------------------------------------------------
 
