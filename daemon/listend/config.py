@@ -446,16 +446,17 @@ def _replacement_rules(where: str, table: Mapping[str, Any]) -> tuple[tuple[str,
 def command_table(settings: Settings) -> CommandTable:
     """The command phrases in force with ``settings`` (none when ``[commands] enabled = false``).
 
-    The built-in phrases of the decode language (every table's when it is
-    detected), the user's phrases, less the actions turned off. Raises
-    ``ValueError`` when a user's phrase cannot work.
+    The built-in phrases of the user's languages (``decode.language_set``:
+    every table's when any language may be detected), the user's phrases,
+    less the actions turned off. Raises ``ValueError`` when a user's phrase
+    cannot work.
     """
     c = settings.commands
     if not c.enabled:
         return CommandTable({})
-    language = settings.decode.language
+    languages = settings.decode.language_set
     return CommandTable.build(
-        [language] if language else list(PHRASES),
+        list(PHRASES) if languages == LANGUAGES else languages,
         extra={action: getattr(c, action.value) for action in Action},
         disabled=[Action(a) for a in c.disabled],
     )
