@@ -43,9 +43,12 @@ class PulseServer:
             lambda: f"{self.kind} to start:\n{(root / 'pulse.log').read_text()}",
             poll=0.1,
         )
-        self.pactl("load-module", "module-null-sink", "sink_name=vsink", "rate=16000")
-        self.source_module = self.add_microphone()
-        self.pactl("set-default-sink", "vsink")
+        self.plug()
+
+    @staticmethod
+    def address(root: Path) -> str:
+        """Where the server started in ``root`` listens."""
+        return f"unix:{root}/run/native"
 
     def _start(self) -> str:
         """Start the server's processes; return its address."""
@@ -73,7 +76,7 @@ class PulseServer:
                 env,
             )
         )
-        return f"unix:{self.run_dir}/native"
+        return self.address(self.root)
 
     def _client_env(self) -> dict[str, str]:
         return {"PULSE_RUNTIME_PATH": str(self.run_dir), "PULSE_STATE_PATH": str(self.root / "state")}
@@ -111,6 +114,7 @@ class PulseServer:
                 self.pactl("unload-module", fields[0], check=False)
 
     def plug(self) -> None:
+        """The null sink and the microphone that hears it (again, after :meth:`unplug`)."""
         self.pactl("load-module", "module-null-sink", "sink_name=vsink", "rate=16000")
         self.pactl("set-default-sink", "vsink")
         self.source_module = self.add_microphone()
@@ -155,7 +159,11 @@ class PipeWireServer(PulseServer):
         wait_until(lambda: self._alive() and core.exists(), 20, lambda: f"pipewire's socket {core}", poll=0.05)
         self.procs.append(self._spawn(["wireplumber"], env))
         self.procs.append(self._spawn(["pipewire-pulse"], env))
-        return f"unix:{self.run_dir}/pulse/native"
+        return self.address(self.root)
+
+    @staticmethod
+    def address(root: Path) -> str:
+        return f"unix:{root}/run/pulse/native"
 
     def _client_env(self) -> dict[str, str]:
         return {}
@@ -167,7 +175,7 @@ class PipeWireServer(PulseServer):
 
 def audio_server_address(kind: str, root: Path) -> str:
     """Where ``start_audio_server(kind, root)`` will listen (to point a client at it before it starts)."""
-    return f"unix:{root}/run/pulse/native" if kind == "pipewire" else f"unix:{root}/run/native"
+    return (PipeWireServer if kind == "pipewire" else PulseServer).address(root)
 
 
 def start_audio_server(kind: str, root: Path) -> PulseServer:
