@@ -195,15 +195,19 @@ class TrayApp:
 
     # -- updates from the bus worker (its thread) -------------------------------------
 
-    def _on_refined(self, _seg_id: int, text: str) -> None:
+    def _on_refined(self, seg_id: int, text: str) -> None:
         state = self.worker.state
         route = delivery_route(state.delivery, state.ime.connected, state.typist)
+        command = state.command_of(seg_id)  # a voice command is executed (Return) or refused, never typed
         if route == "type":
             if self._typist is None:
                 from listend_desktop.typist import Typist, refusal_notice
 
                 self._typist = Typist(on_refused=lambda reason: self.worker.notify(*refusal_notice(reason)))
-            threading.Thread(target=self._typist.type_segment, args=(text,), name="listend-type", daemon=True).start()
+            work, argument = (self._typist.execute, command) if command else (self._typist.type_segment, text)
+            threading.Thread(target=work, args=(argument,), name="listend-type", daemon=True).start()
+        elif command:
+            pass  # the clipboard holds single segments: a command has nothing to copy
         elif route == "clipboard" or route == "nowhere":
             if route == "nowhere" and not self._said_no_ime:
                 self._said_no_ime = True
@@ -213,7 +217,7 @@ class TrayApp:
                     "Refined text goes to the clipboard.",
                 )
             self.clipboard.copy(text)
-        if self.settings.auto_copy and route not in ("clipboard", "nowhere"):
+        if self.settings.auto_copy and route not in ("clipboard", "nowhere") and not command:
             self.clipboard.copy(text if self.settings.auto_copy_mode == "segment" else state.session_text())
 
     def _on_change(self, state: TrayState) -> None:

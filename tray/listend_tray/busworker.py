@@ -33,6 +33,7 @@ from listend.bus import (
 from listend.client import (
     CallFailed,
     ClientEvent,
+    CommandEvent,
     DictationClient,
     NameOwner,
     NotRunning,
@@ -44,6 +45,7 @@ from listend.client import (
     SegmentEvent,
     StateEvent,
 )
+from listend.commands import as_meant, command_label
 from listend.dbusio import MessageBus
 from listend.ids import SeenIds
 
@@ -89,7 +91,13 @@ class TrayState:
     typist: bool = False  # `listenctl transcript --follow --type` types (checked): the tray does not
     # Appended by the bus thread, read by the GUI thread: only through the methods below.
     recent: collections.deque[tuple[int, str]] = field(default_factory=lambda: collections.deque(maxlen=RECENT))
-    session: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=SESSION_MAX))
+    # (id, text, command, target): the session's segments, read as meant (commands.as_meant)
+    session: collections.deque[tuple[int, str, str, int]] = field(
+        default_factory=lambda: collections.deque(maxlen=SESSION_MAX)
+    )
+    phrases: list[tuple[str, str]] = field(default_factory=list)  # (action, phrase) in force: what can be said
+    _last_plain: str = ""
+    _last_command: tuple[int, str] = (0, "")  # (id, action) of the newest voice command
     _texts_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -104,22 +112,33 @@ class TrayState:
         return self.state
 
     def session_text(self) -> str:
+        """The session's text as meant: scratched segments out, spoken marks applied, line breaks."""
         with self._texts_lock:
-            return " ".join(self.session)
+            return as_meant(self.session)
 
     def recent_segments(self) -> list[tuple[int, str]]:
         with self._texts_lock:
             return list(self.recent)
 
     def last_text(self) -> str:
+        """The newest segment of text (a voice command is not text)."""
         with self._texts_lock:
-            return self.recent[-1][1] if self.recent else ""
+            return self._last_plain
 
-    def add_final(self, seg_id: int, text: str, in_session: bool = True) -> None:
+    def command_of(self, seg_id: int) -> str:
+        """The voice command segment ``seg_id`` is ('' when it is text): delivery executes it, never types it."""
         with self._texts_lock:
-            self.recent.append((seg_id, text))
+            return self._last_command[1] if self._last_command[0] == seg_id else ""
+
+    def add_final(self, seg_id: int, text: str, in_session: bool = True, command: str = "", target: int = 0) -> None:
+        with self._texts_lock:
+            self.recent.append((seg_id, command_label(command) if command else text))
+            if not command:
+                self._last_plain = text
+            else:
+                self._last_command = (seg_id, command)
             if in_session:
-                self.session.append(text)
+                self.session.append((seg_id, text, command, target))
 
     def clear_session(self) -> None:
         with self._texts_lock:
@@ -137,6 +156,7 @@ class BusWorker:
     def __init__(self, on_change: Callable[[TrayState], None], on_refined: Callable[[int, str], None] | None = None):
         self.state = TrayState()
         self._seen = SeenIds()
+        self._command: CommandEvent | None = None  # a SegmentCommand waiting for its SegmentEvent
         self._on_change = on_change
         self._on_refined = on_refined or (lambda i, t: None)
         self.loop = asyncio.new_event_loop()
@@ -280,6 +300,10 @@ class BusWorker:
             s.state, s.profile = props["State"], props["Profile"]
             s.rss_bytes, s.live, s.last_error = props["RssBytes"], props["LiveText"], props["LastError"]
             s.delivery = props.get("Delivery", s.delivery)
+            try:
+                s.phrases = (await self.client.command_phrases())[0]
+            except CallFailed:  # a daemon without voice commands
+                s.phrases = []
             if not s.last_text():
                 for entry in await self.client.recent(RECENT):
                     if self._seen.first_time(entry.id):
@@ -331,11 +355,18 @@ class BusWorker:
             case PartialEvent(id=seg_id, text=text):
                 s.last_partial_id = max(s.last_partial_id, seg_id)
                 s.live = text
+            case CommandEvent():  # just before the SegmentEvent of the same id
+                self._command = event
+                return
             case SegmentEvent(entry=entry):
                 if not self._seen.first_time(entry.id):
                     return
                 s.last_final_id = max(s.last_final_id, entry.id)
-                s.add_final(entry.id, entry.text)
+                command, self._command = self._command, None
+                if command is not None and command.id == entry.id:
+                    s.add_final(entry.id, entry.text, command=command.action, target=command.target)
+                else:
+                    s.add_final(entry.id, entry.text)
                 self._on_refined(entry.id, entry.text)
             case StateEvent(state=state):
                 if state == "listening" and s.state != "listening":

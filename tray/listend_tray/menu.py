@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol
 
+from listend.commands import command_label
 from listend.units import MIB
 
 if TYPE_CHECKING:
@@ -105,6 +106,15 @@ def build_menu(state: TrayState, settings: MenuSettings, actions: MenuActions) -
             ],
         ),
         MenuEntry("ime", ime_line(state), enabled=False, visible=state.running),
+        MenuEntry(
+            "say",
+            "What you can say",
+            visible=state.running and bool(state.phrases),
+            children=[
+                MenuEntry(f"say_{action}", f"“{phrase}” → {command_label(action)}", enabled=False)
+                for action, phrase in first_phrases(state.phrases)
+            ],
+        ),
         MenuEntry("sep2", separator=True),
         MenuEntry(
             "profile",
@@ -133,6 +143,14 @@ def build_menu(state: TrayState, settings: MenuSettings, actions: MenuActions) -
         MenuEntry("sep3", separator=True),
         MenuEntry("quit", "Quit tray", actions.quit),
     ]
+
+
+def first_phrases(phrases: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The first phrase of each action, in table order (``listenctl commands`` lists them all)."""
+    seen: dict[str, str] = {}
+    for action, phrase in phrases:
+        seen.setdefault(action, phrase)
+    return list(seen.items())
 
 
 def _delivery_labels(state: TrayState) -> list[tuple[str, str]]:

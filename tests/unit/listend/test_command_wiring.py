@@ -156,3 +156,34 @@ def test_the_vocabulary_merges_the_config_with_added_words_kept_in_its_own_file(
     assert Vocabulary([], path).words == []
     path.write_text("{not json")
     assert Vocabulary(["x"], path).words == ["x"]  # a damaged file: the config's words, said in the log
+
+
+def test_clients_parse_segment_command_and_the_tray_reads_the_session_as_meant() -> None:
+    from types import SimpleNamespace
+
+    from listend.client import CommandEvent, MalformedSignal, event_of
+    from listend_tray.busworker import TrayState
+    from listend_tray.menu import build_menu
+    from tests.unit.listend.test_clients import Actions, entries, sig
+
+    assert event_of(sig("SegmentCommand", "tsts", [5, "new_line", 0, "New line."])) == CommandEvent(
+        5, "new_line", 0, "New line."
+    )
+    for body in ([0, "new_line", 0, "x"], [5, "scratch_that", 2**63, "x"]):
+        with pytest.raises(MalformedSignal):
+            event_of(sig("SegmentCommand", "tsts", body))
+    with pytest.raises(MalformedSignal):
+        event_of(sig("SegmentCommand", "ts", [5, "new_line"]))
+
+    state = TrayState(running=True, state="listening", phrases=[("new_line", "new line"), ("new_line", "newline")])
+    state.add_final(1, "Is it ready.")
+    state.add_final(2, "Question mark.", command="question_mark", target=1)
+    state.add_final(3, "Oops.")
+    state.add_final(4, "Scratch that.", command="scratch_that", target=3)
+    state.add_final(5, "New line.", command="new_line")
+    state.add_final(6, "Yes")
+    assert state.session_text() == "Is it ready?\nYes"
+    assert state.last_text() == "Yes" and state.recent_segments()[4] == (5, "[new line]")
+    assert state.command_of(5) == "new_line" and state.command_of(6) == "" and state.command_of(4) == ""
+    menu = entries(build_menu(state, SimpleNamespace(auto_copy=False), Actions()))  # type: ignore[arg-type]
+    assert menu["say"].visible and [e.label for e in menu["say"].children] == ["“new line” → [new line]"]
