@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
 import shutil
 import sys
 from dataclasses import dataclass
@@ -55,8 +54,8 @@ def convert(source: Path, target: Path) -> None:
         _give_back_memory()
         folded.unlink()
     shutil.copyfile(source / "tokenizer.bin", target / "tokenizer.bin")
-    for path in target.iterdir():
-        os.chmod(path, 0o600)  # models are the user's data (docs/security.md)
+    # The files are made 0600 (docs/security.md) by moonshine_cache, which tightens the whole directory
+    # (models.tighten) before it renames it into place; until then it is a 0700 temporary directory.
     load_tokens(target / "tokenizer.bin")  # a damaged tokenizer fails here, not at the first decode
 
 
