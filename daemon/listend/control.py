@@ -86,7 +86,14 @@ class Daemon:
         self.history = history
         unfinished = UnfinishedAudio()
         unfinished.prune_set_aside(settings.history.retention_days)
-        self.engine = Engine(settings, overrides, first_segment_id=history.next_id(), unfinished=unfinished)
+        self.words = Vocabulary(settings.vocabulary.words)
+        self.engine = Engine(
+            settings,
+            overrides,
+            first_segment_id=history.next_id(),
+            unfinished=unfinished,
+            hotwords=lambda: self.words.words,
+        )
         self.interface = DictationInterface(self)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.bus: MessageBus | None = None
@@ -95,7 +102,6 @@ class Daemon:
         self.rss_bytes = 0
         self.session_first_id = 0  # first segment id of the current (or last) listening session
         self.delivery = settings.delivery.method
-        self.words = Vocabulary(settings.vocabulary.words)
         self._last_state = "loading"
         self._tasks: set[asyncio.Task[Any]] = set()
         self._busy = asyncio.Lock()

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -177,6 +177,26 @@ def _window(d: DecodeOptions) -> WindowOptions | None:
     return WindowOptions(floor_s=d.window_floor_s, context_s=d.context_s)
 
 
+def _no_words() -> Sequence[str]:
+    return ()
+
+
+_NO_WORDS = _no_words
+
+
+_WORD = re.compile(r"\w+")
+
+
+def _spaced_words(text: str) -> str:
+    return " " + " ".join(_WORD.findall(text.casefold())) + " "
+
+
+def mentions(text: str, words: Sequence[str]) -> bool:
+    """``text`` holds one of ``words`` as whole words, case-insensitive."""
+    folded = _spaced_words(text)
+    return any(_spaced_words(w) in folded for w in words if _WORD.search(w))
+
+
 class WhisperDecoder:
     """Runs one faster-whisper model with one pass's options.
 
@@ -203,6 +223,9 @@ class WhisperDecoder:
         self.languages: SessionLanguages | None = None
         self.last_language: str | None = None  # the language of the newest decode (what tests and the bench read)
         self._context_language: str | None = None  # the language the session context was spoken in
+        # The user's vocabulary, read at each decode (set by the model life cycle on the refine and final
+        # passes; it changes at run time with `listenctl vocabulary`). Empty: no hotwords.
+        self.hotwords: Callable[[], Sequence[str]] = _NO_WORDS
 
     @property
     def model_name(self) -> str:
@@ -289,9 +312,18 @@ class WhisperDecoder:
                 self._context_language = language
             context = self._session.before(where[0], where[1], len(audio) / SAMPLE_RATE)
         settings = dataclasses.replace(self.options.settings(), language=language)
-        attempt = self.last_attempt = self.windowed.decode(audio, settings, context, prompt)
+        words = self.hotwords()
+        hotwords = ", ".join(words)
+        attempt = self.last_attempt = self.windowed.decode(audio, settings, context, prompt, hotwords)
         if self._is_non_speech(attempt):
             return Decoded("", 0, 1)
+        if words and mentions(attempt.text, words):
+            # A vocabulary in the prompt is echoed on noise (hotwords copied verbatim when the model
+            # hallucinates): vocabulary in the text counts only when the same audio is speech without it.
+            plain = self.windowed.decode(audio, settings, context, prompt)
+            if self._is_non_speech(plain) or not plain.text.strip():
+                self.last_attempt = plain
+                return Decoded("", 0, 1)
         return Decoded(attempt.text, 1 if attempt.text else 0, 0)
 
     def _is_non_speech(self, seg: Any) -> bool:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -93,6 +93,7 @@ class Engine:
         unfinished: UnfinishedAudio | None = None,
         decoders: DecoderFactory | None = None,
         vad: Callable[[Audio], npt.NDArray[np.float32]] | None = None,
+        hotwords: Callable[[], Sequence[str]] | None = None,
     ):
         self._state_lock = threading.Lock()  # guards state, reason, fatal, reported error
         self._state: State = "loading"
@@ -120,6 +121,8 @@ class Engine:
         build = decoders or (lambda s, reuse: build_decoders(s, model_loader, reuse))
         self._models = ModelLifecycle(settings, overrides or {}, build, self.memory, self._commit.publish, self._report)
         self._vad = vad
+        if hotwords is not None:
+            self._models.hotwords = hotwords  # the user's vocabulary, for the refine pass
 
     # -- public API -------------------------------------------------------------
 

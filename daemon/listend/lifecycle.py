@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from .config import ConfigError, MemoryOptions, Settings, build_settings
@@ -90,6 +90,8 @@ class ModelLifecycle:
         self._stages: Stages | None = None
         self._decoders: DecoderSet | None = None
         self._releases = self._loads = 0
+        # The user's vocabulary, read by the refine and final decoders at each decode (it outlives every model).
+        self.hotwords: Callable[[], Sequence[str]] = lambda: ()
         # The language in force, the user's set and a pin: outlives every model (a pin stays across a switch).
         self.languages = SessionLanguages(
             settings.decode.language_set,
@@ -203,6 +205,9 @@ class ModelLifecycle:
         for decoder in (decoders.live, decoders.final, decoders.refine):
             if isinstance(decoder, WhisperDecoder):
                 decoder.languages = self.languages
+        for decoder in (decoders.final, decoders.refine):  # not the live pass: no false corrections while typing
+            if isinstance(decoder, WhisperDecoder):
+                decoder.hotwords = self.hotwords
         return decoders
 
     def degrade(self) -> Outcome:

@@ -281,7 +281,12 @@ class WindowedWhisper:
         return {token.strip("<|>"): prob for token, prob in self._ct2.detect_language(encoded)[0]}
 
     def decode(
-        self, audio: Audio, settings: DecodeSettings, context: Context = NO_CONTEXT, prompt: str = ""
+        self,
+        audio: Audio,
+        settings: DecodeSettings,
+        context: Context = NO_CONTEXT,
+        prompt: str = "",
+        hotwords: str = "",
     ) -> Attempt:
         """Decode ``audio`` after ``context``, with temperature fallback; the utterance's text only.
 
@@ -289,6 +294,10 @@ class WindowedWhisper:
         without context: the context's text is the preceding text already, and
         a prompt would put it before the decoder twice (measured: without any
         prompt the refined text was as good or better on every bench file).
+        ``hotwords`` (the user's vocabulary) go into the same previous-text slot
+        as faster-whisper's ``hotwords`` do, before a prompt, with or without
+        context: the decoder expects those spellings. The caller guards against
+        them being produced from noise.
         """
         w = settings.window
         audio_s = len(audio) / SAMPLE_RATE
@@ -298,8 +307,9 @@ class WindowedWhisper:
         if len(prefix) + cap > MAX_TOKENS // 2:  # no room for the text after the context's
             prefix, context = [], NO_CONTEXT
         start: list[int] = []
-        if prompt and not prefix:
-            start = [tokenizer.sot_prev, *tokenizer.encode(" " + prompt.strip())[-(MAX_TOKENS // 2 - 1) :]]
+        previous = " ".join(p for p in (hotwords.strip(), "" if prefix else prompt.strip()) if p)
+        if previous:
+            start = [tokenizer.sot_prev, *tokenizer.encode(" " + previous)[-(MAX_TOKENS // 2 - 1) :]]
         start += [*tokenizer.sot_sequence, tokenizer.no_timestamps]
         window = window_seconds(audio_s, context.seconds, w)
         encoded = self.encode(np.concatenate([context.audio, audio]) if prefix else audio, window)
@@ -313,7 +323,7 @@ class WindowedWhisper:
         if prefix and not attempt.text:
             # Whisper may take the context for all there is and end at once: an utterance the
             # VAD heard as speech is then decoded alone rather than lost.
-            return self.decode(audio, settings, NO_CONTEXT, prompt)
+            return self.decode(audio, settings, NO_CONTEXT, prompt, hotwords)
         return attempt
 
     def _with_fallback(
