@@ -31,7 +31,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .files import UnsafeFile, read_regular, sha256_hex
+from .files import UnsafeFile, read_regular, sha256_hex, write_private
 from .models import ModelUnavailable, cache_dir, package_dir, tighten
 
 log = logging.getLogger("listend.moonshine")
@@ -97,15 +97,8 @@ def _wanted_manifest(
 
 
 def _write_manifest(directory: Path, manifest: dict[str, object]) -> None:
-    """``manifest.json`` in ``directory`` (0600), with the source stamps it was checksummed at, replaced whole."""
-    fd, tmp = tempfile.mkstemp(prefix=".manifest-", dir=directory)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(manifest, indent=1))
-        os.replace(tmp, directory / "manifest.json")
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """``manifest.json`` in ``directory``, with the source stamps it was checksummed at, replaced whole (0600)."""
+    write_private(directory / "manifest.json", json.dumps(manifest, indent=1).encode())
 
 
 _prepare_lock = threading.Lock()
