@@ -177,6 +177,9 @@ class TrayApp:
     def set_profile(self, profile: str) -> Future[Any]:
         return self.worker.set_profile(profile)
 
+    def pin_language(self, language: str) -> Future[Any]:
+        return self.worker.pin_language(language)
+
     def open_window(self) -> None:
         """Open the transcript window; at most one at a time, however often it is asked for."""
         with self._window_lock:

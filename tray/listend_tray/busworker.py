@@ -87,6 +87,9 @@ class TrayState:
     last_partial_id: int = 0
     last_final_id: int = 0
     delivery: str = "auto"  # the daemon's Delivery: where refined text goes
+    language: str = ""  # the daemon's Language: the language in force
+    languages: list[str] = field(default_factory=list)  # the user's set ([decode] languages)
+    pinned_language: str = ""  # pinned for now ('' while detection may choose)
     ime: ImeStatus = field(default_factory=ImeStatus)
     typist: bool = False  # `listenctl transcript --follow --type` types (checked): the tray does not
     # Appended by the bus thread, read by the GUI thread: only through the methods below.
@@ -300,6 +303,9 @@ class BusWorker:
             s.state, s.profile = props["State"], props["Profile"]
             s.rss_bytes, s.live, s.last_error = props["RssBytes"], props["LiveText"], props["LastError"]
             s.delivery = props.get("Delivery", s.delivery)
+            s.language = props.get("Language", s.language)
+            s.languages = list(props.get("Languages", s.languages))
+            s.pinned_language = props.get("PinnedLanguage", s.pinned_language)
             try:
                 s.phrases = (await self.client.command_phrases())[0]
             except CallFailed:  # a daemon without voice commands
@@ -381,6 +387,8 @@ class BusWorker:
                 s.rss_bytes = changed.get("RssBytes", s.rss_bytes)
                 s.last_error = changed.get("LastError", s.last_error)
                 s.delivery = changed.get("Delivery", s.delivery)
+                s.language = changed.get("Language", s.language)
+                s.pinned_language = changed.get("PinnedLanguage", s.pinned_language)
                 if "State" in changed:
                     s.state = changed["State"]
                 if "RssBytes" in changed and s.pressure != "normal":
@@ -429,6 +437,10 @@ class BusWorker:
 
     def set_delivery(self, method: str) -> Future[Any]:
         return self._call("SetDelivery", "s", [method])
+
+    def pin_language(self, language: str) -> Future[Any]:
+        """Pin ``language`` for now; ``''`` detects within the set again."""
+        return self._call("PinLanguage", "s", [language])
 
     def start_daemon(self) -> Future[Any]:
         """D-Bus activation where an activation file exists, else ``systemctl --user start``."""

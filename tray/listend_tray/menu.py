@@ -34,6 +34,8 @@ class MenuActions(Protocol):
 
     def set_profile(self, profile: str) -> object: ...
 
+    def pin_language(self, language: str) -> object: ...
+
     def open_window(self) -> object: ...
 
     def quit(self) -> object: ...
@@ -116,6 +118,7 @@ def build_menu(state: TrayState, settings: MenuSettings, actions: MenuActions) -
             ],
         ),
         MenuEntry("sep2", separator=True),
+        language_menu(state, actions),
         MenuEntry(
             "profile",
             "Profile",
@@ -143,6 +146,41 @@ def build_menu(state: TrayState, settings: MenuSettings, actions: MenuActions) -
         MenuEntry("sep3", separator=True),
         MenuEntry("quit", "Quit tray", actions.quit),
     ]
+
+
+# More languages than this (``language = ""``: all of Whisper's) are not offered one by one.
+MENU_LANGUAGES = 10
+
+
+def language_menu(state: TrayState, actions: MenuActions) -> MenuEntry:
+    """*Language: de*: detection within the set, or one of the set pinned for now."""
+    pinned, offered = state.pinned_language, state.languages[:MENU_LANGUAGES]
+    if len(state.languages) > MENU_LANGUAGES and pinned and pinned not in offered:
+        offered.append(pinned)
+    detect = (
+        "Automatic (any language)"
+        if len(state.languages) > MENU_LANGUAGES
+        else "Automatic (" + ", ".join(offered) + ")"
+    )
+    return MenuEntry(
+        "language",
+        f"Language: {state.language}" + (" (pinned)" if pinned else ""),
+        enabled=state.running and len(state.languages) > 1,
+        visible=state.running and bool(state.language),
+        children=[
+            MenuEntry("language_auto", detect, lambda: actions.pin_language(""), toggle="radio", checked=not pinned),
+            *(
+                MenuEntry(
+                    f"language_{code}",
+                    code,
+                    functools.partial(actions.pin_language, code),
+                    toggle="radio",
+                    checked=pinned == code,
+                )
+                for code in offered
+            ),
+        ],
+    )
 
 
 def first_phrases(phrases: list[tuple[str, str]]) -> list[tuple[str, str]]:
@@ -180,6 +218,8 @@ def tooltip(state: TrayState) -> tuple[str, str]:
     if not state.running:
         return "listend", "not running: click to start"
     description = f"{state.shown_state}, profile {state.profile}, {state.rss_bytes / MIB:.0f} MiB"
+    if state.language:
+        description += f", language {state.language}" + (" (pinned)" if state.pinned_language else "")
     if state.state == "error" and state.last_error:
         description = f"error: {state.last_error}"
     elif state.pressure != "normal":

@@ -235,3 +235,24 @@ def test_refined_text_goes_where_the_delivery_choice_says() -> None:
     assert delivery_route("type", ime_connected=False, typist=True) == "typist"
     assert delivery_route("auto", ime_connected=False, typist=True) == "typist"
     assert delivery_route("auto", ime_connected=True, typist=True) == "ime"
+
+
+def test_the_language_menu_shows_the_language_in_force_and_pins_one() -> None:
+    settings = SimpleNamespace(auto_copy=False)
+    actions = Actions()
+    state = tray_state(language="de", languages=["en", "de"])
+    menu = entries(build_menu(state, settings, actions))  # type: ignore[arg-type]
+    assert menu["language"].label == "Language: de" and menu["language"].enabled
+    assert menu["language_auto"].checked and menu["language_auto"].label == "Automatic (en, de)"
+    menu["language_en"].action()
+    menu["language_auto"].action()
+    assert actions.done == ["pin_language:en", "pin_language:"]
+    pinned = tray_state(language="en", languages=["en", "de"], pinned_language="en")
+    menu = entries(build_menu(pinned, settings, actions))  # type: ignore[arg-type]
+    assert menu["language"].label == "Language: en (pinned)" and menu["language_en"].checked
+    assert not menu["language_auto"].checked
+    assert tooltip(pinned)[1].endswith("language en (pinned)")
+    # One language: nothing to choose; every Whisper language (language = ""): not offered one by one.
+    assert not entries(build_menu(tray_state(language="de", languages=["de"]), settings, actions))["language"].enabled  # type: ignore[arg-type]
+    many = entries(build_menu(tray_state(language="fr", languages=[f"l{i}" for i in range(99)]), settings, actions))  # type: ignore[arg-type]
+    assert many["language_auto"].label == "Automatic (any language)" and len(many["language"].children) == 11
