@@ -14,6 +14,7 @@ partial does not show the phrase that its refined text will not have.
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -45,7 +46,7 @@ class Replacements:
                 raise ValueError(f"replacement for {phrase!r} is longer than {MAX_TEXT_CHARS} characters")
             if any("\0" in s for s in (phrase, text)):
                 raise ValueError(f"replacement {phrase!r} contains NUL")
-            key = " ".join(words).lower()
+            key = unicodedata.normalize("NFC", " ".join(words)).lower()
             if key in folded and folded[key] != text:
                 raise ValueError(f"replacement phrase {phrase!r} is given twice with different texts")
             folded[key] = text
@@ -69,7 +70,8 @@ class Replacements:
             # I): such a match keeps what was said rather than raise in the pipeline.
             return rules.get(" ".join(said.split()).lower(), said)
 
-        return self._pattern.sub(replace, text)
+        # Composed as the phrases are, so "é" matches whichever way the model or the config wrote it.
+        return self._pattern.sub(replace, unicodedata.normalize("NFC", text))
 
     def __bool__(self) -> bool:
         return bool(self.rules)

@@ -26,6 +26,8 @@ def test_other_scripts_keep_word_boundaries():
     assert rules.apply("Die Straße ist lang") == "Die Strasse ist lang"
     assert rules.apply("Hauptstraße") == "Hauptstraße"
     assert rules.apply("Cet été.") == "Cet summer."
+    assert Replacements.build({"e\u0301te\u0301": "summer"}).apply("Cet été.") == "Cet summer."  # decomposed
+    assert rules.apply("Cet e\u0301te\u0301.") == "Cet summer."
 
 
 def test_empty_rules_change_nothing():
