@@ -28,7 +28,7 @@ COMMAND_WORDS = ("new line", "new paragraph", "delete that", "scratch that", "qu
 def utterances(path: Path, *phrases: str) -> Path:
     """``phrases`` spoken one after another, each followed by a pause the segmenter cuts at."""
     gap = silence(path.with_name("pause.wav"), PAUSE_S)
-    parts: list[Path] = [silence(path.with_name("lead.wav"), 0.5)]
+    parts: list[Path] = [silence(path.with_name("lead.wav"), 1.0)]  # playback starts before the voice
     for i, phrase in enumerate(phrases):
         parts += [speak(path.with_name(f"{path.stem}-{i}.wav"), phrase, speed=SPEED, voice=VOICE), gap]
     return concat(path, *parts)
@@ -150,3 +150,27 @@ def test_a_spoken_mark_amends_the_previous_sentence_and_command_words_inside_a_s
     )
     assert "\n" not in dictation.field.text() and "mark" not in dictation.field.text().lower()
     assert "commands refused 0" in dictation.status()
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_scratch_that_after_a_click_elsewhere_in_the_field_deletes_nothing(dictation, pulse, tmp_path):
+    sentence = utterances(tmp_path / "sentence.wav", "Thanks for the notes.")
+    take_back = utterances(tmp_path / "take-back.wav", "Delete that.")
+    field, env = dictation.field, dictation.env
+    dictation.start()
+    pulse.speak(sentence)
+    field.wait(lambda e: e["kind"] == "text" and e["text"].strip().endswith("."), 60, "the sentence committed")
+    committed = field.text()
+    # The user clicks at the start of the text: the cursor is no longer after listend's sentence.
+    window = subprocess.run(
+        ["xdotool", "search", "--name", "^listend-test-field$"], env=env, capture_output=True, text=True, timeout=30
+    ).stdout.split()[0]
+    subprocess.run(["xdotool", "mousemove", "--window", window, "3", "3", "click", "1"], env=env, check=True)
+    pulse.speak(take_back)
+    wait_until(
+        lambda: "commands refused 1" in dictation.status(),
+        60,
+        lambda: f"{dictation.status()} {dictation.transcript()} {field.text()!r}",
+    )
+    dictation.stop()
+    assert field.text() == committed, "nothing before the new cursor position was deleted"

@@ -359,7 +359,8 @@ class Composer:
             where = "another field" if any(target in f.recent for f in self._fields.values()) else "no field"
             return [ShowPreedit(""), *self._refuse(seg_id, f"the text it acts on was typed into {where} here")]
         if not fld.surrounding or fld.reported is None:
-            return [ShowPreedit(""), *self._refuse(seg_id, "the field does not show the text before the cursor")]
+            unseen = "the field has not shown the text before the cursor since it last changed (a click, a key)"
+            return [ShowPreedit(""), *self._refuse(seg_id, unseen)]
         if not fld.reported.endswith(committed):
             return [ShowPreedit(""), *self._refuse(seg_id, "the text before the cursor is not what listend typed")]
         if action == Action.SCRATCH_THAT.value:
