@@ -13,10 +13,14 @@ from listend.config import ConfigError, build_settings, command_table, replaceme
 from listend.events import Refined
 from listend.history import Segment, TranscriptStore, parse_record
 from listend.replacements import Replacements
+from listend.sources import FileSource
 from listend.vocabulary import Vocabulary
 from tests.support.pipeline import Recorder, utt
+from tests.unit.listend import test_engine_logic as engine_logic
 
 TABLE = CommandTable.build(["en"])
+make_engine = engine_logic.make_engine  # the fixture: an engine on stand-in decoders
+StandInModels, utterances_wav = engine_logic.StandInModels, engine_logic.utterances_wav
 
 
 def test_scratch_that_walks_back_over_text_segments_and_never_targets_a_command() -> None:
@@ -187,3 +191,24 @@ def test_clients_parse_segment_command_and_the_tray_reads_the_session_as_meant()
     assert state.command_of(5) == "new_line" and state.command_of(6) == "" and state.command_of(4) == ""
     menu = entries(build_menu(state, SimpleNamespace(auto_copy=False), Actions()))  # type: ignore[arg-type]
     assert menu["say"].visible and [e.label for e in menu["say"].children] == ["“new line” → [new line]"]
+
+
+def test_commands_and_replacements_follow_the_profile_from_the_next_segment(make_engine, tmp_path):
+    """[commands] and [replacements] reach the commit stage through the settings route: at a profile switch."""
+    overrides = validate_overrides(
+        {
+            "replacements": {"refine": "accurate"},
+            "lightweight": {"replacements": {"final": "quick"}, "commands": {"new_line": ["final 2"]}},
+        }
+    )
+    engine, rec = make_engine(StandInModels(), overrides=overrides)
+    engine.start(FileSource(str(utterances_wav(tmp_path / "one.wav", 1))))
+    assert engine.wait_source_done(10) and engine.wait_drained(10)
+    engine.set_profile("lightweight")
+    engine.start(FileSource(str(utterances_wav(tmp_path / "two.wav", 2))))
+    assert engine.wait_source_done(10) and engine.wait_drained(10)
+    assert [(e.text, e.command) for e in rec.of(Refined)] == [
+        ("accurate 1", ""),
+        ("quick 1", ""),
+        ("final 2", "new_line"),  # a command's words are not replaced
+    ]
