@@ -211,23 +211,41 @@ class CommandSession:
 
     def __init__(self) -> None:
         self._texts: list[int] = []  # ids of the session's text segments still standing, oldest first
+        self._said: dict[int, str] = {}  # their text as it stands now (a mark amends it)
 
     def reset(self) -> None:
         """A new dictation session: earlier segments are no longer targets."""
         self._texts.clear()
+        self._said.clear()
 
-    def meaning(self, seg_id: int, text: str, table: CommandTable) -> tuple[Action | None, int]:
-        """``(action, target)`` of segment ``seg_id`` with final ``text``; ``(None, 0)`` when it is text."""
+    def amended(self, seg_id: int) -> str:
+        """The text of segment ``seg_id`` as it stands now (after the marks said since), '' if unknown."""
+        return self._said.get(seg_id, "")
+
+    def meaning(
+        self, seg_id: int, text: str, table: CommandTable, published: str | None = None
+    ) -> tuple[Action | None, int]:
+        """``(action, target)`` of segment ``seg_id`` with final ``text``; ``(None, 0)`` when it is text.
+
+        ``published`` is the text as it goes out when it is text (after the
+        replacements), the text a later mark amends; default ``text``.
+        """
         action = table.recognise(text)
         if action is None:
             self._texts.append(seg_id)
+            self._said[seg_id] = text if published is None else published
             if len(self._texts) > MAX_SESSION_TEXTS:
-                del self._texts[0]
+                self._said.pop(self._texts.pop(0), None)
             return None, 0
         if action is Action.SCRATCH_THAT:
-            return action, self._texts.pop() if self._texts else 0
+            target = self._texts.pop() if self._texts else 0
+            self._said.pop(target, None)
+            return action, target
         if action.mark:
-            return action, self._texts[-1] if self._texts else 0
+            target = self._texts[-1] if self._texts else 0
+            if target:
+                self._said[target] = amend_ending(self._said[target], action.mark)
+            return action, target
         return action, 0
 
 

@@ -237,11 +237,12 @@ class Commit:
 
     def _with_meaning(self, final: Refined) -> Refined:
         """``final`` with its command and target, or with the replacements applied to its text (lock held)."""
-        action, target = self._session.meaning(final.id, final.text, self._commands)
+        replaced = self._replacements.apply(final.text)
+        action, target = self._session.meaning(final.id, final.text, self._commands, replaced)
         if action is not None:
             self._count(commands=1)
-            return dataclasses.replace(final, command=action.value, target=target)
-        replaced = self._replacements.apply(final.text)
+            amended = self._session.amended(target) if action.mark and target else ""
+            return dataclasses.replace(final, command=action.value, target=target, amended=amended)
         return final if replaced == final.text else dataclasses.replace(final, text=replaced)
 
     # -- draining ---------------------------------------------------------------

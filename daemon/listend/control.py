@@ -198,6 +198,7 @@ class Daemon:
                         event.source,
                         event.command,
                         event.target,
+                        event.amended,
                     )
                 )
             except Exception:  # a record that cannot be stored must not stop the announcement

@@ -48,6 +48,7 @@ class Refined:
     wall_end: float
     command: str = ""
     target: int = 0
+    amended: str = ""  # a spoken mark: the target's text with its new ending (what the history records)
 
 
 @dataclass(frozen=True)

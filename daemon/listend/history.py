@@ -66,7 +66,7 @@ class Segment:
     ``text`` is what was said. A command segment records what it meant:
     ``command`` (a :class:`~listend.commands.Action` value) and ``target``,
     the segment it acts on -- a ``scratch_that`` marks its target retracted, a
-    spoken mark gives its target a new ending
+    spoken mark gives its target a new ending (``amended``: the target's text as it now stands)
     (:func:`~listend.commands.as_meant` reads the text as meant from these).
     """
 
@@ -78,6 +78,7 @@ class Segment:
     source: str = "refined"
     command: str = ""
     target: int = 0
+    amended: str = ""  # a spoken mark's record: its target's text with the new ending
 
 
 def default_history_dir() -> Path:
@@ -427,10 +428,12 @@ def parse_record(raw: bytes | str) -> Segment | None:
     live_text, source = d.get("live_text", ""), d.get("source", "refined")
     if not (isinstance(text, str) and isinstance(live_text, str) and isinstance(source, str)):
         return None
-    command, target = d.get("command", ""), d.get("target", 0)
-    if not isinstance(command, str) or type(target) is not int or not 0 <= target <= MAX_ID:
+    command, target, amended = d.get("command", ""), d.get("target", 0), d.get("amended", "")
+    if not isinstance(command, str) or not isinstance(amended, str) or type(target) is not int:
         return None
-    return Segment(seg_id, float(start), float(end), text, live_text, source, command, target)
+    if not 0 <= target <= MAX_ID:
+        return None
+    return Segment(seg_id, float(start), float(end), text, live_text, source, command, target, amended)
 
 
 def retracted_ids(segments: list[Segment]) -> set[int]:

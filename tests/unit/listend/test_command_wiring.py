@@ -11,7 +11,7 @@ from listend.commands import Action, CommandSession, CommandTable, as_meant, com
 from listend.commit import Commit
 from listend.config import ConfigError, build_settings, command_table, replacements, validate_overrides
 from listend.events import Refined
-from listend.history import Segment, TranscriptStore, parse_record
+from listend.history import Segment, TranscriptStore, parse_record, retracted_ids
 from listend.replacements import Replacements
 from listend.sources import FileSource
 from listend.vocabulary import Vocabulary
@@ -72,25 +72,29 @@ def test_commit_gives_a_whole_utterance_command_its_action_and_target_and_replac
     commit.subscribe(events)
     commit.configure_voice(TABLE, Replacements.build({"my email": "me@example.org", "new line": "NL"}))
     commit.new_session(1)
-    for i in range(1, 5):
+    for i in range(1, 7):
         commit.register(i)
     assert commit.partial(1, True, "write to my email", 0.5)
     commit.finish(utt(2), "New line.", "refined")  # before 1 is final: its meaning waits for the id order
     commit.finish(utt(1), "Write to my email.", "refined")
     commit.finish(utt(3), "a new line of products", "live")
     commit.finish(utt(4), "Scratch that.", "refined")
+    commit.finish(utt(5), "Question mark.", "refined")
+    commit.finish(utt(6), "Exclamation point!", "refined")
     assert commit.wait_drained(5)
     partial, *finals = list(events)
     assert partial.text == "write to me@example.org"  # the partial is replaced too
     assert all(isinstance(e, Refined) for e in finals)
-    meant = [(e.id, e.text, e.command, e.target) for e in finals if isinstance(e, Refined)]
+    meant = [(e.id, e.text, e.command, e.target, e.amended) for e in finals if isinstance(e, Refined)]
     assert meant == [
-        (1, "Write to me@example.org.", "", 0),
-        (2, "New line.", "new_line", 0),  # a command's words are not replaced
-        (3, "a NL of products", "", 0),  # inside a sentence the words are text
-        (4, "Scratch that.", "scratch_that", 3),
+        (1, "Write to me@example.org.", "", 0, ""),
+        (2, "New line.", "new_line", 0, ""),  # a command's words are not replaced
+        (3, "a NL of products", "", 0, ""),  # inside a sentence the words are text
+        (4, "Scratch that.", "scratch_that", 3, ""),
+        (5, "Question mark.", "question_mark", 1, "Write to me@example.org?"),  # the text as published, amended
+        (6, "Exclamation point!", "exclamation_mark", 1, "Write to me@example.org!"),
     ]
-    assert commit.stats().commands == 2
+    assert commit.stats().commands == 4
 
 
 def test_commit_starts_a_session_after_the_earlier_session_s_owed_finals(commit: Commit) -> None:
@@ -113,8 +117,16 @@ def test_the_history_keeps_what_a_command_meant(tmp_path: Path) -> None:
     store = TranscriptStore(tmp_path)
     store.append(Segment(1, 1e9, 1e9 + 1, "Oops.", "", "refined"))
     store.append(Segment(2, 1e9 + 2, 1e9 + 3, "Scratch that.", "", "refined", "scratch_that", 1))
+    store.append(Segment(3, 1e9 + 4, 1e9 + 5, "Is it?", "", "refined"))
+    store.append(Segment(4, 1e9 + 6, 1e9 + 7, "Period.", "", "refined", "period", 3, "Is it."))
     again = TranscriptStore(tmp_path).since(0)
-    assert [(s.id, s.command, s.target) for s in again] == [(1, "", 0), (2, "scratch_that", 1)]
+    assert [(s.id, s.command, s.target, s.amended) for s in again] == [
+        (1, "", 0, ""),
+        (2, "scratch_that", 1, ""),
+        (3, "", 0, ""),
+        (4, "period", 3, "Is it."),
+    ]
+    assert retracted_ids(again) == {1}
     assert parse_record('{"id": 3, "start": 1, "end": 2, "text": "x", "target": -1}') is None
     assert parse_record('{"id": 3, "start": 1, "end": 2, "text": "x"}') == Segment(3, 1.0, 2.0, "x")
 
