@@ -158,7 +158,7 @@ def test_keys_typed_while_dictating_and_a_focus_change_lose_nothing(session, pul
     in_b = field.text("b")
     clipboard = session.desktop.clipboard()
     status = ctl(env, "status").stdout
-    failed = int(status.split("failed ")[1].split()[0])
+    failed = int(status.split("failed ")[1].split(",")[0])
     assert failed >= 1, status  # the utterance spoken into view a could not be committed there
     assert clipboard.strip(), "what could not be committed is on the clipboard"
     # Every refined word is in exactly one place, in order: view a, then the clipboard, then view b.
