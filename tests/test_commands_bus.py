@@ -10,7 +10,10 @@ from __future__ import annotations
 import asyncio
 import json
 
+from dbus_next import MessageType
+
 from listend.commands import normalise
+from listend.vocabulary import MAX_WORDS
 from tests.support.audio import concat, silence, speak
 from tests.support.bus import BusClient, ctl, daemon_env
 
@@ -93,6 +96,8 @@ def test_commands_replacements_and_stop_listening_on_the_bus(start_daemon, priva
     assert listed.returncode == 0, listed.stderr
     assert "new line\t[new line]" in listed.stdout and "scratch that\t[scratch that]" in listed.stdout
     assert "\t[colon]" not in listed.stdout and "off: colon" in listed.stdout
+    table = json.loads(ctl(env, "commands", "--json").stdout)
+    assert table["phrases"]["scratch_that"] == ["scratch that", "delete that"] and table["off"] == ["colon"]
 
 
 def test_vocabulary_is_listed_added_and_removed_over_the_bus(start_daemon, private_bus, tmp_path):
@@ -117,3 +122,19 @@ def test_vocabulary_is_listed_added_and_removed_over_the_bus(start_daemon, priva
     assert missing.returncode == 2 and "not in the vocabulary" in missing.stderr
     usage = ctl(env, "vocabulary", "add")
     assert usage.returncode == 2 and "one or more WORD" in usage.stderr
+
+    async def over_the_bus():
+        async with BusClient(private_bus.address) as c:
+            for bad in ("", " \t ", "y" * 65, "a\x01b"):
+                reply = await c.call("AddVocabulary", "s", [bad])
+                assert reply.error_name == "io.github.listend.Error.InvalidArgs", (bad, reply.body)
+            for i in range(MAX_WORDS - 2):  # two are there: the config's word and one added
+                reply = await c.call("AddVocabulary", "s", [f"Name{i}"])
+                assert reply.message_type == MessageType.METHOD_RETURN, reply.body
+            full = await c.call("AddVocabulary", "s", ["OneTooMany"])
+            assert full.error_name == "io.github.listend.Error.InvalidArgs" and "full" in full.body[0]
+            assert len(await c.prop("Vocabulary")) == MAX_WORDS
+            changed = [m.body[1] for m in c.named("PropertiesChanged") if "Vocabulary" in m.body[1]]
+            assert len(changed) == MAX_WORDS - 2 and changed[-1]["Vocabulary"].value[-1] == f"Name{MAX_WORDS - 3}"
+
+    asyncio.run(over_the_bus())
