@@ -17,11 +17,13 @@ import pytest
 
 from tests.support.audio import concat, silence, speak
 from tests.support.bus import ctl, daemon_env
+from tests.support.field_app import FieldApp
 from tests.support.ibus import KEYBOARD_ENGINE, GtkField, IBusDaemon
 from tests.support.processes import BIN
 from tests.support.waiting import wait_until
 
 VOICE, SPEED, PAUSE_S = "en", 145, 1.5
+ENTRY_FIELD = Path(__file__).parent / "support" / "gtk_entry_field.py"
 COMMAND_WORDS = ("new line", "new paragraph", "delete that", "scratch that", "question mark")
 
 
@@ -35,8 +37,10 @@ def utterances(path: Path, *phrases: str) -> Path:
 
 
 class Dictation:
-    def __init__(self, env: dict[str, str], ibus: IBusDaemon, field: GtkField, ime_log: Path) -> None:
-        self.env, self.ibus, self.field, self.ime_log = env, ibus, field, ime_log
+    def __init__(
+        self, env: dict[str, str], field_env: dict[str, str], ibus: IBusDaemon, field: GtkField, ime_log: Path
+    ) -> None:
+        self.env, self.field_env, self.ibus, self.field, self.ime_log = env, field_env, ibus, field, ime_log
 
     def start(self) -> None:
         assert ctl(self.env, "start").returncode == 0
@@ -69,7 +73,7 @@ def dictation(desktop, start_daemon, spawn, private_bus, pulse, tmp_path):
     spawn([str(BIN / "listend-ime"), "--verbose"], env=env, log="ime")
     ime_log = tmp_path / "ime.log"
     wait_until(lambda: "registered engine" in ime_log.read_text(), 30, lambda: ime_log.read_text())
-    yield Dictation(env, ibus, field, ime_log)
+    yield Dictation(env, field_env, ibus, field, ime_log)
     field.close()
     ibus.close()
 
@@ -174,3 +178,21 @@ def test_scratch_that_after_a_click_elsewhere_in_the_field_deletes_nothing(dicta
     )
     dictation.stop()
     assert field.text() == committed, "nothing before the new cursor position was deleted"
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_new_line_in_a_single_line_entry_does_not_submit_it(dictation, pulse, tmp_path):
+    """GTK3 tells IBus nothing that tells a GtkEntry from a text view (neither GTK3's nor IBus 1.5.27's input
+    hints have a multi-line one), so the line break is committed; a GtkEntry inserts committed text as it is
+    and is submitted only by the Return key, never by a commit."""
+    entry = FieldApp(tmp_path, "entry", ENTRY_FIELD, dictation.field_env, "the GTK entry")
+    wav = utterances(tmp_path / "entry.wav", "Good morning.", "New line.", "Best wishes.")
+    dictation.start()
+    pulse.speak(wav)
+    dictation.stop()
+    segments = dictation.transcript()
+    assert len(segments) == 3, segments
+    expected = f"{segments[0]}\n{segments[2]}"
+    entry.wait(lambda e: e["kind"] == "text" and e["text"] == expected, 30, f"the entry to read {expected!r}")
+    assert not [e for e in entry.events() if e["kind"] == "activate"], "the entry was not submitted"
+    entry.close()
