@@ -9,6 +9,7 @@ lost), so the tests say the same command's other phrase, "delete that".
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -196,3 +197,34 @@ def test_new_line_in_a_single_line_entry_does_not_submit_it(dictation, pulse, tm
     entry.wait(lambda e: e["kind"] == "text" and e["text"] == expected, 30, f"the entry to read {expected!r}")
     assert not [e for e in entry.events() if e["kind"] == "activate"], "the entry was not submitted"
     entry.close()
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_the_typing_path_presses_return_for_line_breaks_and_refuses_what_it_cannot_verify(
+    desktop, tmp_path, monkeypatch
+):
+    """The tray's and ``listenctl transcript --follow --type``'s typist: xdotool into a GTK3 text view on Xvfb."""
+    env = {**os.environ, **desktop.env, "GTK_IM_MODULE": "gtk-im-context-simple", "GDK_BACKEND": "x11"}
+    env.pop("PYTHONPATH", None)
+    env.pop("VIRTUAL_ENV", None)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setenv("DISPLAY", desktop.env["DISPLAY"])
+    field = GtkField(tmp_path, env)
+    from listend_desktop.typist import Typist
+
+    told: list[str] = []
+    typist = Typist(on_command_refused=told.append)
+    assert typist.type_segment("Good morning.")
+    assert typist.execute("new_line")
+    assert typist.type_segment("Best wishes.")
+    assert typist.execute("new_paragraph")
+    assert typist.type_segment("Ana.")
+    assert typist.execute("stop_listening"), "nothing to type, and nothing refused"
+    scratched, marked = typist.execute("scratch_that"), typist.execute("question_mark")
+    assert not scratched and not marked and "cannot" in scratched.detail
+    expected = "Good morning.\nBest wishes.\n\nAna."
+    field.wait(lambda e: e["kind"] == "text" and e["text"] == expected, 30, f"the field to read {expected!r}")
+    time.sleep(0.5)  # anything a refused command typed would be in the field by now
+    assert field.text() == expected
+    assert len(told) == 1, "the refusal is said once"
+    field.close()
