@@ -62,7 +62,7 @@ from listend.ids import SeenIds
 from listend_desktop.clipboard import Clipboard
 
 from . import fields, guard, ibus, kwin
-from .composer import LINE_BREAKS, Effect, ShowPreedit
+from .composer import KNOWN_ACTIONS, LINE_BREAKS, Effect, ShowPreedit
 from .delivery import Delivery
 from .engine import STATUS_NAME, STATUS_PATH, Engine, Status
 from .fields import Fields
@@ -348,8 +348,8 @@ class InputMethod:
 
     def _command(self, seg_id: int, action: str, target: int, now: float) -> None:
         """Segment ``seg_id`` is a command: its final (next) is executed, not typed (:meth:`Composer.command`)."""
-        if seg_id in self._seen:
-            return
+        if seg_id in self._seen or action not in KNOWN_ACTIONS:
+            return  # an action of a newer daemon: its segment is text (docs/dbus.md)
         self._commands[seg_id] = action
         while len(self._commands) > COMMANDS_MAX:
             del self._commands[next(iter(self._commands))]

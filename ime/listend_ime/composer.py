@@ -91,6 +91,7 @@ class Refused:
 
 Effect = ShowPreedit | TypeText | ToClipboard | DeleteBefore | Refused
 
+KNOWN_ACTIONS = frozenset(action.value for action in Action)
 LINE_BREAKS = {Action.NEW_LINE.value: "\n", Action.NEW_PARAGRAPH.value: "\n\n"}
 
 
@@ -165,6 +166,8 @@ class Composer:
         """
         if seg_id in self._done:
             return []
+        if action not in KNOWN_ACTIONS:
+            return []  # an action of a newer daemon: the segment stays text (docs/dbus.md)
         segment = self._segment(seg_id)
         segment.command = (action, target)
         if action == Action.SCRATCH_THAT.value and target != seg_id and target in self._segments:

@@ -165,7 +165,7 @@ def test_a_mark_with_nothing_before_it_is_refused_and_stop_listening_types_nothi
     effects = command(c, 2, "stop_listening", 0, "Stop listening.")
     assert kinds(effects, TypeText) == [] and not kinds(effects, Refused)
     effects = command(c, 3, "some_new_action", 0, "Do magic.")
-    assert kinds(effects, TypeText) == [], "an action this client does not know is not typed either"
+    assert kinds(effects, TypeText) == [TypeText("Do magic.", 3)], "an action this client does not know is text"
 
 
 def test_commands_whose_field_lost_focus_line_breaks_to_the_clipboard_the_rest_refused():
