@@ -52,6 +52,11 @@ def refusal_notice(reason: str) -> tuple[str, str]:
     return "listend: cannot type here", f"{reason}. Refined text goes to the clipboard instead."
 
 
+def command_refusal_notice(reason: str) -> tuple[str, str]:
+    """The desktop notification's (summary, body) when a voice command is not carried out by typing."""
+    return "listend: left your text as it is", f"The command was not carried out: {reason}. Nothing was deleted."
+
+
 def typing_command(env: Mapping[str, str] | None = None) -> list[str] | None:
     env = os.environ if env is None else env
     if env.get("WAYLAND_DISPLAY") and shutil.which("wtype"):

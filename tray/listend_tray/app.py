@@ -204,9 +204,12 @@ class TrayApp:
         command = state.command_of(seg_id)  # a voice command is executed (Return) or refused, never typed
         if route == "type":
             if self._typist is None:
-                from listend_desktop.typist import Typist, refusal_notice
+                from listend_desktop.typist import Typist, command_refusal_notice, refusal_notice
 
-                self._typist = Typist(on_refused=lambda reason: self.worker.notify(*refusal_notice(reason)))
+                self._typist = Typist(
+                    on_refused=lambda reason: self.worker.notify(*refusal_notice(reason)),
+                    on_command_refused=lambda reason: self.worker.notify(*command_refusal_notice(reason)),
+                )
             work, argument = (self._typist.execute, command) if command else (self._typist.type_segment, text)
             threading.Thread(target=work, args=(argument,), name="listend-type", daemon=True).start()
         elif command:
