@@ -138,3 +138,15 @@ def test_vocabulary_is_listed_added_and_removed_over_the_bus(start_daemon, priva
             assert len(changed) == MAX_WORDS - 2 and changed[-1]["Vocabulary"].value[-1] == f"Name{MAX_WORDS - 3}"
 
     asyncio.run(over_the_bus())
+
+
+def test_a_profile_s_own_vocabulary_takes_over_at_a_switch(start_daemon, private_bus, tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text('[vocabulary]\nwords = ["Anneliese"]\n[lightweight.vocabulary]\nwords = ["Xiaoyu"]\n')
+    env = daemon_env(private_bus, tmp_path / "state")
+    start_daemon("--config", str(config), env=env)
+    assert ctl(env, "vocabulary", "add", "Okonkwo").stdout.splitlines() == ["Anneliese", "Okonkwo"]
+    switched = ctl(env, "profile", "lightweight", timeout=180)
+    assert switched.returncode == 0, switched.stderr
+    # The profile's words replace the config's; the words added at run time stay.
+    assert ctl(env, "vocabulary", "list").stdout.splitlines() == ["Xiaoyu", "Okonkwo"]

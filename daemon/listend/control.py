@@ -177,6 +177,13 @@ class Daemon:
             raise ValueError(f"{' '.join(word.split())[:64]!r} is not in the vocabulary")
         self._vocabulary_changed()
 
+    def _follow_vocabulary(self) -> None:
+        """The config's words of the profile in force ([<profile>.vocabulary] words), after a switch (loop thread)."""
+        before = self.words.words
+        self.words.configure(self.engine.settings.vocabulary.words)
+        if self.words.words != before:
+            self._vocabulary_changed()
+
     def _vocabulary_changed(self) -> None:
         if self.bus is not None:
             self.interface.emit_properties_changed({"Vocabulary": self.words.words})
@@ -259,6 +266,7 @@ class Daemon:
                 i.emit_properties_changed({"Language": language, "PinnedLanguage": pinned})
             case ProfileChanged(profile=profile, reason=reason):
                 i.emit_properties_changed({"Profile": profile})
+                self._follow_vocabulary()
                 self.notifier.status(f"{self.engine.state}, profile {profile}")
                 if reason == "memory limit":
                     self.desktop_notify(
@@ -327,6 +335,7 @@ class Daemon:
     async def set_profile(self, profile: str) -> None:
         async with self._busy:
             await asyncio.to_thread(self.engine.set_profile, profile, "requested over D-Bus")
+            self._follow_vocabulary()  # before the reply: a caller reads the profile's vocabulary next
 
     def memory_report(self) -> dict[str, object]:
         """The engine's stats plus what only the daemon knows (history, bus writer)."""
