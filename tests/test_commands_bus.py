@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 from dbus_next import MessageType
 
@@ -16,6 +17,8 @@ from listend.commands import normalise
 from listend.vocabulary import MAX_WORDS
 from tests.support.audio import concat, silence, speak
 from tests.support.bus import BusClient, ctl, daemon_env
+from tests.support.processes import BIN
+from tests.support.waiting import wait_until
 
 CONFIG = """
 [replacements]
@@ -26,7 +29,7 @@ disabled = ["colon"]
 """
 
 
-def test_commands_replacements_and_stop_listening_on_the_bus(start_daemon, private_bus, tmp_path, audio_dir):
+def test_commands_replacements_and_stop_listening_on_the_bus(start_daemon, private_bus, tmp_path, audio_dir, spawn):
     gap = silence(audio_dir / "command-gap.wav", 1.6)
     parts = [
         speak(audio_dir / "c-email.wav", "Please send the quarterly report to my email."),
@@ -43,8 +46,16 @@ def test_commands_replacements_and_stop_listening_on_the_bus(start_daemon, priva
     config = tmp_path / "config.toml"
     config.write_text(CONFIG)
     state = tmp_path / "state"
+    (state / "listend" / "history").mkdir(parents=True)
+    (state / "listend" / "history" / time.strftime("%Y-%m-%d.jsonl")).write_text(
+        json.dumps({"id": 1, "start": time.time() - 60, "end": time.time() - 59, "text": "Said before."}) + "\n"
+    )
     env = daemon_env(private_bus, state)
     start_daemon("--config", str(config), "--source", str(wav), env=env)
+    # A follower prints what comes as it comes: subscribed once it printed the segment said before.
+    spawn([str(BIN / "listenctl"), "transcript", "--follow", "--last", "1"], env=env, log="follower")
+    follower = tmp_path / "follower.log"
+    wait_until(lambda: "Said before." in follower.read_text(), 60, "the follower to subscribe")
 
     async def scenario():
         async with BusClient(private_bus.address) as c:
@@ -91,6 +102,13 @@ def test_commands_replacements_and_stop_listening_on_the_bus(start_daemon, priva
     assert "\t[new line]" in transcript.stdout and f"\t[scratch that] #{products}" in transcript.stdout
     as_json = [json.loads(line) for line in ctl(env, "transcript", "--json").stdout.splitlines()]
     assert {r["id"]: r.get("command", "") for r in as_json}[scratch] == "scratch_that"
+
+    wait_until(lambda: "[stop listening]" in follower.read_text(), 60, "the follower to print the last command")
+    followed = [line.split("\t", 2)[::2] for line in follower.read_text().splitlines()]
+    assert [str(products), refined[products]] in followed, followed  # text inside a sentence stays text
+    assert [str(by_text["new line"]), "[new line]"] in followed, followed
+    assert [str(scratch), f"[scratch that] #{products}"] in followed, followed
+    assert [str(email), refined[email]] in followed, followed
 
     listed = ctl(env, "commands")
     assert listed.returncode == 0, listed.stderr
