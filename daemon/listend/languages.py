@@ -34,7 +34,7 @@ log = logging.getLogger("listend.languages")
 class LanguagePolicy:
     """When detection may change the language in force (see the module's doc)."""
 
-    switch_probability: float = 0.8
+    switch_probability: float = 0.65
     min_seconds: float = 1.5
     confirm: int = 2
 
