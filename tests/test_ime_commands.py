@@ -18,6 +18,7 @@ import pytest
 
 from tests.support.audio import concat, silence, speak
 from tests.support.bus import ctl, daemon_env
+from tests.support.desktop import Desktop
 from tests.support.field_app import FieldApp
 from tests.support.ibus import KEYBOARD_ENGINE, GtkField, IBusDaemon
 from tests.support.processes import BIN
@@ -42,6 +43,7 @@ class Dictation:
         self, env: dict[str, str], field_env: dict[str, str], ibus: IBusDaemon, field: GtkField, ime_log: Path
     ) -> None:
         self.env, self.field_env, self.ibus, self.field, self.ime_log = env, field_env, ibus, field, ime_log
+        self.desktop: Desktop | None = None
 
     def start(self) -> None:
         assert ctl(self.env, "start").returncode == 0
@@ -74,7 +76,9 @@ def dictation(desktop, start_daemon, spawn, private_bus, pulse, tmp_path):
     spawn([str(BIN / "listend-ime"), "--verbose"], env=env, log="ime")
     ime_log = tmp_path / "ime.log"
     wait_until(lambda: "registered engine" in ime_log.read_text(), 30, lambda: ime_log.read_text())
-    yield Dictation(env, field_env, ibus, field, ime_log)
+    running = Dictation(env, field_env, ibus, field, ime_log)
+    running.desktop = desktop
+    yield running
     field.close()
     ibus.close()
 
@@ -228,3 +232,19 @@ def test_the_typing_path_presses_return_for_line_breaks_and_refuses_what_it_cann
     assert field.text() == expected
     assert len(told) == 1, "the refusal is said once"
     field.close()
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_with_no_field_focused_line_breaks_go_to_the_clipboard_and_a_take_back_is_refused(dictation, pulse, tmp_path):
+    wav = utterances(tmp_path / "blurred.wav", "Good morning.", "New line.", "Thanks for the notes.", "Delete that.")
+    dictation.start()
+    dictation.field.blur()  # focus moves to a window with no text field: everything goes to the clipboard
+    pulse.speak(wav)
+    dictation.stop()
+    segments = dictation.transcript()
+    assert len(segments) == 4, segments
+    expected = f"{segments[0]}\n{segments[2]}"
+    assert dictation.desktop is not None
+    wait_until(lambda: dictation.desktop.clipboard() == expected, 20, lambda: repr(dictation.desktop.clipboard()))
+    assert dictation.field.text("a") == "" and dictation.field.text("b") == ""
+    assert "commands refused 1" in dictation.status(), "the text it would take back is on the clipboard"
