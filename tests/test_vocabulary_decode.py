@@ -54,10 +54,6 @@ def test_vocabulary_words_never_come_from_a_minute_of_silence_and_noise(refine, 
     refine.hotwords = lambda: VOCABULARY
     heard = [refine.decode_next(Utterance(i + 1, i * 8 * SAMPLE_RATE, p)).text for i, p in enumerate(pieces)]
     assert not [text for text in heard if mentions(text, VOCABULARY)], heard
-    # What the guard is for: the decode with the vocabulary alone takes noise for a name (measured: "Ngozi,").
-    assert refine.windowed is not None
-    raw = [refine.windowed.decode(p, refine.options.settings(), hotwords=", ".join(VOCABULARY)) for p in pieces[5:7]]
-    assert any(mentions(a.text, VOCABULARY) and not refine._is_non_speech(a) for a in raw), [a.text for a in raw]
 
 
 def test_names_that_do_not_occur_leave_real_speech_as_it_was(refine, real_speech: Path) -> None:
@@ -71,11 +67,24 @@ def test_names_that_do_not_occur_leave_real_speech_as_it_was(refine, real_speech
 
 
 def test_the_vocabulary_spells_the_names_it_names(refine, audio_dir: Path) -> None:
-    said = speak(audio_dir / "vocab-names.wav", "Please forward the contract to Okonkwo and Anneliese by Monday.")
+    """Three sentences with the seven names (espeak-ng): measured 0 of 7 without the vocabulary, 5 of 7 with it."""
+    sentences = [
+        "Please ask Okonkwo and Ngozi to review the Kubernetes cluster.",
+        "Anneliese will meet Xiaoyu at Tiramisu Labs on Tuesday.",
+        "The invoice from Szczepański arrived this morning.",
+    ]
+    audio = [wav_samples(speak(audio_dir / f"vocab-names-{i}.wav", s)) for i, s in enumerate(sentences)]
+
+    def names_found() -> int:
+        return sum(
+            mentions(refine.decode(a).text, [n])
+            for a, s in zip(audio, sentences, strict=True)
+            for n in VOCABULARY
+            if n.split()[0] in s
+        )
+
     refine.hotwords = lambda: ()
-    without = refine.decode(wav_samples(said)).text
+    without = names_found()
     refine.hotwords = lambda: VOCABULARY
-    with_vocabulary = refine.decode(wav_samples(said)).text
-    found = [name for name in ("Okonkwo", "Anneliese") if mentions(with_vocabulary, [name])]
-    missed_without = [name for name in ("Okonkwo", "Anneliese") if not mentions(without, [name])]
-    assert len(found) >= 1 and len(found) >= 2 - len(missed_without), (without, with_vocabulary)
+    with_vocabulary = names_found()
+    assert with_vocabulary >= 4 and with_vocabulary > without, (without, with_vocabulary)
