@@ -201,6 +201,16 @@ def hotword_prompt(words: Sequence[str]) -> str:
     return ", ".join(words) + "." if words else ""
 
 
+def _echo(text: str, plain: str, words: Sequence[str]) -> bool:
+    """``text`` is vocabulary alone where the decode without it heard something else (a hallucination on noise,
+    "Thank you." without the vocabulary and "Ngozi," with it): not one word besides the vocabulary's, and a
+    word count more than one off the plain decode's (a name said alone comes out as about as many words)."""
+    rest = _spaced_words(text)
+    for word in words:
+        rest = rest.replace(_spaced_words(word), " ")
+    return not rest.strip() and abs(len(_WORD.findall(text)) - len(_WORD.findall(plain))) > 1
+
+
 def mentions(text: str, words: Sequence[str]) -> bool:
     """``text`` holds one of ``words`` as whole words, case-insensitive."""
     folded = _spaced_words(text)
@@ -331,7 +341,7 @@ class WhisperDecoder:
             # A vocabulary in the prompt is echoed on noise (hotwords copied verbatim when the model
             # hallucinates): vocabulary in the text counts only when the same audio is speech without it.
             plain = self.windowed.decode(audio, settings, context, prompt)
-            if self._is_non_speech(plain) or not plain.text.strip():
+            if self._is_non_speech(plain) or not plain.text.strip() or _echo(attempt.text, plain.text, words):
                 self.last_attempt = plain
                 return Decoded("", 0, 1)
         return Decoded(attempt.text, 1 if attempt.text else 0, 0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from listend.commands import Action, CommandSession, CommandTable, as_meant, command_label
@@ -224,3 +225,32 @@ def test_commands_and_replacements_follow_the_profile_from_the_next_segment(make
         ("quick 1", ""),
         ("final 2", "new_line"),  # a command's words are not replaced
     ]
+
+
+def test_the_vocabulary_guard_keeps_names_in_speech_and_drops_them_from_noise() -> None:
+    """The refine decode with a vocabulary, on a stand-in window: what each decode (with, without) returns."""
+    from listend.config import DecodeOptions
+    from listend.decoders import PassOptions, WhisperDecoder
+    from listend.whisper_window import Attempt
+
+    class Window:
+        def __init__(self, with_words: str, without: str, no_speech: float = 0.1):
+            self.answers = {True: with_words, False: without}
+            self.no_speech = no_speech
+
+        def decode(self, audio, settings, context=None, prompt="", hotwords=""):  # type: ignore[no-untyped-def]
+            text = self.answers[bool(hotwords)]
+            return Attempt([1], text, -0.3, self.no_speech, 1.2, 0.0, False, False)
+
+    decoder = WhisperDecoder(object(), "stand-in", PassOptions.refine(DecodeOptions(window_floor_s=0)))
+    decoder.hotwords = lambda: ["Ngozi", "Okonkwo"]
+    audio = np.zeros(16000, dtype=np.float32)
+    for with_words, without, kept in [
+        ("Ask Okonkwo to call.", "Ask a concuo to call.", True),  # a name in a sentence
+        ("Okonkwo.", "A concuo.", True),  # a name said alone
+        ("Ngozi,", "Thank you very much.", False),  # noise: the vocabulary alone where plain heard other words
+        ("Ngozi,", "", False),  # noise: nothing without the vocabulary
+        ("See you.", "See you.", True),  # no vocabulary word: one decode
+    ]:
+        decoder.windowed = Window(with_words, without)  # type: ignore[assignment]
+        assert decoder.decode(audio).text == (with_words if kept else ""), (with_words, without)
