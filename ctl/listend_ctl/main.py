@@ -231,7 +231,7 @@ async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
             print(_format_entry(e, args.json, earlier.get(e.id)), flush=True)
     typist = None
     if args.type:
-        from listend_desktop.typist import Typist, refusal_notice
+        from listend_desktop.typist import Typist, command_refusal_notice, refusal_notice
 
         loop = asyncio.get_running_loop()
 
@@ -239,7 +239,11 @@ async def _transcript(client: DictationClient, args: argparse.Namespace) -> int:
             print(f"listenctl: typing refused ({reason}); refined text goes to the clipboard", file=sys.stderr)
             asyncio.run_coroutine_threadsafe(client.bus.call(notification(*refusal_notice(reason))), loop)
 
-        typist = Typist(on_refused=refused)
+        def command_refused(reason: str) -> None:
+            print(f"listenctl: voice command not carried out: {reason}", file=sys.stderr)
+            asyncio.run_coroutine_threadsafe(client.bus.call(notification(*command_refusal_notice(reason))), loop)
+
+        typist = Typist(on_refused=refused, on_command_refused=command_refused)
         if not await _take_typist_name(client):
             typist = None
     said_why = ""
