@@ -136,3 +136,33 @@ def test_listenctl_and_dbus_pin_a_language_and_nothing_is_detected_while_pinned(
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr, r
     assert ctl(env, "status").stdout.count("language: en") == 1
     assert daemon.terminate() == 0
+
+
+def test_partial_text_of_german_is_german(start_daemon, private_bus, tmp_path):
+    """Moonshine base-en speaks English only: with German in force, partials come from Whisper base in German."""
+    d = tmp_path / "audio"
+    d.mkdir()
+    wav = concat(
+        d / "de.wav",
+        silence(d / "lead.wav", 0.5),
+        speak(d / "a.wav", GERMAN[0], voice="de"),
+        silence(d / "gap.wav", 1.5),
+        speak(d / "b.wav", GERMAN[1], voice="de"),
+        silence(d / "tail.wav", 1.5),
+    )
+    env = daemon_env(private_bus, tmp_path / "state")
+    config = _config(tmp_path, '[decode]\nlanguages = ["en", "de"]\n')
+    daemon = start_daemon("--config", str(config), "--source", str(wav), env=env)
+    assert ctl(env, "language", "de").returncode == 0  # in force from the first word: no English partials first
+
+    async def scenario() -> None:
+        async with BusClient(private_bus.address) as c:
+            await c.call("Start")
+            await c.wait_for(lambda: len(c.named("SegmentRefined")) == 2)
+            partials = [m.body[1] for m in c.named("PartialText") if m.body[1]]
+            heard = set().union(*(_words(p) for p in partials))
+            assert partials and heard & (GERMAN_WORDS[0] | GERMAN_WORDS[1]), partials
+            assert not heard & ENGLISH_ONLY, partials
+
+    asyncio.run(scenario())
+    assert daemon.terminate() == 0

@@ -210,6 +210,7 @@ class Engine:
             supervision,
             ready,
         )
+        self._live.multilingual = decoders.live_multilingual
         self._refine = RefineWorker(
             self._router, self._commit, decoders.refine, s.decode.prompt_chars, supervision, ready
         )
@@ -470,7 +471,7 @@ class _DecodingStages:
         self._router.configure(settings.queues, decoders.refine is not None)
         self._capture.configure_vad(settings.vad)
         # Each returns once its worker no longer decodes with the old models: the caller frees them after.
-        self._live.use(decoders.live, decoders.final, settings.decode)
+        self._live.use(decoders.live, decoders.final, settings.decode, decoders.live_multilingual)
         self._refine.use(decoders.refine, settings.decode.prompt_chars)
 
     def release(self) -> None:

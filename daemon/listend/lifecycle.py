@@ -202,7 +202,7 @@ class ModelLifecycle:
         """The decoders ``settings`` name, every Whisper one choosing its language with :attr:`languages`."""
         decoders = self._build(settings, reuse)
         self.languages.reconfigure(settings.decode.language_set)
-        for decoder in (decoders.live, decoders.final, decoders.refine):
+        for decoder in (decoders.live, decoders.final, decoders.refine, decoders.live_multilingual):
             if isinstance(decoder, WhisperDecoder):
                 decoder.languages = self.languages
         for decoder in (decoders.final, decoders.refine):  # not the live pass: no false corrections while typing

@@ -19,6 +19,8 @@ from .models import ModelSpec, load_whisper
 from .moonshine import NAME as MOONSHINE
 from .moonshine import MoonshineDecoder, load_moonshine
 
+MULTILINGUAL_LIVE = "base"  # the multilingual model listend ships (embedded, nothing to download)
+
 ModelLoader = Callable[[ModelSpec], Any]
 """Loads the model a :class:`ModelSpec` names (tests inject failing or slow ones)."""
 
@@ -30,6 +32,9 @@ class DecoderSet:
     live: Decoder
     final: Decoder  # what the live pass commits when it finalises an utterance itself
     refine: Decoder | None
+    # Partials while the language in force is not English, where the live model speaks English only
+    # (Moonshine base-en) and the user's set holds another language: Whisper base with the live options.
+    live_multilingual: Decoder | None = None
 
 
 def load_model(spec: ModelSpec) -> Any:
@@ -72,4 +77,9 @@ def build_decoders(settings: Settings, load_model: ModelLoader, reuse: DecoderSe
         current = reuse.refine if reuse and (m.refine != m.live or m.refine == MOONSHINE) else None
         refine = decoder(m.refine, PassOptions.refine(d), current, cores)
     final = live.with_options(PassOptions.final(d)) if isinstance(live, WhisperDecoder) else live
-    return DecoderSet(live, final, refine)
+    multilingual = None
+    if isinstance(live, MoonshineDecoder) and any(code != "en" for code in d.language_set):
+        # A model of its own: never one Whisper model for two threads (faster-whisper #1055).
+        current = reuse.live_multilingual if reuse else None
+        multilingual = decoder(MULTILINGUAL_LIVE, PassOptions.live(d), current, max(1, cores // 2))
+    return DecoderSet(live, final, refine, multilingual)

@@ -21,7 +21,7 @@ from typing import TypeVar
 from .audio import OpenSnapshot, Utterance
 from .commit import Commit
 from .config import DecodeOptions
-from .decoders import Decoder, SessionDecoder
+from .decoders import Decoder, SessionDecoder, WhisperDecoder
 from .router import RefineJob, Router
 from .segmenter import Segmenter
 from .supervision import Supervisor
@@ -291,15 +291,26 @@ class LiveWorker(SupervisedWorker):
         self._covered: tuple[int | None, int] = (None, 0)  # (id, audio-clock end) of the newest partial's audio
         self._head = _Head(None, 0, "")
         self.partials_skipped = 0
+        self.multilingual: Decoder | None = None  # partials in another language than English (see use())
 
     @property
     def options(self) -> DecodeOptions:
         return self._options
 
-    def use(self, decoder: Decoder, final_decoder: Decoder, options: DecodeOptions) -> None:
+    def use(
+        self, decoder: Decoder, final_decoder: Decoder, options: DecodeOptions, multilingual: Decoder | None = None
+    ) -> None:
         """Decode with these decoders and options from now on; returns once no decode uses the old ones."""
         self.decoder, self.final_decoder, self._options = decoder, final_decoder, options
+        self.multilingual = multilingual
         self.wait_current_item()
+
+    def _partial_decoder(self) -> Decoder:
+        """The live model, or where the language in force is not English and it speaks English only, Whisper."""
+        other = self.multilingual
+        if isinstance(other, WhisperDecoder) and other.languages is not None and other.languages.current != "en":
+            return other
+        return self.decoder
 
     def wake(self) -> None:
         self._router.wake()
@@ -341,7 +352,7 @@ class LiveWorker(SupervisedWorker):
 
     def _partial_text(self, snap: OpenSnapshot, window: int) -> str:
         """Decode the open utterance: its kept head's text, then the rest; no decode exceeds ``window``."""
-        decoder, head = self.decoder, self._head
+        decoder, head = self._partial_decoder(), self._head
         if head.id != snap.id:
             head = self._head = _Head(snap.id, 0, "")
         while len(snap.audio) - head.offset > window:
