@@ -67,8 +67,14 @@ class Dictation:
 @pytest.fixture
 def dictation(desktop, start_daemon, spawn, private_bus, pulse, tmp_path):
     env = desktop.client_env(daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": pulse.server}))
+    if desktop.kind == "wayland":  # as in test_input_method: IBus's address file named outright, a keyboard held
+        env["IBUS_ADDRESS_FILE"] = str(tmp_path / "ibus-address")
+        env["XDG_RUNTIME_DIR"] = str(tmp_path / "runtime")
+        (tmp_path / "runtime").mkdir(mode=0o700)
     ibus = IBusDaemon(tmp_path, env)
-    field_env = {**env, "GTK_IM_MODULE": "ibus", "GDK_BACKEND": "x11"}
+    if desktop.kind == "wayland":
+        spawn(["wtype", "-k", "Shift_L", "-s", "900000"], env=env, log="keyboard")
+    field_env = {**env, "GTK_IM_MODULE": "ibus", "GDK_BACKEND": "x11" if desktop.kind == "x11" else "wayland"}
     field_env.pop("PYTHONPATH", None)
     field_env.pop("VIRTUAL_ENV", None)
     field = GtkField(tmp_path, field_env)
@@ -83,7 +89,7 @@ def dictation(desktop, start_daemon, spawn, private_bus, pulse, tmp_path):
     ibus.close()
 
 
-@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+@pytest.mark.parametrize("desktop", ["x11", "wayland"], indirect=True)
 def test_a_short_letter_with_line_breaks_and_a_take_back_ends_as_the_intended_lines(dictation, pulse, tmp_path):
     wav = utterances(
         tmp_path / "letter.wav",
