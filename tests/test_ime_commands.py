@@ -1,5 +1,6 @@
 """Voice commands executed by listend-ime: real speech through the PulseAudio microphone, a real ibus-daemon and a
-GTK3 text view with IBus's IM module on Xvfb. What is asserted is what the application itself shows.
+GTK3 text view with IBus's IM module on Xvfb (and headless sway; a GtkEntry; a Qt5 text edit). What is asserted
+is what the application itself shows.
 
 The speech is espeak-ng's default English voice ("en") at 145 words a minute, one utterance per phrase with
 1.5 s pauses so that the segmenter cuts each; with the current models (checked with ``listend transcribe``)
@@ -26,6 +27,7 @@ from tests.support.waiting import wait_until
 
 VOICE, SPEED, PAUSE_S = "en", 145, 1.5
 ENTRY_FIELD = Path(__file__).parent / "support" / "gtk_entry_field.py"
+QT_FIELD = Path(__file__).parent / "support" / "qt_field.py"
 COMMAND_WORDS = ("new line", "new paragraph", "delete that", "scratch that", "question mark")
 
 
@@ -254,3 +256,22 @@ def test_with_no_field_focused_line_breaks_go_to_the_clipboard_and_a_take_back_i
     wait_until(lambda: dictation.desktop.clipboard() == expected, 20, lambda: repr(dictation.desktop.clipboard()))
     assert dictation.field.text("a") == "" and dictation.field.text("b") == ""
     assert "commands refused 1" in dictation.status(), "the text it would take back is on the clipboard"
+
+
+@pytest.mark.parametrize("desktop", ["x11"], indirect=True)
+def test_in_a_qt_text_edit_a_take_back_and_a_line_break_work_too(dictation, pulse, tmp_path):
+    """Qt5's IBus plugin on Xvfb: its own report of the text before the cursor, its own handling of deletions."""
+    qt_env = {**dictation.field_env, "QT_QPA_PLATFORM": "xcb", "QT_IM_MODULE": "ibus"}
+    qt = FieldApp(tmp_path, "qt", QT_FIELD, qt_env, "the Qt window")
+    wav = utterances(
+        tmp_path / "qt.wav", "Good morning.", "New line.", "Thanks for the notes.", "Delete that.", "Best wishes."
+    )
+    dictation.start()
+    pulse.speak(wav)
+    dictation.stop()
+    segments = dictation.transcript()
+    assert len(segments) == 5, segments
+    expected = f"{segments[0]}\n{segments[4]}"
+    qt.wait(lambda e: e["kind"] == "text" and e["text"] == expected, 30, f"the Qt field to read {expected!r}")
+    assert "commands refused 0" in dictation.status()
+    qt.close()
