@@ -289,7 +289,7 @@ def test_daemon_listens_on_no_network_socket(start_daemon, private_bus, tmp_path
 
 
 def test_no_shell_anywhere_in_the_code():
-    for path in [p for folder in PACKAGES.values() for p in (REPO / folder).glob("*.py")]:
+    for path in [p for folder in PACKAGES.values() for p in (REPO / folder).rglob("*.py")]:
         text = path.read_text()
         assert "shell=True" not in text, path
         assert "os.system(" not in text and "os.popen(" not in text, path

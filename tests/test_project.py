@@ -90,14 +90,18 @@ def test_listend_installs_beside_python_daemon(tmp_path):
 
 
 def _imports_of(path: Path, package: str, modules: dict[str, Path]) -> set[str]:
-    """Modules of ours that ``path`` imports (anywhere in it, also inside functions)."""
+    """Modules of ours that ``path`` imports (anywhere in it, also inside functions).
+
+    ``package`` is the package ``path`` is in (for a subpackage's ``__init__.py``, that subpackage).
+    """
     tree = ast.parse(path.read_text())
     out = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: within the same package
-                base = package if node.module is None else f"{package}.{node.module}"
-                names = [base] if node.module else [f"{package}.{a.name}" for a in node.names]
+            if node.level:  # relative: within the same package (or, with more dots, one above it)
+                anchor = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = anchor if node.module is None else f"{anchor}.{node.module}"
+                names = [base] if node.module else [f"{anchor}.{a.name}" for a in node.names]
             else:
                 names = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
         elif isinstance(node, ast.Import):
@@ -108,14 +112,24 @@ def _imports_of(path: Path, package: str, modules: dict[str, Path]) -> set[str]:
     return out
 
 
+def _module_name(package: str, folder: str, path: Path) -> str:
+    """``listend.engine`` for daemon/listend/engine.py, ``listend.client`` for daemon/listend/client/__init__.py."""
+    parts = path.relative_to(REPO / folder).with_suffix("").parts
+    return ".".join((package, *(parts[:-1] if parts[-1] == "__init__" else parts)))
+
+
 def _import_graph() -> dict[str, set[str]]:
+    """Every module's imports of our modules: subpackages' modules too, and a subpackage's ``__init__``."""
     modules = {
-        f"{pkg}.{p.stem}": p
+        _module_name(pkg, folder, p): p
         for pkg, folder in PACKAGES.items()
-        for p in (REPO / folder).glob("*.py")
-        if p.stem != "__init__"
+        for p in (REPO / folder).rglob("*.py")
+        if p.parent != REPO / folder or p.stem != "__init__"
     }
-    return {name: _imports_of(path, name.split(".")[0], modules) - {name} for name, path in modules.items()}
+    return {
+        name: _imports_of(path, name if path.stem == "__init__" else name.rsplit(".", 1)[0], modules) - {name}
+        for name, path in modules.items()
+    }
 
 
 def test_no_import_cycles():
@@ -151,13 +165,22 @@ def test_the_import_rule_of_the_architecture_doc_is_the_code_s():
         for dep in deps
         if not dep.startswith("listend.")
     ]
+    # The client side (listend.client) is the clients': no other daemon module imports it.
+    assert "listend.client.events" in graph["listend.client"]
+    assert not [
+        (name, dep)
+        for name, deps in graph.items()
+        if name.startswith("listend.") and not name.startswith("listend.client")
+        for dep in deps
+        if dep == "listend.client" or dep.startswith("listend.client.")
+    ]
     rules = dict(re.findall(r"^- `(listend_\w+)` imports (.+)$", doc, re.M))
     clients = sorted(p for p in PACKAGES if p != "listend")
     assert sorted(rules) == clients, "docs/architecture.md gives the imports of every client package"
     for package in clients:
         documented = set(re.findall(r"`(listend\.\w+)`", rules[package]))
-        actual = {
-            dep
+        actual = {  # a subpackage's module (listend.client.events) counts as its subpackage (listend.client)
+            ".".join(dep.split(".")[:2])
             for name, deps in graph.items()
             if name.startswith(package + ".")
             for dep in deps
@@ -188,10 +211,11 @@ def test_the_module_table_of_the_architecture_doc_names_every_module_and_only_mo
     on_disk = {
         str(path.relative_to(REPO))
         for folder in PACKAGES.values()
-        for path in (REPO / folder).glob("*.py")
+        for path in (REPO / folder).rglob("*.py")
         if path.name != "__init__.py"
     }
     assert len(on_disk) > 60 and "daemon/listend/engine.py" in on_disk and "tray/listend_tray/xorg.py" in on_disk
+    assert "daemon/listend/client/names.py" in on_disk  # a subpackage's modules too
     assert sorted(on_disk - documented) == [], "modules docs/architecture.md's module table does not name"
     assert sorted(documented - on_disk) == [], "modules docs/architecture.md's module table names that do not exist"
     package_rows = {folder for folder, _ in rows if folder}
@@ -202,7 +226,7 @@ def _locks_and_threads() -> tuple[set[str], set[str]]:
     """``Class._name`` of every lock and condition, and the name of every thread, in the daemon and clients."""
     locks, threads = set(), set()
     for folder in PACKAGES.values():
-        for path in (REPO / folder).glob("*.py"):
+        for path in (REPO / folder).rglob("*.py"):
             tree = ast.parse(path.read_text())
             for cls in [n for n in ast.walk(tree) if isinstance(n, ast.ClassDef)]:
                 for node in ast.walk(cls):
