@@ -124,7 +124,7 @@ class Engine(ServiceInterface):
 
     @method()
     def SetContentType(self, purpose: "u", hints: "u") -> None:
-        pass
+        log.debug("content type of %s: purpose %d, hints %#x", self.path, purpose, hints)
 
     @method()
     def Reset(self) -> None:
@@ -176,7 +176,7 @@ class Engine(ServiceInterface):
 
     @ContentType.setter  # type: ignore[no-redef]  # dbus-next's property setter keeps the D-Bus name
     def ContentType(self, value: "(uu)") -> None:
-        pass
+        log.debug("content type of %s: purpose %d, hints %#x", self.path, value[0], value[1])
 
     # -- what the engine says ------------------------------------------------------------------------
 
