@@ -8,7 +8,7 @@ into its cache (:mod:`moonshine_cache`, which runs :mod:`moonshine_convert`
 in a child process) and decodes the converted model here with onnxruntime.
 
 Decoding is greedy (:class:`MoonshineDecoder`) with two guards from the
-model's known failure modes: at most :data:`TOKENS_PER_SECOND` tokens per
+model's known failure modes: at most :data:`~listend.units.TOKENS_PER_SECOND` tokens per
 second of audio, and a stop when the tail repeats itself (moonshine #83).
 A converted model that fails to load (damaged since it was converted) is one
 line in the log and converted again (:func:`load_moonshine`).
@@ -27,12 +27,10 @@ from .decoders import Cancelled, Decoded
 from .models import ModelUnavailable
 from .moonshine_cache import NAME as NAME
 from .moonshine_cache import prepare, remove
-from .units import SAMPLE_RATE
+from .units import SAMPLE_RATE, token_budget
 
 log = logging.getLogger("listend.moonshine")
 
-TOKENS_PER_SECOND = 6.5  # Moonshine's own limit for greedy decoding; speech rarely exceeds ~4
-_EXTRA_TOKENS = 10  # a second of speech can still hold a few short words
 _MIN_SAMPLES = 1600  # the encoder needs ~900 samples; pad anything shorter to 0.1 s
 _BOS, _EOS = 1, 2
 _LAYERS, _HEADS, _HEAD_DIM = 8, 8, 52
@@ -144,7 +142,8 @@ class MoonshineModel:
 
 
 def max_tokens(samples: int) -> int:
-    return int(samples / SAMPLE_RATE * TOKENS_PER_SECOND) + _EXTRA_TOKENS
+    """The most tokens a greedy decode of ``samples`` may emit (the same cap as Whisper's)."""
+    return token_budget(samples / SAMPLE_RATE)
 
 
 def _repeat_length(ids: list[int]) -> int:

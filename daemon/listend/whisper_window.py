@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from .audio import Audio
-from .units import SAMPLE_RATE
+from .units import EXTRA_TOKENS, SAMPLE_RATE, TOKENS_PER_SECOND, token_budget
 
 FRAMES_PER_S = 100  # Whisper's log-mel hop is 10 ms
 MAX_WINDOW_S = 30.0  # Whisper's positional embeddings end here
@@ -55,8 +55,8 @@ class WindowOptions:
     floor_s: float = 10.0
     speech_ratio: float = 1.5
     margin_s: float = 2.0
-    tokens_per_s: float = 6.5
-    tokens_extra: int = 10
+    tokens_per_s: float = TOKENS_PER_SECOND
+    tokens_extra: int = EXTRA_TOKENS
     context_s: float = 8.0  # the most preceding audio held (0: none)
     max_gap_s: float = MAX_CONTEXT_GAP_S
 
@@ -80,7 +80,7 @@ def context_room(audio_s: float, options: WindowOptions) -> float:
 
 def token_cap(audio_s: float, options: WindowOptions) -> int:
     """The most tokens a decode of ``audio_s`` seconds may emit (text tokens, the prefix not counted)."""
-    return max(1, int(options.tokens_per_s * audio_s + options.tokens_extra))
+    return token_budget(audio_s, options.tokens_per_s, options.tokens_extra)
 
 
 def cut_loop(
