@@ -6,7 +6,9 @@ something that is not a file: a FIFO (an ``open`` that never returns), a
 device (``/dev/zero``: endless data), a link to somewhere else, or a file of
 gigabytes. :func:`read_regular` opens without blocking, checks that it got a
 regular file, and reads at most a bound. :func:`write_private` replaces a
-file atomically with mode 0600, never writing through a link.
+file atomically with mode 0600, never writing through a link;
+:func:`make_private` repairs an existing file to 0600 (older versions wrote
+some 0644), never changing modes through a link.
 """
 
 from __future__ import annotations
@@ -80,6 +82,18 @@ def write_private(path: Path, data: bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def make_private(path: Path) -> None:
+    """Make the existing file ``path`` 0600 if group or others have any access to it; a link is left alone.
+
+    Raises :class:`OSError` as ``os.stat`` and ``os.chmod`` do: whether that
+    is a warning or an error is the caller's to say.
+    """
+    if path.is_symlink():
+        return
+    if os.stat(path).st_mode & 0o077:
+        os.chmod(path, 0o600)
 
 
 def sha256_hex(path: Path) -> str:

@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TypeGuard
 
-from .files import UnsafeFile, read_regular, write_private
+from .files import UnsafeFile, make_private, read_regular, write_private
 from .paths import cache_dir, runtime_dir, state_dir
 from .units import MAX_SEGMENT_ID
 
@@ -150,11 +150,10 @@ class TranscriptStore:
 
     def _tighten(self, path: Path) -> None:
         """Make an existing day file 0600 (older versions wrote 0644); links are left alone."""
-        if self.directory.is_symlink() or path.is_symlink():
+        if self.directory.is_symlink():
             return
         try:
-            if os.stat(path).st_mode & 0o077:
-                os.chmod(path, 0o600)
+            make_private(path)
         except OSError as e:
             log.warning("cannot tighten %s to 0600: %s", path, e.strerror)
 

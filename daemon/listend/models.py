@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import paths
-from .files import sha256_hex
+from .files import make_private, sha256_hex
 
 BASE_MODEL_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 BASE_MODEL_SIZE = 145_217_532
@@ -126,8 +126,8 @@ def tighten(directory: Path) -> None:
     if directory.is_symlink():
         return
     for path in directory.iterdir():
-        if path.is_file() and not path.is_symlink() and path.stat().st_mode & 0o077:
-            os.chmod(path, 0o600)
+        if path.is_file():
+            make_private(path)  # not through a link
     if directory.stat().st_mode & 0o077:
         os.chmod(directory, 0o700)
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from listend import bus, paths
-from listend.files import UnsafeFile, read_regular, write_private
+from listend.files import UnsafeFile, make_private, read_regular, write_private
+from listend.models import tighten
 
 
 def test_read_regular_refuses_what_is_not_a_small_regular_file(tmp_path: Path) -> None:
@@ -42,6 +43,35 @@ def test_write_private_replaces_a_planted_link_instead_of_writing_through_it(tmp
     assert victim.read_text() == "precious" and not planted.is_symlink() and planted.read_bytes() == b"new"
     assert stat.S_IMODE(planted.stat().st_mode) == 0o600
     assert [p.name for p in planted.parent.iterdir()] == ["token"]  # no temporary left behind
+
+
+def test_make_private_repairs_an_open_file_and_never_changes_modes_through_a_link(tmp_path: Path) -> None:
+    open_file, elsewhere = tmp_path / "open", tmp_path / "elsewhere"
+    for path in (open_file, elsewhere):
+        path.write_text("x")
+        os.chmod(path, 0o644)
+    (tmp_path / "link").symlink_to(elsewhere)
+    make_private(open_file)
+    make_private(tmp_path / "link")
+    assert stat.S_IMODE(open_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o644  # the link's target is not listend's to change
+    with pytest.raises(FileNotFoundError):
+        make_private(tmp_path / "missing")  # the caller says whether that is a warning
+
+
+def test_a_model_directory_left_open_is_tightened_file_by_file_but_not_through_links(tmp_path: Path) -> None:
+    model, elsewhere = tmp_path / "model", tmp_path / "elsewhere"
+    model.mkdir(mode=0o755)
+    os.chmod(model, 0o755)
+    (model / "model.bin").write_bytes(b"weights")
+    os.chmod(model / "model.bin", 0o644)
+    elsewhere.write_text("x")
+    os.chmod(elsewhere, 0o644)
+    (model / "link").symlink_to(elsewhere)
+    tighten(model)
+    assert stat.S_IMODE(model.stat().st_mode) == 0o700
+    assert stat.S_IMODE((model / "model.bin").stat().st_mode) == 0o600
+    assert stat.S_IMODE(elsewhere.stat().st_mode) == 0o644
 
 
 def test_xdg_variables_that_are_not_absolute_paths_are_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
