@@ -25,8 +25,11 @@ The rules:
   before the cursor ends with it; a field that cannot leaves it unconfirmed.
 - **Commands are executed, never typed** (the daemon announces them with the
   segment; :mod:`listend.commands`), in id order like any final. "New line"
-  and "new paragraph" commit line breaks as they are (the next segment then
-  starts a line: a capital, no space). "Scratch that" and a spoken mark only
+  and "new paragraph" are line breaks committed at the start of the next
+  text in that field (shown in its preedit; a commit of a lone "\n" is the
+  Enter key to WebKitGTK, which submits a single-line input's form); the next
+  segment starts a line: a capital, no space. Breaks said last, with no text
+  after them before dictation ends, are dropped. "Scratch that" and a spoken mark only
   change text listend committed into this field, and only when the field's
   own report of the text before the cursor (with the keys typed since) ends
   with exactly that text: "scratch that" deletes it, a mark replaces its
@@ -120,6 +123,13 @@ class _Field:
     # known now (a commit not reported back yet, a click, a key whose effect is unknown). Deletions check it.
     reported: str | None = None
     recent: dict[int, str] = field(default_factory=dict)  # seg id -> the text listend committed here for it
+    breaks: str = ""  # line breaks said, committed with the next text (see _execute)
+
+    def before_next(self) -> str | None:
+        """The text the next segment follows: what is before the cursor and the line breaks still to come."""
+        if self.before is None and not self.breaks:
+            return None
+        return (self.before or "") + self.breaks
 
 
 @dataclass
@@ -248,6 +258,8 @@ class Composer:
 
     def flush(self, reason: str = "the input method stopped before it could type it") -> list[Effect]:
         """The input method lets go: what has final text and was not committed goes to the clipboard."""
+        for fld in self._fields.values():
+            fld.breaks = ""  # said last, nothing after them: a lone break would be an Enter key (see _execute)
         texts = [_as_typed(s) for s in self._segments.values()]
         texts = [text for text in texts if text]
         self._segments.clear()
@@ -324,16 +336,19 @@ class Composer:
     def _commit(self, seg_id: int, text: str, now: float) -> list[Effect]:
         assert self.focus is not None
         fld = self._field(self.focus)
-        committed = join(fld.before, text)
-        fld.before = ((fld.before or "") + committed)[-KEEP_BEFORE:]
+        committed = join(fld.before_next(), text)
+        if not committed:
+            return [ShowPreedit("")]
+        typed, fld.breaks = fld.breaks + committed, ""
+        fld.before = ((fld.before or "") + typed)[-KEEP_BEFORE:]
         fld.reported = None  # until the field reports the text with the commit in it
-        self._remember(fld, seg_id, committed)
+        self._remember(fld, seg_id, committed)  # the segment's own text: "scratch that" leaves the line break
         self._shown = ""  # committing replaces the preedit
         if fld.surrounding:
             self._awaiting.append(_Awaiting(committed, self.focus, now + CONFIRM_WITHIN_S))
         else:
             self.counts.unconfirmed += 1
-        return [ShowPreedit(""), TypeText(committed, seg_id)]
+        return [ShowPreedit(""), TypeText(typed, seg_id)]
 
     def _remember(self, fld: _Field, seg_id: int, committed: str) -> None:
         fld.recent[seg_id] = committed
@@ -346,10 +361,10 @@ class Composer:
         fld = self._field(self.focus)
         self._shown = ""  # the command's preedit (the words as said) goes
         if action in LINE_BREAKS:
-            breaks = LINE_BREAKS[action]
-            fld.before = ((fld.before or "") + breaks)[-KEEP_BEFORE:]
-            fld.reported = None
-            return [ShowPreedit(""), TypeText(breaks, seg_id)]
+            # Held and committed at the start of the next text: WebKitGTK takes a commit of "\n" alone for the
+            # Enter key and submits a single-line input's form; with text after it, it is text.
+            fld.breaks = (fld.breaks + LINE_BREAKS[action])[-KEEP_BEFORE:]
+            return [ShowPreedit("")]
         mark = _mark(action)
         if action != Action.SCRATCH_THAT.value and not mark:
             return [ShowPreedit("")]  # stop listening (the daemon stops): nothing to type
@@ -406,7 +421,8 @@ class Composer:
         ]
         if not texts:
             return ""
-        return join(self._fields.get(self.focus, _Field()).before, " ".join(texts))
+        fld = self._fields.get(self.focus, _Field())
+        return fld.breaks + join(fld.before_next(), " ".join(texts))
 
 
 def join(before: str | None, text: str) -> str:

@@ -40,27 +40,60 @@ def command(c: Composer, seg_id: int, action: str, target: int, words: str, now:
     return effects + c.final(seg_id, words, now)
 
 
+def preedits(effects) -> list[str]:
+    return [e.text for e in effects if isinstance(e, ShowPreedit)]
+
+
 def kinds(effects, cls) -> list:
     return [e for e in effects if isinstance(e, cls)]
 
 
-def test_line_breaks_are_committed_as_they_are_and_the_next_segment_starts_a_line():
+def test_line_breaks_start_the_next_text_which_starts_a_line():
     c = focused(before="")
     said(c, 1, "Dear Sam,")
     effects = command(c, 2, "new_line", 0, "New line.")
-    assert kinds(effects, TypeText) == [TypeText("\n", 2)], "the words said are never typed"
-    assert kinds(said(c, 3, "thanks for the notes."), TypeText) == [TypeText("Thanks for the notes.", 3)]
+    assert kinds(effects, TypeText) == [], "the words said are never typed; a lone line break is not committed"
+    assert preedits(c.partial(3, "thanks for", 0.0)) == ["\nThanks for"], "the break shows with the next words"
+    assert kinds(said(c, 3, "thanks for the notes."), TypeText) == [TypeText("\nThanks for the notes.", 3)]
     effects = command(c, 4, "new_paragraph", 3, "New paragraph.")
-    assert kinds(effects, TypeText) == [TypeText("\n\n", 4)]
-    assert kinds(said(c, 5, "best, Ana."), TypeText) == [TypeText("Best, Ana.", 5)]
+    assert kinds(effects, TypeText) == []
+    assert kinds(said(c, 5, "best, Ana."), TypeText) == [TypeText("\n\nBest, Ana.", 5)]
     assert c.counts.refused == 0
+
+
+def test_scratch_that_after_a_line_break_takes_the_text_and_leaves_the_break():
+    c = focused(before="")
+    said(c, 1, "Hello.")
+    command(c, 2, "new_line", 1, "New line.")
+    said(c, 3, "Wrong words.")  # the field (a text view) reports the new line only: "Wrong words."
+    c.surrounding_text("A", "Wrong words.", 0.0)
+    assert kinds(command(c, 4, "scratch_that", 3, "Scratch that."), DeleteBefore) == [DeleteBefore(12, 4)]
+    assert kinds(said(c, 5, "right words."), TypeText) == [TypeText("Right words.", 5)]
+
+
+def test_a_mark_said_after_a_line_break_amends_the_text_before_the_break():
+    c = focused(before="")
+    said(c, 1, "Is it ready.")
+    command(c, 2, "new_line", 1, "New line.")
+    effects = command(c, 3, "question_mark", 1, "Question mark.")
+    assert kinds(effects, DeleteBefore) == [DeleteBefore(1, 3)] and kinds(effects, TypeText) == [TypeText("?", 3)]
+    assert kinds(said(c, 4, "yes."), TypeText) == [TypeText("\nYes.", 4)]
+
+
+def test_line_breaks_said_last_are_dropped_when_the_input_method_lets_go():
+    c = focused(before="")
+    said(c, 1, "Hello.")
+    command(c, 2, "new_line", 1, "New line.")
+    assert c.flush() == []
+    assert kinds(said(c, 3, "next."), TypeText) == [TypeText(" Next.", 3)]
 
 
 def test_a_command_waits_for_the_segments_before_it_like_any_final():
     c = focused(before="")
     c.partial(1, "hello", 0.0)
     assert kinds(command(c, 2, "new_line", 1, "New line."), TypeText) == []
-    assert [e.text for e in kinds(c.final(1, "Hello.", 0.1), TypeText)] == ["Hello.", "\n"]
+    assert [e.text for e in kinds(c.final(1, "Hello.", 0.1), TypeText)] == ["Hello."]
+    assert [e.text for e in kinds(c.final(3, "Bye.", 0.2), TypeText)] == ["\nBye."]
 
 
 def test_scratch_that_deletes_exactly_what_listend_committed_when_the_field_shows_it():
@@ -189,7 +222,8 @@ def test_a_command_waits_for_focus_like_text():
     c.focus_out("A", 0.1)
     c.command(2, "new_line", 1, 0.1)
     assert c.final(2, "New line.", 0.2) == []
-    assert kinds(c.focus_in("A", True, 0.2 + FOCUS_GRACE_S / 2), TypeText) == [TypeText("\n", 2)]
+    c.focus_in("A", True, 0.2 + FOCUS_GRACE_S / 2)
+    assert kinds(c.final(3, "Bye.", 0.3 + FOCUS_GRACE_S / 2), TypeText) == [TypeText("\nBye.", 3)]
 
 
 def test_flush_puts_line_breaks_but_no_command_words_on_the_clipboard():
