@@ -117,6 +117,7 @@ class TrayApp:
         self._window: subprocess.Popen[bytes] | None = None
         self._window_lock = threading.Lock()
         self._said_no_ime = False
+        self._said_command_refused = False  # a take-back or a spoken mark the clipboard cannot carry out, said once
         from .shortcuts import PortalShortcuts
 
         self.shortcuts = PortalShortcuts(self.toggle, self.worker.start_listening, self.worker.stop_listening)
@@ -213,7 +214,17 @@ class TrayApp:
             work, argument = (self._typist.execute, command) if command else (self._typist.type_segment, text)
             threading.Thread(target=work, args=(argument,), name="listend-type", daemon=True).start()
         elif command:
-            pass  # the clipboard holds single segments: a command has nothing to copy
+            # The clipboard holds single segments: a line break has nothing to join, and a take-back or a mark
+            # cannot change what the user may already have pasted. Said once.
+            unchanged = ("new_line", "new_paragraph", "stop_listening")
+            refused = route in ("clipboard", "nowhere") and command not in unchanged
+            if refused and not self._said_command_refused:
+                from listend_desktop.typist import command_refusal_notice
+
+                self._said_command_refused = True
+                self.worker.notify(
+                    *command_refusal_notice("text on the clipboard cannot be changed after it may have been pasted")
+                )
         elif route == "clipboard" or route == "nowhere":
             if route == "nowhere" and not self._said_no_ime:
                 self._said_no_ime = True
