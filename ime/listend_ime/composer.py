@@ -374,8 +374,12 @@ class Composer:
             return [ShowPreedit(""), *self._refuse(seg_id, "there is no text before it to put the mark on")]
         committed = fld.recent.get(target)
         if committed is None:
-            where = "another field" if any(target in f.recent for f in self._fields.values()) else "no field"
-            return [ShowPreedit(""), *self._refuse(seg_id, f"the text it acts on was typed into {where} here")]
+            where = (
+                "into another field"
+                if any(target in f.recent for f in self._fields.values())
+                else "to the clipboard, or is too far back"
+            )
+            return [ShowPreedit(""), *self._refuse(seg_id, f"the text it acts on went {where}")]
         if not fld.surrounding or fld.reported is None:
             unseen = "the field has not shown the text before the cursor since it last changed (a click, a key)"
             return [ShowPreedit(""), *self._refuse(seg_id, unseen)]
