@@ -13,6 +13,14 @@ delegated to objects that own their state: segment ids to
 profile switches to :class:`~listend.lifecycle.ModelLifecycle`, audio that
 cannot be decoded to :class:`~listend.kept.KeptAudio`. Threads and locks are
 described in ``docs/architecture.md``.
+
+This module is one thing on purpose, although it is near 500 lines: the
+state machine and its transitions (load, start, stop within a budget, a
+dead stage, models that fail, close) all read and write the one state under
+its lock (and stop one at a time under the stop lock), and the small helpers
+at the end exist only for them. Each stage's own work already lives in the
+modules above; cutting the transitions apart would spread those locks'
+invariants over several files.
 """
 
 from __future__ import annotations
