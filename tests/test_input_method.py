@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from listend_ime.composer import join
+from listend_ime.spacing import join
 from tests.support.audio import words
 from tests.support.bus import ctl, daemon_env
 from tests.support.desktop import Desktop

@@ -19,7 +19,7 @@ from dbus_next.constants import NameFlag
 
 from listend.dbusio import MessageBus
 from listend_ime import kwin
-from listend_ime.composer import join
+from listend_ime.spacing import join
 from tests.support.audio import words
 from tests.support.bus import PrivateBus, ctl, daemon_env
 from tests.support.ibus import KEYBOARD_ENGINE, IBusDaemon

@@ -16,11 +16,11 @@ could not be committed (focus elsewhere or nowhere, IBus restarting, the
 input method exiting) goes to the clipboard, accumulated for the dictation
 (:mod:`delivery`).
 
-One thread, one asyncio loop, two buses: the session bus (listend's signals;
-this program's status, ``io.github.listend.InputMethod1``) and IBus's own
-(:mod:`link`). What to show and commit is :mod:`composer`'s plain logic;
-:mod:`engine` translates it to IBus; this module connects them. It never
-types keys.
+One thread, one asyncio loop, two buses: the session bus (listend's signals,
+:mod:`daemon_events`; this program's status, ``io.github.listend.InputMethod1``)
+and IBus's own (:mod:`link`). What to show and commit is :mod:`composer`'s
+plain logic; :mod:`engine` translates it to IBus; this module connects them
+and decides when listend's engine is selected. It never types keys.
 """
 
 from __future__ import annotations
@@ -39,30 +39,13 @@ from dbus_next.constants import NameFlag, RequestNameReply
 
 from listend import __version__
 from listend.bus import notification
-from listend.client import (
-    BUS_DAEMON,
-    CallFailed,
-    ClientEvent,
-    CommandEvent,
-    DictationClient,
-    NotRunning,
-    PartialEvent,
-    PresenceEvent,
-    PressureEvent,
-    PropertiesEvent,
-    RetractedEvent,
-    SegmentEvent,
-    StateEvent,
-    TranscriptEntry,
-    delivery_route,
-    holder_of,
-)
+from listend.client import BUS_DAEMON, CallFailed, DictationClient, NotRunning, delivery_route, holder_of
 from listend.dbusio import MessageBus, QuietPeerErrors
-from listend.ids import SeenIds
 from listend_desktop.clipboard import Clipboard
 
 from . import fields, guard, ibus, kwin
-from .composer import KNOWN_ACTIONS, LINE_BREAKS, Effect, ShowPreedit
+from .composer import Effect, ShowPreedit
+from .daemon_events import DaemonEvents
 from .delivery import Delivery
 from .engine import STATUS_NAME, STATUS_PATH, Engine, Status
 from .fields import Fields
@@ -74,14 +57,13 @@ log = logging.getLogger("listend.ime")
 TICK_S = 0.25  # unconfirmed commits, finals waiting for focus, the drain after a stop
 DRAIN_LIMIT_S = 20.0  # the daemon's stop takes at most 15 s; then the keyboard is handed back regardless
 EXIT_WAIT_S = 5.0  # exiting mid-dictation: how long the finals of the segments shown are waited for
-OWED_MAX = 1000
-COMMANDS_MAX = 1000  # commands announced whose final has not come yet (it follows at once)
 
 
 class InputMethod:
     """The input method app: listend's events in, IBus signals out (all on one loop).
 
-    What the IBus engines report goes to :class:`~listend_ime.fields.Fields`.
+    listend's events go to :class:`~listend_ime.daemon_events.DaemonEvents`,
+    what the IBus engines report to :class:`~listend_ime.fields.Fields`.
     """
 
     def __init__(self, clipboard: Clipboard | None = None) -> None:
@@ -96,13 +78,17 @@ class InputMethod:
             self.composer, self.delivery, self._apply, self._show_state, self._publish_counts, self._forget_engine
         )
         self.link = IBusLink(self.fields, self._ibus_connected, self._ibus_lost)
+        self.daemon = DaemonEvents(
+            self.composer,
+            self.delivery,
+            self.keyboard,
+            self._apply,
+            self._publish_counts,
+            self._daemon_changed,
+            self._unreachable_here,
+        )
         self.client: DictationClient | None = None
-        self.daemon_state = "absent"
-        self.method = "auto"  # the daemon's Delivery
         self.named = False  # this process holds io.github.listend.InputMethod (the tray's auto rule sees it)
-        self._seen = SeenIds()
-        self._owed: dict[int, str] = {}  # ids shown whose final comes after we let go -> why it goes to the clipboard
-        self._commands: dict[int, str] = {}  # command segments whose final (the words said) is still to come
         self._drain_started: float | None = None
         self._unreachable: str | None = None  # why IBus cannot reach the apps now (KWin has no input method)
         self._unreachable_told = False
@@ -118,14 +104,15 @@ class InputMethod:
         except Exception as e:  # no session bus: nothing to serve
             print(f"listend-ime: {e}", file=sys.stderr)
             return 1
+        self.daemon.client = self.client
         bus = self.client.bus
         bus.export(STATUS_PATH, self.status)
         if not await self._take_status_name(bus):
             self.client.close()
             return 1
         guard.start(os.getpid())
-        await self.client.subscribe(self._on_event)
-        await self._refresh_daemon()
+        await self.client.subscribe(self.daemon.on_event)
+        await self.daemon.refresh()
         tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._tick())]
         gone = asyncio.create_task(bus.wait_for_disconnect())
         stop = asyncio.create_task(self._stopping.wait())
@@ -220,13 +207,24 @@ class InputMethod:
     # -- when our engine is selected ---------------------------------------------------------------------
 
     def _wanted(self) -> bool:
-        return self.link.bus is not None and self.daemon_state == "listening" and self._delivers()
+        return self.link.bus is not None and self.daemon.state == "listening" and self._delivers()
 
     def _delivers(self) -> bool:
-        return delivery_route(self.method, ime_connected=True) == "ime" and (self.named or self.method == "ime")
+        method = self.daemon.method
+        return delivery_route(method, ime_connected=True) == "ime" and (self.named or method == "ime")
 
     def _draining(self) -> bool:
-        return not self._wanted() and self.daemon_state in ("idle", "error", "loading")
+        return not self._wanted() and self.daemon.state in ("idle", "error", "loading")
+
+    def _unreachable_here(self) -> str | None:
+        """Why finals cannot reach the apps while this input method should deliver them (None: they can)."""
+        if self._unreachable is not None and self.link.bus is not None and self._delivers():
+            return self._unreachable
+        return None
+
+    def _daemon_changed(self) -> None:
+        self._show_state()
+        asyncio.get_running_loop().create_task(self._reconsider())
 
     async def _reconsider(self) -> None:
         """Select our engine, or hand the keyboard back, as listend's state and the delivery choice say."""
@@ -235,12 +233,12 @@ class InputMethod:
             if not self.keyboard.held:
                 await self._select()
         elif self.keyboard.held:
-            if self._draining() and self.method in ("auto", "ime"):
+            if self._draining() and self.daemon.method in ("auto", "ime"):
                 if self._drain_started is None:
                     self._drain_started = time.monotonic()
                 await self._check_drained()
             else:
-                await self._let_go("listend left the bus" if self.daemon_state == "absent" else "delivery changed")
+                await self._let_go("listend left the bus" if self.daemon.state == "absent" else "delivery changed")
 
     async def _check_drained(self) -> None:
         """After a stop: hand back once every segment heard is final here and in the daemon (or at the limit)."""
@@ -313,103 +311,8 @@ class InputMethod:
 
     def _release_composer(self, reason: str) -> None:
         """The composer lets go: final text to the clipboard now, the rest when its final comes (owed)."""
-        for seg_id in sorted(self.composer.pending_ids()):
-            self._owed[seg_id] = reason
-        while len(self._owed) > OWED_MAX:
-            del self._owed[next(iter(self._owed))]
+        self.daemon.owe(self.composer.pending_ids(), reason)
         self._apply([ShowPreedit(""), *self.composer.flush(reason)])
-
-    # -- listend's events (session bus) -----------------------------------------------------------------
-
-    def _on_event(self, event: ClientEvent) -> None:
-        now = time.monotonic()
-        match event:
-            case PartialEvent(id=seg_id, text=text):
-                if self.keyboard.held:
-                    self._apply(self.composer.partial(seg_id, text, now))
-            case CommandEvent(id=seg_id, action=action, target=target):
-                self._command(seg_id, action, target, now)
-            case SegmentEvent(entry=entry):
-                self._final(entry, now)
-            case RetractedEvent(id=seg_id):
-                self._owed.pop(seg_id, None)
-                if self.keyboard.held:
-                    self._apply(self.composer.retracted(seg_id, now))
-            case StateEvent(state=state):
-                self._daemon_changed(state=state)
-            case PropertiesEvent(changed=changed):
-                self._daemon_changed(state=changed.get("State"), method=changed.get("Delivery"))
-            case PresenceEvent(running=True):
-                asyncio.get_running_loop().create_task(self._refresh_daemon())
-            case PresenceEvent(running=False):
-                self._daemon_changed(state="absent")
-            case PressureEvent():
-                pass
-
-    def _command(self, seg_id: int, action: str, target: int, now: float) -> None:
-        """Segment ``seg_id`` is a command: its final (next) is executed, not typed (:meth:`Composer.command`)."""
-        if seg_id in self._seen or action not in KNOWN_ACTIONS:
-            return  # an action of a newer daemon: its segment is text (docs/dbus.md)
-        self._commands[seg_id] = action
-        while len(self._commands) > COMMANDS_MAX:
-            del self._commands[next(iter(self._commands))]
-        if self.keyboard.held:
-            self._apply(self.composer.command(seg_id, action, target, now))
-
-    def _final(self, entry: TranscriptEntry, now: float) -> None:
-        if not self._seen.first_time(entry.id):
-            return
-        reason = self._owed.pop(entry.id, None)
-        action = self._commands.pop(entry.id, None)
-        if action is not None and not self.keyboard.held:
-            if reason is not None or (self._unreachable is not None and self.link.bus is not None and self._delivers()):
-                self._command_elsewhere(action, reason or self._unreachable or "")
-            return
-        if self.keyboard.held:  # owed or not: a field has focus again, so it goes there (in id order)
-            self._apply(self.composer.final(entry.id, entry.text, now))
-        elif reason is not None:
-            self.composer.counts.failed += 1
-            self.delivery.to_clipboard(entry.text, reason)
-            self._publish_counts()
-        elif self._unreachable is not None and self.link.bus is not None and self._delivers():
-            self.composer.counts.failed += 1
-            self.delivery.to_clipboard(entry.text, self._unreachable)
-            self._publish_counts()
-
-    def _command_elsewhere(self, action: str, reason: str) -> None:
-        """A command whose text went to the clipboard: line breaks join it there; the rest cannot be done."""
-        if action in LINE_BREAKS:
-            self.delivery.to_clipboard(LINE_BREAKS[action], reason)
-        elif action != "stop_listening":
-            self.composer.counts.refused += 1
-            self.delivery.refused("the text it acts on is not in a field listend can see")
-        self._publish_counts()
-
-    def _daemon_changed(self, state: str | None = None, method: str | None = None) -> None:
-        changed = False
-        if state is not None and state != self.daemon_state:
-            if state == "listening":
-                self.delivery.new_dictation()
-            self.daemon_state, changed = state, True
-        if method is not None and method != self.method:
-            self.method, changed = method, True
-        if changed:
-            self._show_state()
-            asyncio.get_running_loop().create_task(self._reconsider())
-
-    async def _refresh_daemon(self) -> None:
-        assert self.client is not None
-        # Only a running daemon, checked to be listend: a call to its name would start it (D-Bus activation),
-        # and an input method autostarted at login must not load the models of a dictation nobody asked for.
-        if await self.client.name_holder() != "listend":
-            self._daemon_changed(state="absent")
-            return
-        try:
-            props = await self.client.get_all()
-        except (NotRunning, CallFailed):
-            self._daemon_changed(state="absent")
-            return
-        self._daemon_changed(state=props.get("State", "idle"), method=props.get("Delivery", "auto"))
 
     # -- effects ----------------------------------------------------------------------------------------------
 
@@ -449,7 +352,7 @@ class InputMethod:
         target = engine or self.delivery.focused
         if target is None or not self.keyboard.held:
             return
-        state = {"listening": "listening", "absent": "listend is not running"}.get(self.daemon_state, "finishing…")
+        state = {"listening": "listening", "absent": "listend is not running"}.get(self.daemon.state, "finishing…")
         counts = self.composer.counts
         tooltip = (
             f"{counts.delivered} delivered, {counts.unconfirmed} unconfirmed, {counts.failed} to the clipboard, "

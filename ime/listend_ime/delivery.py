@@ -16,8 +16,9 @@ from collections.abc import Callable
 from listend_desktop.clipboard import Clipboard
 
 from . import ibus
-from .composer import DeleteBefore, Effect, Refused, ShowPreedit, ToClipboard, TypeText, clipboard_text
+from .composer import DeleteBefore, Effect, Refused, ShowPreedit, ToClipboard, TypeText
 from .engine import Engine
+from .spacing import clipboard_text
 
 log = logging.getLogger("listend.ime")
 NOTICE_EVERY_S = 10.0
