@@ -49,9 +49,8 @@ def test_microphone_disappears_mid_utterance_and_comes_back(start_daemon, privat
             await c.wait_for(lambda: len(c.named("SegmentRefined")) >= 1, timeout=60)
             first = c.named("SegmentRefined")[0].body[3]
             pulse.plug()
-            plugged = time.monotonic()
+            # It resumes by itself (how soon is the reopen policy's, measured in bench/, not asserted here).
             await c.wait_for(lambda: c.states()[-1] == "listening", timeout=30)
-            assert time.monotonic() - plugged <= 5.0 + 1.0  # resumed within 5 s (+1 s of polling here)
             assert await c.prop("LastError") == ""
             await asyncio.sleep(2.0)  # PulseAudio's first block
             pulse.speak(again)
