@@ -95,6 +95,7 @@ class PulseServer:
     def add_microphone(self, name: str = "vmic", sink: str = "vsink") -> str:
         """A microphone ``name`` that hears what is played into ``sink``; it becomes the default source."""
         module = self.pactl("load-module", self.microphone_module, f"source_name={name}", f"master={sink}.monitor")
+        self._wait_listed("sources", name)
         self.pactl("set-default-source", name)
         return module.stdout.strip()
 
@@ -116,8 +117,19 @@ class PulseServer:
     def plug(self) -> None:
         """The null sink and the microphone that hears it (again, after :meth:`unplug`)."""
         self.pactl("load-module", "module-null-sink", "sink_name=vsink", "rate=16000")
+        self._wait_listed("sinks", "vsink")
         self.pactl("set-default-sink", "vsink")
         self.source_module = self.add_microphone()
+
+    def _wait_listed(self, kind: str, name: str) -> None:
+        """Wait until the server lists ``name`` among its ``kind`` ("sinks", "sources"): pipewire-pulse answers
+        load-module before the node exists, and a set-default-* that comes first fails with "No such entity"."""
+
+        def listed() -> bool:
+            rows = self.pactl("list", "short", kind, check=False).stdout.splitlines()
+            return any(len(row.split()) > 1 and row.split()[1] == name for row in rows)
+
+        wait_until(listed, 20, lambda: f"{self.kind} to list {name} among its {kind}", poll=0.05)
 
     def speak(self, wav: Path, sink: str = "vsink") -> None:
         """Play ``wav`` into the virtual microphone (of ``sink``); returns when it has been played."""
