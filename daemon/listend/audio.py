@@ -29,6 +29,10 @@ class Utterance:
     #: Unix time of the first sample, stamped by capture when the utterance
     #: closes (a reconnect later must not move it).
     wall_start: float = 0.0
+    #: Closed because the audio stopped mid-speech (a device lost, a stalled
+    #: stream), not at a pause: its text may end mid-sentence, so it is no
+    #: context for what is said after the audio comes back.
+    cut: bool = False
 
     @property
     def start(self) -> float:

@@ -277,6 +277,7 @@ class Capture:
             utt = self._segmenter.flush()
             if utt is not None:
                 self.gap_closes += 1
+                utt.cut = True
                 self._route(utt)
 
     def _apply_vad_options(self) -> None:
@@ -322,6 +323,7 @@ class Capture:
         """The source ended or was stopped: flush the open utterance and go idle (or error)."""
         utt = self._segmenter.flush()
         if utt is not None:
+            utt.cut = bool(source.error)  # a device that failed mid-speech, not a stop
             self._route(utt)
         # A partial sample block left in the ring (< 512) is below one VAD
         # decision; it is the tail of the input and carries no speech.

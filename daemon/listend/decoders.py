@@ -312,6 +312,9 @@ class WhisperDecoder:
 
     def heard(self, utt: Utterance, text: str) -> None:
         if self.windowed is not None and self.options.uses_context:
+            if utt.cut:  # its text may stop mid-sentence: forced as a prefix it bent the next words
+                self._session.clear()
+                return
             self._session.add(utt.id, utt.start_sample, utt.audio, text)
 
     def new_session(self) -> None:

@@ -38,7 +38,8 @@ class FieldApp:
             text=True,
         )
         self.wait(lambda e: e["kind"] == "ready", 60, what)
-        self.wait(lambda e: e["kind"] == "focus" and e["view"] == "a", 30, f"{what}'s first view to have focus")
+        # A compositor starting beside a busy suite (GNOME Shell) may take a while to give a new window focus.
+        self.wait(lambda e: e["kind"] == "focus" and e["view"] == "a", 60, f"{what}'s first view to have focus")
 
     def events(self) -> list[dict[str, Any]]:
         lines = self.events_path.read_text(encoding="utf-8").splitlines()
