@@ -1,18 +1,26 @@
 """listend-ime's native Wayland input method (input-method-unstable-v2) on a real headless sway.
 
 Real parts: sway 1.7 (wlroots), GTK 3 and GTK 4 apps on Wayland speaking text-input-v3 (a text view and a
-password entry), foot running ``cat`` into a file, and the user's keys through a virtual keyboard (wtype).
-Nothing is timed: each step waits for what the field reports.
+password entry), foot running ``cat`` into a file, and the user's keys through a virtual keyboard (wtype);
+the last test runs the whole app: the daemon on the PulseAudio microphone hearing espeak-ng speech and
+listend-ime as a session starts it, with no IBus. Nothing is timed: each step waits for what the field reports.
 """
 
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import time
 
 import pytest
 
+from listend.bus import BUS_NAME, IME_BUS_NAME, IME_INTERFACE, IME_OBJECT_PATH, INTERFACE, OBJECT_PATH
+from listend_ime.spacing import join
 from listend_ime.wayland import Purpose, Unavailable, WaylandInputMethod, offered
-from tests.support.waiting import until
+from tests.support.audio import SENTENCES, speak, words
+from tests.support.bus import ctl, daemon_env
+from tests.support.processes import BIN
+from tests.support.waiting import until, wait_until
 from tests.support.wayland_im import FootCat, RecordingHost, WaylandField, client_env, hold_keyboard, type_text
 
 pytestmark = pytest.mark.parametrize("desktop", ["wayland"], indirect=True)
@@ -24,6 +32,30 @@ async def open_im(host: RecordingHost, env: dict[str, str]) -> WaylandInputMetho
     # field that did not answer fails the test instead of racing it on a busy machine.
     im.answer_wait_s = 15
     return im
+
+
+def transcript(env: dict[str, str]) -> list[str]:
+    result = ctl(env, "transcript")
+    assert result.returncode == 0, result.stderr
+    return [line.split("\t", 2)[-1].strip() for line in result.stdout.splitlines() if line.strip()]
+
+
+def counter(env: dict[str, str], name: str, path: str, interface: str, prop: str) -> int:
+    """An unsigned D-Bus property read over the session bus (busctl prints "t 1")."""
+    command = ["busctl", f"--address={env['DBUS_SESSION_BUS_ADDRESS']}", "get-property", name, path, interface, prop]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=20)
+    assert result.returncode == 0, result.stderr
+    return int(result.stdout.split()[1])
+
+
+def ime_status(env: dict[str, str], prop: str) -> int:
+    """A counter of listend-ime's status (``io.github.listend.InputMethod1``)."""
+    return counter(env, IME_BUS_NAME, IME_OBJECT_PATH, IME_INTERFACE, prop)
+
+
+def pending(env: dict[str, str]) -> int:
+    """The daemon's segments without final text yet."""
+    return counter(env, BUS_NAME, OBJECT_PATH, INTERFACE, "PendingSegments")
 
 
 async def active_field(im: WaylandInputMethod, what: str = "a focused field to activate the input method"):
@@ -199,3 +231,58 @@ def test_foot_receives_the_commit_and_the_users_keys(desktop, spawn, tmp_path):
             im.close()
 
     asyncio.run(scenario())
+
+
+def test_listend_ime_dictates_into_a_gtk_field_and_foot_without_ibus_and_lets_go_at_stop(
+    desktop, start_daemon, spawn, private_bus, pulse, tmp_path
+):
+    """The app as a user runs it on sway with no IBus at all: speech -> preedit -> commits, released at Stop."""
+    env = client_env(desktop.server, tmp_path)
+    env = daemon_env(private_bus, tmp_path / "state", {**env, "PULSE_SERVER": pulse.server})
+    hold_keyboard(spawn, env)
+    field = WaylandField(tmp_path, env)  # GTK's own text-input-v3 module: no IBus module, no ibus-daemon
+    first = speak(tmp_path / "first.wav", SENTENCES[0])
+    second = speak(tmp_path / "second.wav", SENTENCES[3])
+    try:
+        start_daemon(env=env)
+        spawn([str(BIN / "listend-ime"), "--verbose"], env=env, log="ime")
+        ime_log = tmp_path / "ime.log"
+        wait_until(lambda: "offers input-method-v2" in ime_log.read_text(), 30, lambda: ime_log.read_text())
+
+        assert ctl(env, "start").returncode == 0
+        wait_until(lambda: "has focus (NORMAL)" in ime_log.read_text(), 30, lambda: ime_log.read_text())
+        pulse.speak(first)
+        time.sleep(1.5)  # the utterance closes on silence
+        wait_until(lambda: transcript(env) and pending(env) == 0, 60, "the first utterance to be refined")
+        in_field = transcript(env)
+        expected = ""
+        for text in in_field:
+            expected += join(expected, text)
+        wait_until(lambda: field.text() == expected, 30, lambda: f"the field to read {expected!r}: {field.text()!r}")
+        events = field.events()
+        first_commit = next(e["t"] for e in events if e["kind"] == "text" and e["text"])
+        shown = [e for e in events if e["kind"] == "preedit" and e["text"]]
+        assert shown and shown[0]["t"] < first_commit, "live text is shown before the first commit"
+        wait_until(lambda: ime_status(env, "Delivered") == len(in_field), 30, "the field to confirm the commits")
+
+        # foot opens and takes focus (a terminal reports no surrounding text: its commits stay unconfirmed).
+        foot = FootCat(desktop.server, spawn, tmp_path)
+        wait_until(lambda: "has focus (TERMINAL)" in ime_log.read_text(), 30, "foot to activate the input method")
+        pulse.speak(second)
+        time.sleep(1.5)
+        assert ctl(env, "stop").returncode == 0
+        wait_until(lambda: "no longer the Wayland input method" in ime_log.read_text(), 40, "the input method's end")
+
+        in_foot = transcript(env)[len(in_field) :]
+        assert in_foot, "the second utterance was refined"
+        wait_until(lambda: words(foot.text()) == words(" ".join(in_foot)), 20, lambda: f"foot's input {foot.text()!r}")
+        assert field.text() == expected, "nothing more went to the GTK field"
+        assert ime_status(env, "Failed") == 0 and ime_status(env, "Unconfirmed") == len(in_foot)
+
+        # Nothing of listend's is left in the user's input path: another input method can have the seat.
+        async def another() -> None:
+            (await WaylandInputMethod.open(RecordingHost(), env)).close()
+
+        asyncio.run(another())
+    finally:
+        field.close()

@@ -11,6 +11,16 @@ fall back to the user's engine when an engine's process is killed (it leaves
 none selected), so a guard process (:mod:`guard`) does it, and the next
 ``listend-ime`` repairs what a crash of both left.
 
+Where the Wayland compositor offers input-method-unstable-v2 (wlroots:
+sway, Hyprland), listend is also the seat's native input method while it
+dictates (:mod:`wayland_fields`), for the apps without an IBus module (foot,
+GTK without IBus's module, GTK 4, Qt 6); IBus stays for those with one. It
+is released when dictation stops, like the IBus engine.
+
+Password and PIN fields get nothing: while one has focus, what is spoken is
+shown nowhere, committed nowhere and copied nowhere (it stays in the
+history); the user is told once, and dictation goes on when focus leaves.
+
 Every segment ends in a field or on the clipboard with a notice: text that
 could not be committed (focus elsewhere or nowhere, IBus restarting, the
 input method exiting) goes to the clipboard, accumulated for the dictation
@@ -43,7 +53,7 @@ from listend.client import BUS_DAEMON, CallFailed, DictationClient, NotRunning, 
 from listend.dbusio import MessageBus, QuietPeerErrors
 from listend_desktop.clipboard import Clipboard
 
-from . import fields, guard, ibus, kwin
+from . import fields, guard, ibus, kwin, wayland
 from .composer import Effect, ShowPreedit
 from .daemon_events import DaemonEvents
 from .delivery import Delivery
@@ -51,6 +61,7 @@ from .engine import STATUS_NAME, STATUS_PATH, Engine, Status
 from .fields import Fields
 from .keyboard import Keyboard
 from .link import ENGINE, IBusLink
+from .wayland_fields import WaylandFields
 
 log = logging.getLogger("listend.ime")
 
@@ -78,10 +89,13 @@ class InputMethod:
             self.composer, self.delivery, self._apply, self._show_state, self._publish_counts, self._forget_engine
         )
         self.link = IBusLink(self.fields, self._ibus_connected, self._ibus_lost)
+        self.wayland = WaylandFields(
+            self.composer, self.delivery, self._apply, self._publish_counts, self._wayland_gone
+        )
         self.daemon = DaemonEvents(
             self.composer,
             self.delivery,
-            self.keyboard,
+            self._holding,
             self._apply,
             self._publish_counts,
             self._daemon_changed,
@@ -95,6 +109,8 @@ class InputMethod:
         self._switching = asyncio.Lock()  # one engine switch at a time
         self._stopping = asyncio.Event()
         self._ibus_seen = False  # connected to an ibus-daemon before (a later one is a restart of IBus)
+        self._wayland_offered = False  # the compositor offers input-method-v2 (found at start)
+        self._wayland_refused: str | None = None  # why the Wayland input method could not be had (said once)
 
     # -- running -----------------------------------------------------------------------------------
 
@@ -111,6 +127,10 @@ class InputMethod:
             self.client.close()
             return 1
         guard.start(os.getpid())
+        self._wayland_offered = await asyncio.to_thread(wayland.offered)
+        if self._wayland_offered:
+            log.info("the Wayland compositor offers input-method-v2: listend is its input method while dictating")
+            self.status.update(connected=True)
         await self.client.subscribe(self.daemon.on_event)
         await self.daemon.refresh()
         tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._tick())]
@@ -134,7 +154,7 @@ class InputMethod:
         delivery types them, as it does whenever no input method is there) or
         in the history (``listenctl copy --session``).
         """
-        if self.keyboard.held and self.composer.pending:
+        if self._holding() and self.composer.pending:
             deadline = time.monotonic() + EXIT_WAIT_S
             while self.composer.pending and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
@@ -179,7 +199,7 @@ class InputMethod:
                 if self.fields.collect:
                     self.fields.collect = False
                     gc.collect()
-                if self.keyboard.held and self._draining():
+                if self._holding() and self._draining():
                     await self._check_drained()
             except Exception:
                 log.exception("input method tick failed")  # never ends the loop that hands the keyboard back
@@ -199,27 +219,40 @@ class InputMethod:
         """ibus-daemon exited or was replaced: its engines went with it; what was shown is not lost."""
         if self.keyboard.held:
             self.keyboard.lost()
-            self.delivery.focused = None
-            self._release_composer("IBus restarted before the text could be typed")
+            if isinstance(self.delivery.focused, Engine):
+                self.delivery.focused = None
+            if not self.wayland.open_now:  # else the Wayland fields still take it
+                self._release_composer("IBus restarted before the text could be typed")
         self.fields.clear()
-        self.status.update(connected=False, active=False)
+        self.status.update(connected=self._wayland_offered, active=self.wayland.open_now)
 
     # -- when our engine is selected ---------------------------------------------------------------------
 
     def _wanted(self) -> bool:
+        """listend's IBus engine should hold the keyboard now."""
         return self.link.bus is not None and self.daemon.state == "listening" and self._delivers()
+
+    def _wayland_wanted(self) -> bool:
+        """listend should be the Wayland input method now."""
+        return self._wayland_offered and self.daemon.state == "listening" and self._delivers()
+
+    def _holding(self) -> bool:
+        """An input method of listend's delivers now: its IBus engine, or the Wayland input method."""
+        return self.keyboard.held or self.wayland.open_now
 
     def _delivers(self) -> bool:
         method = self.daemon.method
         return delivery_route(method, ime_connected=True) == "ime" and (self.named or method == "ime")
 
     def _draining(self) -> bool:
-        return not self._wanted() and self.daemon.state in ("idle", "error", "loading")
+        return not self._wanted() and not self._wayland_wanted() and self.daemon.state in ("idle", "error", "loading")
 
     def _unreachable_here(self) -> str | None:
         """Why finals cannot reach the apps while this input method should deliver them (None: they can)."""
         if self._unreachable is not None and self.link.bus is not None and self._delivers():
             return self._unreachable
+        if self._wayland_refused is not None and self.link.bus is None and self._wayland_offered and self._delivers():
+            return self._wayland_refused  # no IBus either: nothing of listend's reaches the apps
         return None
 
     def _daemon_changed(self) -> None:
@@ -228,11 +261,13 @@ class InputMethod:
 
     async def _reconsider(self) -> None:
         """Select our engine, or hand the keyboard back, as listend's state and the delivery choice say."""
-        if self._wanted():
+        if self._wanted() or self._wayland_wanted():
             self._drain_started = None
-            if not self.keyboard.held:
+            if self._wanted() and not self.keyboard.held:
                 await self._select()
-        elif self.keyboard.held:
+            if self._wayland_wanted() and not self.wayland.open_now:
+                await self._open_wayland()
+        elif self._holding():
             if self._draining() and self.daemon.method in ("auto", "ime"):
                 if self._drain_started is None:
                     self._drain_started = time.monotonic()
@@ -256,6 +291,32 @@ class InputMethod:
                 pass
         if daemon_pending == 0 and not self.composer.pending:  # again: events came in during the call
             await self._let_go("dictation stopped")
+
+    async def _open_wayland(self) -> None:
+        """Become the seat's Wayland input method; where another holds it, say so once and go on with IBus."""
+        async with self._switching:
+            if self.wayland.open_now or not self._wayland_wanted():
+                return
+            refused = await self.wayland.open()
+            if refused is None:
+                self._wayland_refused = None
+                self.status.update(active=True)
+                return
+            if self._wayland_refused is None:
+                also = "IBus only" if self.link.bus is not None else "the clipboard"
+                self._notify(
+                    "listend: not the Wayland input method",
+                    f"listend cannot be this desktop's Wayland input method: {refused}. Dictated text goes through "
+                    f"{also} for the apps it cannot reach.",
+                )
+            self._wayland_refused = refused
+
+    def _wayland_gone(self, reason: str) -> None:
+        """The Wayland input method was lost mid-dictation (the compositor ended): said once, IBus goes on."""
+        self._notify("listend: the Wayland input method is gone", f"{reason[:1].upper()}{reason[1:]}.")
+        if not self.keyboard.held:
+            self._release_composer(f"the Wayland input method was lost ({reason})")
+            self.status.update(active=False)
 
     async def _select(self) -> None:
         async with self._switching:
@@ -301,11 +362,16 @@ class InputMethod:
     async def _let_go(self, why: str, reason: str = "dictation ended before the text could be typed") -> None:
         """Hand the keyboard back to the user's engine; text that could not be committed goes to the clipboard."""
         async with self._switching:
-            if not self.keyboard.held:
+            if not self._holding():
                 return
             self._drain_started = None
             self._release_composer(reason)
-            await self.keyboard.hand_back(self.link.bus, why)
+            if self.wayland.open_now:
+                self.wayland.close()
+            if self.keyboard.held:
+                await self.keyboard.hand_back(self.link.bus, why)
+            else:
+                log.info("%s: listend is no longer the input method", why)
             self.delivery.focused = None
             self.status.update(active=False)
 
@@ -340,7 +406,11 @@ class InputMethod:
     def _publish_counts(self) -> None:
         counts = self.composer.counts
         self.status.update(
-            delivered=counts.delivered, unconfirmed=counts.unconfirmed, failed=counts.failed, refused=counts.refused
+            delivered=counts.delivered,
+            unconfirmed=counts.unconfirmed,
+            failed=counts.failed,
+            refused=counts.refused,
+            withheld=counts.withheld,
         )
 
     def _show_state(self, engine: Engine | None = None) -> None:
@@ -349,14 +419,15 @@ class InputMethod:
         Not in the auxiliary text: IBus shows that by the cursor, over the very
         line being written (and the words just committed).
         """
-        target = engine or self.delivery.focused
+        focused = self.delivery.focused
+        target = engine or (focused if isinstance(focused, Engine) else None)
         if target is None or not self.keyboard.held:
             return
         state = {"listening": "listening", "absent": "listend is not running"}.get(self.daemon.state, "finishing…")
         counts = self.composer.counts
         tooltip = (
             f"{counts.delivered} delivered, {counts.unconfirmed} unconfirmed, {counts.failed} to the clipboard, "
-            f"{counts.refused} commands refused"
+            f"{counts.refused} commands refused, {counts.withheld} withheld from password fields"
         )
         target.RegisterProperties(
             ibus.prop_list([ibus.prop("listend-state", f"Dictation: {state}", tooltip, ENGINE.symbol)])

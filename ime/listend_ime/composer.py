@@ -34,6 +34,11 @@ The rules:
   final punctuation. Otherwise nothing in the field changes and the refusal is
   counted and said (the user typed, clicked, or the field reports nothing).
   A segment still shown as preedit when it is scratched is simply dropped.
+- **Password and PIN fields are never dictated into.** While such a field
+  has focus nothing is shown there, and what is spoken there is committed
+  nowhere and put on no clipboard (it stays in listend's history); the user
+  is told once that dictation is paused there. Focus leaving the field ends
+  the pause.
 """
 
 from __future__ import annotations
@@ -43,7 +48,7 @@ from dataclasses import dataclass, field
 from listend.commands import Action, amend_ending
 from listend.ids import SeenIds
 
-from .spacing import clipboard_text, join
+from .spacing import clipboard_text, french_marks, join, typography
 
 KEEP_BEFORE = 4096  # characters of the text before the cursor kept per field (a field may report megabytes)
 KEEP_FIELDS = 64  # fields remembered (the focused one always)
@@ -73,10 +78,15 @@ class ToClipboard:
 
 @dataclass(frozen=True)
 class DeleteBefore:
-    """Delete the ``count`` characters before the cursor of the focused field (IBus's delete-surrounding-text)."""
+    """Delete the ``count`` characters before the cursor of the focused field (IBus's delete-surrounding-text).
+
+    ``text`` is what those characters are, as the field last showed them (a
+    Wayland field checks it once more before it deletes).
+    """
 
     count: int
     seg_id: int
+    text: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,7 +97,16 @@ class Refused:
     seg_id: int
 
 
-Effect = ShowPreedit | TypeText | ToClipboard | DeleteBefore | Refused
+@dataclass(frozen=True)
+class Paused:
+    """A password or PIN field has focus and speech came: nothing is delivered there (the user is told, once)."""
+
+    reason: str
+
+
+Effect = ShowPreedit | TypeText | ToClipboard | DeleteBefore | Refused | Paused
+
+PAUSED_REASON = "a password or PIN field has focus"
 
 KNOWN_ACTIONS = frozenset(action.value for action in Action)
 LINE_BREAKS = {Action.NEW_LINE.value: "\n", Action.NEW_PARAGRAPH.value: "\n\n"}
@@ -99,6 +118,7 @@ class DeliveryCounts:
     unconfirmed: int = 0  # committed; the field could not (or did not) show it
     failed: int = 0  # not committed: it went to the clipboard
     refused: int = 0  # commands not carried out because the field could not show they were safe
+    withheld: int = 0  # segments spoken into a password or PIN field: delivered nowhere
 
 
 @dataclass
@@ -108,6 +128,7 @@ class _Segment:
     final: str | None = None
     final_at: float = 0.0
     command: tuple[str, int] | None = None  # (action, target) when the segment is a command, not text
+    language: str | None = None  # the language in force when its final came (its spacing and capitals)
 
 
 @dataclass
@@ -119,6 +140,7 @@ class _Field:
     reported: str | None = None
     recent: dict[int, str] = field(default_factory=dict)  # seg id -> the text listend committed here for it
     breaks: str = ""  # line breaks said, committed with the next text (see _execute)
+    private: bool = False  # a password or PIN field: nothing is shown, committed or copied for it
 
     def before_next(self) -> str | None:
         """The text the next segment follows: what is before the cursor and the line breaks still to come."""
@@ -146,6 +168,10 @@ class Composer:
         self._awaiting: list[_Awaiting] = []
         self.counts = DeliveryCounts()
         self._shown = ""
+        # The daemon's Language (announced before the finals decoded in it): the rules of spacing and capitals
+        # for the finals that come from now on and for the preedit (spacing.typography). None: English.
+        self.language: str | None = None
+        self._paused_told = False  # the user was told that dictation is paused in the focused (private) field
 
     # -- listend's events ------------------------------------------------------------------------
 
@@ -161,6 +187,7 @@ class Composer:
             return []  # nothing is committed twice
         segment = self._segment(seg_id)
         segment.final, segment.final_at = text, now
+        segment.language = self.language
         return self._settle(now)
 
     def command(self, seg_id: int, action: str, target: int, now: float) -> list[Effect]:
@@ -190,10 +217,15 @@ class Composer:
 
     # -- the input context -------------------------------------------------------------------------
 
-    def focus_in(self, context: str, surrounding: bool, now: float) -> list[Effect]:
+    def focus_in(self, context: str, surrounding: bool, now: float, private: bool | None = None) -> list[Effect]:
+        """``context`` has focus; ``private``: it is a password or PIN field (None: as it said before)."""
+        if context != self.focus:
+            self._paused_told = False
         self.focus = context
         fld = self._field(context)
         fld.surrounding = fld.surrounding or surrounding
+        if private is not None:
+            fld.private = private
         self._shown = ""  # a field that gets focus shows no preedit of ours until we send one
         return self._settle(now)
 
@@ -202,7 +234,21 @@ class Composer:
             self.focus = None
             self._blurred_at = now
             self._shown = ""  # the field dropped our preedit (PREEDIT_CLEAR)
+            self._paused_told = False
         return []
+
+    def content_type(self, context: str, private: bool, now: float) -> list[Effect]:
+        """The field said what it is for: ``private`` is a password or PIN field (nothing goes there)."""
+        fld = self._field(context)
+        if fld.private == private:
+            return []
+        fld.private = private
+        return self._settle(now) if context == self.focus else []
+
+    @property
+    def paused(self) -> bool:
+        """The focused field is a password or PIN field: dictation delivers nothing now."""
+        return self.focus is not None and self._field_is_private(self.focus)
 
     def capabilities(self, context: str, surrounding: bool) -> None:
         self._field(context).surrounding = surrounding
@@ -255,7 +301,12 @@ class Composer:
         """The input method lets go: what has final text and was not committed goes to the clipboard."""
         for fld in self._fields.values():
             fld.breaks = ""  # said last, nothing after them: a lone break would be an Enter key (see _execute)
-        texts = [_as_typed(s) for s in self._segments.values()]
+        texts = []
+        for segment in self._segments.values():
+            if segment.context is not None and self._field_is_private(segment.context):
+                self.counts.withheld += 1 if segment.command is None and segment.final != "" else 0
+            else:
+                texts.append(_as_typed(segment))
         texts = [text for text in texts if text]
         self._segments.clear()
         self.counts.unconfirmed += len(self._awaiting)
@@ -266,8 +317,12 @@ class Composer:
         return [ToClipboard(clipboard_text(texts), reason)]
 
     def pending_ids(self) -> set[int]:
-        """Segments shown (or known) without final text yet."""
-        return {seg_id for seg_id, segment in self._segments.items() if segment.final is None}
+        """Segments shown (or known) without final text yet (not those spoken into a password or PIN field)."""
+        return {
+            seg_id
+            for seg_id, segment in self._segments.items()
+            if segment.final is None and not (segment.context is not None and self._field_is_private(segment.context))
+        }
 
     @property
     def pending(self) -> bool:
@@ -275,6 +330,10 @@ class Composer:
         return bool(self._segments)
 
     # -- internals -----------------------------------------------------------------------------------
+
+    def _field_is_private(self, context: str) -> bool:
+        fld = self._fields.get(context)
+        return fld is not None and fld.private
 
     def _field(self, context: str) -> _Field:
         fld = self._fields.get(context)
@@ -303,7 +362,10 @@ class Composer:
                 break  # finals are committed in id order
             if segment.context is None:
                 segment.context = self.focus
-            if self.focus is not None and segment.context == self.focus:
+            if segment.context is not None and self._field_is_private(segment.context):
+                if segment.final and segment.command is None:
+                    self.counts.withheld += 1  # spoken into a password or PIN field: it stays in the history only
+            elif self.focus is not None and segment.context == self.focus:
                 if segment.command is not None:
                     effects.extend(self._execute(seg_id, *segment.command))
                 elif segment.final:
@@ -322,6 +384,9 @@ class Composer:
                 effects.append(ToClipboard(segment.final, reason))
             del self._segments[seg_id]
             self._done.first_time(seg_id)
+        if self.paused and not self._paused_told and any(s.context == self.focus for s in self._segments.values()):
+            self._paused_told = True
+            effects.append(Paused(PAUSED_REASON))
         preedit = self._preedit()
         if preedit != self._shown:
             self._shown = preedit
@@ -331,7 +396,8 @@ class Composer:
     def _commit(self, seg_id: int, text: str, now: float) -> list[Effect]:
         assert self.focus is not None
         fld = self._field(self.focus)
-        committed = join(fld.before_next(), text)
+        segment = self._segments.get(seg_id)
+        committed = join(fld.before_next(), text, segment.language if segment is not None else self.language)
         if not committed:
             return [ShowPreedit("")]
         typed, fld.breaks = fld.breaks + committed, ""
@@ -384,15 +450,17 @@ class Composer:
             del fld.recent[target]
             fld.reported = fld.reported[: len(fld.reported) - len(committed)]
             fld.before = fld.reported
-            return [ShowPreedit(""), DeleteBefore(len(committed), seg_id)]
+            return [ShowPreedit(""), DeleteBefore(len(committed), seg_id, committed)]
         amended = amend_ending(committed, mark)
+        if typography(self.language).spaced_marks:  # French: "soir ?" (see spacing.FRENCH_SPACE)
+            amended = french_marks(amended)
         keep = _common_prefix(committed, amended)
         fld.recent[target] = amended
         fld.reported = fld.reported[: len(fld.reported) - len(committed)] + amended
         fld.before = fld.reported
         effects: list[Effect] = [ShowPreedit("")]
         if len(committed) > keep:
-            effects.append(DeleteBefore(len(committed) - keep, seg_id))
+            effects.append(DeleteBefore(len(committed) - keep, seg_id, committed[keep:]))
         if amended[keep:]:
             effects.append(TypeText(amended[keep:], seg_id))
         return effects
@@ -413,7 +481,7 @@ class Composer:
         return [Refused(reason, seg_id)]
 
     def _preedit(self) -> str:
-        if self.focus is None:
+        if self.focus is None or self.paused:
             return ""
         texts = [
             s.text for s in self._segments.values() if s.final is None and s.text and s.context in (None, self.focus)
@@ -421,7 +489,7 @@ class Composer:
         if not texts:
             return ""
         fld = self._fields.get(self.focus, _Field())
-        return fld.breaks + join(fld.before_next(), " ".join(texts))
+        return fld.breaks + join(fld.before_next(), " ".join(texts), self.language)
 
 
 def _as_typed(segment: _Segment) -> str:

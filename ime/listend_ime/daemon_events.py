@@ -1,7 +1,8 @@
 """listend's events in the input method: partials, commands and finals to the composer, the daemon's state kept.
 
 The daemon's signals (session bus, through :mod:`listend.client`) arrive
-here on the app's loop. While listend's engine holds the keyboard, text and
+here on the app's loop. While an input method of listend's delivers (its
+IBus engine holds the keyboard, or it is the Wayland input method), text and
 commands go to :class:`~listend_ime.composer.Composer` and its effects to
 :class:`~listend_ime.delivery.Delivery`; when it does not, finals that are
 owed (shown before the keyboard was handed back) or that cannot reach the
@@ -35,7 +36,6 @@ from listend.ids import SeenIds
 
 from .composer import KNOWN_ACTIONS, LINE_BREAKS, Composer, Effect
 from .delivery import Delivery
-from .keyboard import Keyboard
 
 OWED_MAX = 1000
 COMMANDS_MAX = 1000  # commands announced whose final has not come yet (it follows at once)
@@ -53,7 +53,7 @@ class DaemonEvents:
         self,
         composer: Composer,
         delivery: Delivery,
-        keyboard: Keyboard,
+        holding: Callable[[], bool],
         apply: Callable[[list[Effect]], None],
         publish_counts: Callable[[], None],
         changed: Callable[[], None],
@@ -61,7 +61,7 @@ class DaemonEvents:
     ) -> None:
         self.composer = composer
         self.delivery = delivery
-        self.keyboard = keyboard
+        self._holding = holding  # an input method of listend's delivers now (IBus's engine, the Wayland one)
         self._apply = apply
         self._publish_counts = publish_counts
         self._changed = changed
@@ -84,7 +84,7 @@ class DaemonEvents:
         now = time.monotonic()
         match event:
             case PartialEvent(id=seg_id, text=text):
-                if self.keyboard.held:
+                if self._holding():
                     self._apply(self.composer.partial(seg_id, text, now))
             case CommandEvent(id=seg_id, action=action, target=target):
                 self._command(seg_id, action, target, now)
@@ -92,11 +92,12 @@ class DaemonEvents:
                 self._final(entry, now)
             case RetractedEvent(id=seg_id):
                 self._owed.pop(seg_id, None)
-                if self.keyboard.held:
+                if self._holding():
                     self._apply(self.composer.retracted(seg_id, now))
             case StateEvent(state=state):
                 self._daemon_changed(state=state)
             case PropertiesEvent(changed=changed):
+                self._follow_language(changed.get("Language"))
                 self._daemon_changed(state=changed.get("State"), method=changed.get("Delivery"))
             case PresenceEvent(running=True):
                 asyncio.get_running_loop().create_task(self.refresh())
@@ -118,7 +119,18 @@ class DaemonEvents:
         except (NotRunning, CallFailed):
             self._daemon_changed(state="absent")
             return
+        self._follow_language(props.get("Language"))
         self._daemon_changed(state=props.get("State", "idle"), method=props.get("Delivery", "auto"))
+
+    def _follow_language(self, language: object) -> None:
+        """The daemon's language in force: the composer spaces and capitalises what follows by its rules.
+
+        The daemon announces a change of ``Language`` before the finals decoded
+        in it (docs/dbus.md), on the same connection, so the finals that follow
+        are in it. An older daemon without the property leaves English.
+        """
+        if isinstance(language, str) and language:
+            self.composer.language = language
 
     def _command(self, seg_id: int, action: str, target: int, now: float) -> None:
         """Segment ``seg_id`` is a command: its final (next) is executed, not typed (:meth:`Composer.command`)."""
@@ -127,7 +139,7 @@ class DaemonEvents:
         self._commands[seg_id] = action
         while len(self._commands) > COMMANDS_MAX:
             del self._commands[next(iter(self._commands))]
-        if self.keyboard.held:
+        if self._holding():
             self._apply(self.composer.command(seg_id, action, target, now))
 
     def _final(self, entry: TranscriptEntry, now: float) -> None:
@@ -135,12 +147,12 @@ class DaemonEvents:
             return
         reason = self._owed.pop(entry.id, None)
         action = self._commands.pop(entry.id, None)
-        if action is not None and not self.keyboard.held:
+        if action is not None and not self._holding():
             unreachable = self._unreachable()
             if reason is not None or unreachable is not None:
                 self._command_elsewhere(action, reason or unreachable or "")
             return
-        if self.keyboard.held:  # owed or not: a field has focus again, so it goes there (in id order)
+        if self._holding():  # owed or not: a field has focus again, so it goes there (in id order)
             self._apply(self.composer.final(entry.id, entry.text, now))
             return
         reason = reason if reason is not None else self._unreachable()

@@ -30,6 +30,10 @@ _MODIFIERS = range(0xFFE1, 0xFFEF)  # Shift, Control, Caps Lock, Meta, Alt, Supe
 STATUS_NAME, STATUS_PATH, STATUS_INTERFACE = IME_BUS_NAME, IME_OBJECT_PATH, IME_INTERFACE
 
 
+# IBusInputPurpose and IBusInputHints (ibustypes.h, IBus 1.5.27): a password or PIN field, or one that asks
+# for no personal data to be learnt (GTK's PRIVATE hint; text-input-v3 calls it sensitive data).
+PURPOSE_PASSWORD, PURPOSE_PIN, HINT_PRIVATE = 8, 9, 1 << 11
+
 KEEP_SURROUNDING = 4096  # characters before the cursor passed on (a peer may send megabytes, thousands of times)
 
 
@@ -46,6 +50,11 @@ def key_text(keyval: int, state: int) -> str | None:
     return None  # arrows, Home, Delete, ...: the cursor moved
 
 
+def private_field(purpose: int, hints: int) -> bool:
+    """Whether a field of this IBus content type must receive nothing of listend's (a password, a PIN)."""
+    return purpose in (PURPOSE_PASSWORD, PURPOSE_PIN) or bool(hints & HINT_PRIVATE)
+
+
 class EngineHost(Protocol):
     """What the engine tells the input method app (all on the IBus connection's loop)."""
 
@@ -58,6 +67,8 @@ class EngineHost(Protocol):
     def capabilities(self, engine: "Engine", caps: int) -> None: ...
 
     def surrounding_text(self, engine: "Engine", before: str) -> None: ...
+
+    def content_type(self, engine: "Engine", purpose: int, hints: int) -> None: ...
 
     def reset(self, engine: "Engine") -> None: ...
 
@@ -76,6 +87,19 @@ class Engine(ServiceInterface):
         self.path = path
         self._host = host
         self._unidentified = f"{path}#field"
+        self._content_type = (0, 0)
+
+    # -- what the composer's effects become (:class:`~listend_ime.delivery.Target`) -----------------------
+
+    def show_preedit(self, text: str) -> None:
+        self.UpdatePreeditText(ibus.text(text, underline=True), len(text), bool(text), ibus.PREEDIT_CLEAR)
+
+    def commit(self, text: str) -> None:
+        self.CommitText(ibus.text(text))
+
+    def delete_before(self, count: int, text: str) -> bool:
+        self.DeleteSurroundingText(-count, count)  # the composer checked the field's own report
+        return True
 
     # -- keys pass through -----------------------------------------------------------------------
 
@@ -124,7 +148,7 @@ class Engine(ServiceInterface):
 
     @method()
     def SetContentType(self, purpose: "u", hints: "u") -> None:
-        log.debug("content type of %s: purpose %d, hints %#x", self.path, purpose, hints)
+        self._set_content_type(purpose, hints)
 
     @method()
     def Reset(self) -> None:
@@ -172,11 +196,16 @@ class Engine(ServiceInterface):
 
     @dbus_property()
     def ContentType(self) -> "(uu)":
-        return [0, 0]
+        return list(self._content_type)
 
     @ContentType.setter  # type: ignore[no-redef]  # dbus-next's property setter keeps the D-Bus name
     def ContentType(self, value: "(uu)") -> None:
-        log.debug("content type of %s: purpose %d, hints %#x", self.path, value[0], value[1])
+        self._set_content_type(value[0], value[1])  # how ibus-daemon 1.5 passes a field's purpose on
+
+    def _set_content_type(self, purpose: int, hints: int) -> None:
+        log.debug("content type of %s: purpose %d, hints %#x", self.path, purpose, hints)
+        self._content_type = (purpose, hints)
+        self._host.content_type(self, purpose, hints)
 
     # -- what the engine says ------------------------------------------------------------------------
 
@@ -250,7 +279,7 @@ class Status(ServiceInterface):
         self.connected = False
         self.active = False
         self.previous_engine = ""
-        self.delivered = self.unconfirmed = self.failed = self.refused = 0
+        self.delivered = self.unconfirmed = self.failed = self.refused = self.withheld = 0
 
     def update(self, **values: Any) -> None:
         """Set attributes (``connected=True``, ...) and announce the ones that changed."""
@@ -291,6 +320,11 @@ class Status(ServiceInterface):
         """Commands not carried out because the field could not show the text they act on was still there."""
         return self.refused
 
+    @dbus_property(access=PropertyAccess.READ)
+    def Withheld(self) -> "t":
+        """Segments spoken while a password or PIN field had focus: delivered nowhere (they are in the history)."""
+        return self.withheld
+
 
 _STATUS_PROPERTIES = {
     "connected": "Connected",
@@ -300,4 +334,5 @@ _STATUS_PROPERTIES = {
     "unconfirmed": "Unconfirmed",
     "failed": "Failed",
     "refused": "Refused",
+    "withheld": "Withheld",
 }

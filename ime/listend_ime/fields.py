@@ -14,7 +14,7 @@ from collections.abc import Callable
 from . import ibus
 from .composer import Composer, Effect
 from .delivery import Delivery
-from .engine import Engine
+from .engine import Engine, private_field
 
 
 class Fields:
@@ -37,19 +37,23 @@ class Fields:
         self._forget_engine = forget_engine
         self._contexts: dict[str, str] = {}  # engine path -> the input context it has focus in
         self._caps: dict[str, int] = {}  # engine path -> the client's capabilities
+        self._private: dict[str, bool] = {}  # engine path -> its field is a password or PIN field
         self.collect = False  # large messages came in: the app collects their cycles at its next tick
 
     def clear(self) -> None:
         """IBus went away with every engine and context."""
+        if self.composer.focus in self._contexts.values():  # a Wayland field's focus is not IBus's
+            self.composer.focus_out(self.composer.focus, time.monotonic())
         self._contexts.clear()
         self._caps.clear()
-        self.composer.focus_out(None, time.monotonic())
+        self._private.clear()
 
     def focus_in(self, engine: Engine, context: str) -> None:
         self.delivery.focused = engine
         self._contexts[engine.path] = context
         surrounding = bool(self._caps.get(engine.path, 0) & ibus.CAP_SURROUNDING_TEXT)
-        self._apply(self.composer.focus_in(context, surrounding, time.monotonic()))
+        private = self._private.get(engine.path, False)
+        self._apply(self.composer.focus_in(context, surrounding, time.monotonic(), private))
         self._show_state(None)
 
     def focus_out(self, engine: Engine, context: str | None) -> None:
@@ -75,6 +79,13 @@ class Fields:
             self._apply(self.composer.surrounding_text(context, before, time.monotonic()))
             self._changed_counts()  # a confirmation is a change of the count, with or without effects
 
+    def content_type(self, engine: Engine, purpose: int, hints: int) -> None:
+        private = private_field(purpose, hints)
+        self._private[engine.path] = private
+        context = self._contexts.get(engine.path)
+        if context is not None:
+            self._apply(self.composer.content_type(context, private, time.monotonic()))
+
     def reset(self, engine: Engine) -> None:
         context = self._contexts.get(engine.path)
         if context is not None:
@@ -93,6 +104,7 @@ class Fields:
             self.focus_out(engine, None)
         self._contexts.pop(engine.path, None)
         self._caps.pop(engine.path, None)
+        self._private.pop(engine.path, None)
         self._forget_engine(engine.path)
 
 

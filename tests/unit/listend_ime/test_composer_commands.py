@@ -67,7 +67,9 @@ def test_scratch_that_after_a_line_break_takes_the_text_and_leaves_the_break():
     command(c, 2, "new_line", 1, "New line.")
     said(c, 3, "Wrong words.")  # the field (a text view) reports the new line only: "Wrong words."
     c.surrounding_text("A", "Wrong words.", 0.0)
-    assert kinds(command(c, 4, "scratch_that", 3, "Scratch that."), DeleteBefore) == [DeleteBefore(12, 4)]
+    assert kinds(command(c, 4, "scratch_that", 3, "Scratch that."), DeleteBefore) == [
+        DeleteBefore(12, 4, "Wrong words.")
+    ]
     assert kinds(said(c, 5, "right words."), TypeText) == [TypeText("Right words.", 5)]
 
 
@@ -76,7 +78,7 @@ def test_a_mark_said_after_a_line_break_amends_the_text_before_the_break():
     said(c, 1, "Is it ready.")
     command(c, 2, "new_line", 1, "New line.")
     effects = command(c, 3, "question_mark", 1, "Question mark.")
-    assert kinds(effects, DeleteBefore) == [DeleteBefore(1, 3)] and kinds(effects, TypeText) == [TypeText("?", 3)]
+    assert kinds(effects, DeleteBefore) == [DeleteBefore(1, 3, ".")] and kinds(effects, TypeText) == [TypeText("?", 3)]
     assert kinds(said(c, 4, "yes."), TypeText) == [TypeText("\nYes.", 4)]
 
 
@@ -101,11 +103,11 @@ def test_scratch_that_deletes_exactly_what_listend_committed_when_the_field_show
     said(c, 1, "first point.")
     said(c, 2, "second point.")
     effects = command(c, 3, "scratch_that", 2, "Scratch that.")
-    assert kinds(effects, DeleteBefore) == [DeleteBefore(len(" Second point."), 3)]
+    assert kinds(effects, DeleteBefore) == [DeleteBefore(len(" Second point."), 3, " Second point.")]
     assert kinds(effects, TypeText) == [] and c.counts.refused == 0
     # Said again: the daemon names the one before; the field has not reported since, our deletion is known.
     effects = command(c, 4, "scratch_that", 1, "Scratch that.")
-    assert kinds(effects, DeleteBefore) == [DeleteBefore(len(" First point."), 4)]
+    assert kinds(effects, DeleteBefore) == [DeleteBefore(len(" first point."), 4, " first point.")]
     # Nothing of listend's left to take back (target 0): nothing happens, the user's "Notes:" stays.
     assert command(c, 5, "scratch_that", 0, "Scratch that.") == [ShowPreedit("")]
     assert kinds(said(c, 7, "third point."), TypeText) == [TypeText(" third point.", 7)], "after a colon"
@@ -173,11 +175,11 @@ def test_a_spoken_mark_replaces_the_final_punctuation_of_the_previous_segment():
     c = focused(before="")
     said(c, 1, "Is it ready.")
     effects = command(c, 2, "question_mark", 1, "Question mark.")
-    assert kinds(effects, DeleteBefore) == [DeleteBefore(1, 2)]
+    assert kinds(effects, DeleteBefore) == [DeleteBefore(1, 2, ".")]
     assert kinds(effects, TypeText) == [TypeText("?", 2)]
     # The amended text is what listend committed now: scratch that takes all of it.
     assert kinds(command(c, 3, "scratch_that", 1, "Scratch that."), DeleteBefore) == [
-        DeleteBefore(len("Is it ready?"), 3)
+        DeleteBefore(len("Is it ready?"), 3, "Is it ready?")
     ]
 
 
