@@ -142,9 +142,18 @@ def run(
     options: DecodeOptions,
     language: str,
     policy: LanguagePolicy | None = None,
+    pin: str | None = None,
+    prior: dict[str, float] | None = None,
 ) -> dict[str, Any]:
+    """One session decoded as the refine pass does; ``pin``: pinned for the session (``listenctl language``);
+    ``prior``: detection's probabilities weighted by these factors before the chooser sees them (a hint)."""
     decoder = WhisperDecoder(model, "base", PassOptions.refine(options))
     decoder.languages = SessionLanguages(options.language_set, policy)
+    if pin:
+        decoder.languages.pin(pin)
+    if prior:
+        detect = decoder._detect
+        decoder._detect = lambda audio: weighted(detect(audio), prior)  # type: ignore[method-assign]
     decoder.new_session()
     clock, rows = 0, []
     t0 = time.monotonic()
@@ -176,6 +185,29 @@ def run(
         "decode_s": round(seconds, 1),
         "utterances": rows,
     }
+
+
+def weighted(probabilities: dict[str, float], prior: dict[str, float]) -> dict[str, float]:
+    """``probabilities`` times a prior's factors (1 for a language it does not name), renormalised."""
+    out = {k: v * prior.get(k, 1.0) for k, v in probabilities.items()}
+    total = sum(out.values()) or 1.0
+    return {k: v / total for k, v in out.items()}
+
+
+def layout_hint(picks: list[dict[str, Any]], language: str, factors: tuple[float, ...]) -> dict[str, Any]:
+    """Short utterances decoded in the wrong language of the two, per detection alone, with a prior favouring
+    the keyboard layout's language by each factor: for a layout of ``language`` and for an English one."""
+    out: dict[str, Any] = {}
+    for layout in (language, "en"):
+        rows = {}
+        for factor in factors:
+            wrong = 0
+            for p in picks:
+                pair = weighted(p["pair"], {layout: factor})
+                wrong += max(pair, key=lambda k: pair[k]) != p["said"]
+            rows[str(factor)] = wrong
+        out[f"layout {layout}"] = rows
+    return out
 
 
 def raw_detection(model: Any, utterances: list[dict[str, Any]], language: str) -> dict[str, Any]:
@@ -210,6 +242,8 @@ def plot(results: dict[str, Any], path: Path) -> None:
     )
     langs = list(results["languages"])
     for config, colour in colours.items():
+        if any(config not in results["languages"][lang]["with English"] for lang in langs):
+            continue  # not run (--only)
         xs = [i + 1.0 for i in range(len(langs))]
         ys = [results["languages"][lang]["with English"][config]["wer"] for lang in langs]
         chart.series.append(Series(config, xs, ys, colour))
@@ -221,6 +255,14 @@ def main() -> int:
     parser.add_argument("--languages", default="de,fr,es")
     parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "languages.json")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--hint-factors",
+        type=float,
+        nargs="*",
+        default=[2.0, 4.0],
+        help="weights of the keyboard layout's language measured as a prior (issue 27)",
+    )
+    parser.add_argument("--only", default="", help="configurations to run, separated by ';' (default: all)")
     args = parser.parse_args()
     model = load_whisper(ModelSpec("base", "cpu", "int8", args.threads))
     results: dict[str, Any] = {
@@ -232,19 +274,30 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for language in args.languages.split(","):
             pair = DecodeOptions(languages=("en", language))
-            configs: dict[str, tuple[DecodeOptions, LanguagePolicy | None]] = {
-                "pinned": (DecodeOptions(languages=(language,)), None),
-                "set": (pair, None),
-                "set, not sticky": (pair, EVERY_UTTERANCE),
-                "any": (DecodeOptions(language=""), None),
+            configs: dict[str, dict[str, Any]] = {
+                "pinned": {"options": DecodeOptions(languages=(language,))},
+                "pinned in the set": {"options": pair, "pin": language},
+                "set": {"options": pair},
+                "set, not sticky": {"options": pair, "policy": EVERY_UTTERANCE},
+                "any": {"options": DecodeOptions(language="")},
             }
+            for factor in args.hint_factors:  # the keyboard layout's language as a prior (issue 27: measure first)
+                configs[f"set, layout {language} x{factor:g}"] = {"options": pair, "prior": {language: factor}}
+                configs[f"set, layout en x{factor:g}"] = {"options": pair, "prior": {"en": factor}}
+            configs = {k: v for k, v in configs.items() if not args.only or k in args.only.split(";")}
             entry: dict[str, Any] = {}
             for kind, order in (("with English", ORDER), ("alone", ORDER_ALONE)):
                 utterances = session(language, Path(tmp), order)
-                runs = {name: run(model, utterances, o, language, p) for name, (o, p) in configs.items()}
+                runs = {
+                    name: run(model, utterances, c["options"], language, c.get("policy"), c.get("pin"), c.get("prior"))
+                    for name, c in configs.items()
+                }
                 runs["raw_detection"] = raw_detection(model, utterances, language)
-                assert runs["set"]["outside_pair"] == 0, "detection restricted to the set chose a third language"
-                assert runs["set, not sticky"]["outside_pair"] == 0
+                runs["raw_detection"]["layout_hint"] = layout_hint(
+                    runs["raw_detection"]["picks"], language, (1.0, *args.hint_factors)
+                )
+                for name in ("set", "set, not sticky"):
+                    assert runs.get(name, {}).get("outside_pair", 0) == 0, f"{name}: a third language was chosen"
                 entry[kind] = runs
                 summary = {
                     k: {m: v[m] for m in ("wer", "wer_en", "outside_pair", "short_wrong_language")}
@@ -252,6 +305,7 @@ def main() -> int:
                     if k != "raw_detection"
                 }
                 print(language, kind, json.dumps(summary), flush=True)
+                print(language, kind, "layout hint", json.dumps(runs["raw_detection"]["layout_hint"]), flush=True)
             results["languages"][language] = entry
     args.out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
     plot(results, args.out.with_suffix(".png"))

@@ -24,8 +24,8 @@ def _common(p: argparse.ArgumentParser) -> None:
         "-l",
         "--lightweight",
         action="store_true",
-        help="the lightweight profile: one tiny.en model for live and final text, no refine pass, smaller "
-        "queues (low memory and CPU)",
+        help="the lightweight profile: one tiny.en model for live and final text (Whisper base where the "
+        "languages set hold another than English), no refine pass, smaller queues (low memory and CPU)",
     )
     p.add_argument("--config", metavar="PATH", help="config file (default: $XDG_CONFIG_HOME/listend/config.toml)")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more log output on stderr")

@@ -301,13 +301,55 @@ def build_settings(profile: str | None, overrides: Mapping[str, Mapping[str, Any
                 values[key] = value
                 origins[f"{name}.{key}"] = where
         sections[name] = dataclasses.replace(default, **values)
-    settings = Settings(profile=profile, **sections)
+    settings = _for_the_languages(Settings(profile=profile, **sections), origins)
     _check_consistency(settings, lambda key: origins.get(key, "the default"))
     try:
         command_table(settings)
     except ValueError as e:
         raise ConfigError(f"{file}: commands: {e}") from None
     return settings
+
+
+# A preset's English-only model and the multilingual model listend ships that stands in for it when the
+# user's languages hold another one (issue 27): the lightweight profile runs one model, and tiny.en cannot
+# write German. Whisper base is the smallest multilingual model listend ships (nothing to download).
+MULTILINGUAL_FOR = {"tiny.en": "base"}
+
+
+def speaks_english_only(model: str) -> bool:
+    """``model`` writes English only: a Whisper ``.en`` model, Moonshine base-en, a distil-whisper model."""
+    name = model.rsplit("/", 1)[-1]
+    return name.endswith(".en") or name == "moonshine-base" or name.startswith("distil-")
+
+
+def _for_the_languages(s: Settings, origins: dict[str, str]) -> Settings:
+    """``s`` with a preset's English-only single model made multilingual where the set holds another language.
+
+    Only a preset's choice is changed (the user's own model is theirs), and
+    only where it is the one model (no refine pass to write the other
+    languages): lightweight's tiny.en becomes Whisper base. A configuration
+    that names another language and leaves no model able to write it is an
+    error at load, not German decoded as English.
+    """
+    others = [code for code in s.decode.language_set if code != "en"]
+    if not others:
+        return s
+    m = s.models
+    live_origin = origins.get("models.live", "the default")
+    if live_origin == f"the {s.profile} preset" and not m.refine and m.live in MULTILINGUAL_FOR:
+        multilingual = MULTILINGUAL_FOR[m.live]
+        origins["models.live"] = f"the {s.profile} preset ({multilingual} for {others[0]}: {m.live} is English only)"
+        s = dataclasses.replace(s, models=dataclasses.replace(m, live=multilingual))
+        m = s.models
+    named = bool(s.decode.languages or s.decode.language)  # not language = "" (detect among all)
+    if named and speaks_english_only(m.live) and (not m.refine or speaks_english_only(m.refine)):
+        keys = ("models.live", "models.refine", "decode.languages" if s.decode.languages else "decode.language")
+        where = "; ".join(f"{k} = {_get(s, k)!r} from {origins.get(k, 'the default')}" for k in keys)
+        raise ConfigError(
+            f"profile {s.profile}: no model writes {others[0]}: English-only models ({where}); "
+            f"use a multilingual model such as base in [{s.profile}.models]"
+        )
+    return s
 
 
 def _check_consistency(s: Settings, origin_of: Callable[[str], str]) -> None:

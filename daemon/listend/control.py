@@ -261,9 +261,12 @@ class Daemon:
             case MemoryPressure(level=level, rss_bytes=rss) if level != "normal":
                 i.MemoryPressure(level, rss)
                 self.notifier.status(f"memory {level}: {rss // MIB} MiB")
-            case LanguageChanged(language=language, pinned=pinned, reason=reason):
+            case LanguageChanged(language=language, pinned=pinned, reason=reason, languages=languages):
                 log.info("language %s%s (%s)", language, " (pinned)" if pinned else "", reason)
-                i.emit_properties_changed({"Language": language, "PinnedLanguage": pinned})
+                changed: dict[str, Any] = {"Language": language, "PinnedLanguage": pinned}
+                if languages:
+                    changed["Languages"] = list(languages)
+                i.emit_properties_changed(changed)
             case ProfileChanged(profile=profile, reason=reason):
                 i.emit_properties_changed({"Profile": profile})
                 self._follow_vocabulary()

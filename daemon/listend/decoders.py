@@ -315,7 +315,23 @@ class WhisperDecoder:
             if utt.cut:  # its text may stop mid-sentence: forced as a prefix it bent the next words
                 self._session.clear()
                 return
+            if self._spoken_in_another_language(utt):  # no context for the next utterance, even under a pin
+                self._session.clear()
+                return
             self._session.add(utt.id, utt.start_sample, utt.audio, text)
+
+    def _spoken_in_another_language(self, utt: Utterance) -> bool:
+        """Pinned in a set of several: ``utt`` was clearly said in another language of the set than decoded in.
+
+        Detection only here (a language of the set pinned, the user speaks
+        several): the utterance is decoded in the pinned language whatever was
+        said, but another language's speech is no context (SessionContext).
+        """
+        languages, decoded_in = self.languages, self.last_language
+        if languages is None or decoded_in is None or not languages.judges_context:
+            return False
+        other = languages.clearly_other(self._detect(utt.audio), len(utt.audio) / SAMPLE_RATE, decoded_in)
+        return other is not None
 
     def new_session(self) -> None:
         self._session.clear()

@@ -98,12 +98,14 @@ class ErrorReported:
 class LanguageChanged:
     """The language in force changed (detection switched, the user pinned or unpinned one, a new session).
 
-    ``pinned`` is the pinned language, ``''`` while detection may choose.
+    ``pinned`` is the pinned language, ``''`` while detection may choose;
+    ``languages`` the user's set (announced again after a profile switch).
     """
 
     language: str
     pinned: str
     reason: str = ""
+    languages: tuple[str, ...] = ()
 
 
 EngineEvent = (

@@ -188,6 +188,33 @@ class SessionLanguages:
         self._tell(before, after, choice.why)
         return choice
 
+    @property
+    def judges_context(self) -> bool:
+        """Pinned in a set of several: what was said may be another language of the set than the one decoded in."""
+        with self._lock:
+            c = self._chooser
+            return c.pinned is not None and len(c.languages) > 1
+
+    def clearly_other(self, probabilities: Mapping[str, float], seconds: float, language: str) -> str | None:
+        """The language of the set an utterance decoded in ``language`` was clearly spoken in, if another one.
+
+        Clearly: by the rule that switches at once (at least ``min_seconds``
+        long and ``switch_probability`` of the restricted probability). Used
+        for the refine pass's context, never to choose a language: English
+        said while German is pinned is decoded in German as the user asked,
+        but its speech and text would pull the German after it towards
+        English (measured: German 26 % WER alone, 63 % after English context).
+        """
+        with self._lock:
+            c = self._chooser
+            restricted = {lang: max(0.0, probabilities.get(lang, 0.0)) for lang in c.languages}
+            policy = c.policy
+        total = sum(restricted.values())
+        if total <= 0.0 or seconds < policy.min_seconds:
+            return None
+        best = max(restricted, key=lambda lang: restricted[lang])
+        return best if best != language and restricted[best] / total >= policy.switch_probability else None
+
     def pin(self, language: str | None) -> None:
         """Pin ``language`` for now (None: detection again). Raises ValueError for one outside the set."""
         with self._lock:

@@ -23,10 +23,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from .config import ConfigError, MemoryOptions, Settings, build_settings
+from .config import MULTILINGUAL_FOR, PROFILE_PRESETS, ConfigError, MemoryOptions, Settings, build_settings
 from .decoders import WhisperDecoder
 from .events import LanguageChanged, ProfileChanged
-from .languages import SessionLanguages
+from .languages import LanguageState, SessionLanguages
 from .memory import MemoryWatchdog
 from .outcome import Outcome
 from .profiles import DecoderSet
@@ -95,7 +95,7 @@ class ModelLifecycle:
         # The language in force, the user's set and a pin: outlives every model (a pin stays across a switch).
         self.languages = SessionLanguages(
             settings.decode.language_set,
-            changed=lambda state, why: publish(LanguageChanged(state.language, state.pinned or "", why)),
+            changed=lambda state, why: publish(_language_changed(state, why)),
         )
 
     @property
@@ -197,10 +197,23 @@ class ModelLifecycle:
                 self._memory.release()
         log.info("profile %s%s", profile, f" ({reason})" if reason else "")
         self._publish(ProfileChanged(profile, reason))
+        # The languages are announced again, changed or not: a client that follows the profile
+        # (the tray's menu, the input method's spacing) reads them at the same moment.
+        self._publish(_language_changed(self.languages.state(), f"profile {profile}"))
 
     def _built(self, settings: Settings, reuse: DecoderSet | None) -> DecoderSet:
         """The decoders ``settings`` name, every Whisper one choosing its language with :attr:`languages`."""
         decoders = self._build(settings, reuse)
+        preset = PROFILE_PRESETS.get(settings.profile, {}).get("models", {}).get("live", "")
+        if MULTILINGUAL_FOR.get(preset) == settings.models.live:  # one line at each load and switch: why this model
+            others = ", ".join(code for code in settings.decode.language_set if code != "en")[:60]
+            log.info(
+                "profile %s: its one model is %s (%s writes English only; the languages set hold %s)",
+                settings.profile,
+                settings.models.live,
+                preset,
+                others,
+            )
         self.languages.reconfigure(settings.decode.language_set)
         for decoder in (decoders.live, decoders.final, decoders.refine, decoders.live_multilingual):
             if isinstance(decoder, WhisperDecoder):
@@ -250,6 +263,10 @@ class ModelLifecycle:
                     self.release(idle)
 
         threading.Thread(target=run, name="listend-idle", daemon=True).start()
+
+
+def _language_changed(state: LanguageState, why: str) -> LanguageChanged:
+    return LanguageChanged(state.language, state.pinned or "", why, state.languages)
 
 
 def _one_line(e: BaseException) -> str:

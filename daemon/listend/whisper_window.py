@@ -148,6 +148,10 @@ class SessionContext:
     whose predecessor was not refined (committed with live text under load,
     or not decoded at all), one after a pause longer than ``max_gap_s``, and
     the first of a session start without any. Used from the refine thread only.
+    It holds speech of one language: the decoder clears it when the language an
+    utterance is decoded in changes (detection switched, the user pinned
+    another), since another language's text forced as prefix pulls the decode
+    into that language (:meth:`listend.decoders.WhisperDecoder._decode_windowed`).
     """
 
     def __init__(self, options: WindowOptions):
