@@ -237,8 +237,10 @@ def test_listend_ime_dictates_into_a_gtk_field_and_foot_without_ibus_and_lets_go
     desktop, start_daemon, spawn, private_bus, pulse, tmp_path
 ):
     """The app as a user runs it on sway with no IBus at all: speech -> preedit -> commits, released at Stop."""
-    env = client_env(desktop.server, tmp_path)
-    env = daemon_env(private_bus, tmp_path / "state", {**env, "PULSE_SERVER": pulse.server})
+    env = daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": pulse.server})
+    env.pop("DISPLAY", None)
+    wayland = client_env(desktop.server, tmp_path)
+    env.update({name: wayland[name] for name in ("WAYLAND_DISPLAY", "XDG_RUNTIME_DIR", "NO_AT_BRIDGE")})
     hold_keyboard(spawn, env)
     field = WaylandField(tmp_path, env)  # GTK's own text-input-v3 module: no IBus module, no ibus-daemon
     first = speak(tmp_path / "first.wav", SENTENCES[0])

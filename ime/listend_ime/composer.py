@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from listend.commands import Action, amend_ending
 from listend.ids import SeenIds
 
-from .spacing import clipboard_text, french_marks, join, typography
+from .spacing import clipboard_text, join
 
 KEEP_BEFORE = 4096  # characters of the text before the cursor kept per field (a field may report megabytes)
 KEEP_FIELDS = 64  # fields remembered (the focused one always)
@@ -128,7 +128,9 @@ class _Segment:
     final: str | None = None
     final_at: float = 0.0
     command: tuple[str, int] | None = None  # (action, target) when the segment is a command, not text
-    language: str | None = None  # the language in force when its final came (its spacing and capitals)
+    # Spoken while its field was known to be a password or PIN field: delivered nowhere, ever (a field that
+    # says later that it is not one cannot bring it back onto a clipboard).
+    private: bool = False
 
 
 @dataclass
@@ -168,9 +170,6 @@ class Composer:
         self._awaiting: list[_Awaiting] = []
         self.counts = DeliveryCounts()
         self._shown = ""
-        # The daemon's Language (announced before the finals decoded in it): the rules of spacing and capitals
-        # for the finals that come from now on and for the preedit (spacing.typography). None: English.
-        self.language: str | None = None
         self._paused_told = False  # the user was told that dictation is paused in the focused (private) field
 
     # -- listend's events ------------------------------------------------------------------------
@@ -187,7 +186,6 @@ class Composer:
             return []  # nothing is committed twice
         segment = self._segment(seg_id)
         segment.final, segment.final_at = text, now
-        segment.language = self.language
         return self._settle(now)
 
     def command(self, seg_id: int, action: str, target: int, now: float) -> list[Effect]:
@@ -225,7 +223,7 @@ class Composer:
         fld = self._field(context)
         fld.surrounding = fld.surrounding or surrounding
         if private is not None:
-            fld.private = private
+            self._set_private(context, fld, private)
         self._shown = ""  # a field that gets focus shows no preedit of ours until we send one
         return self._settle(now)
 
@@ -242,8 +240,12 @@ class Composer:
         fld = self._field(context)
         if fld.private == private:
             return []
-        fld.private = private
+        self._set_private(context, fld, private)
         return self._settle(now) if context == self.focus else []
+
+    def knows(self, context: str) -> bool:
+        """Whether ``context`` is a field this composer remembers (its purpose among what it knows)."""
+        return context in self._fields
 
     @property
     def paused(self) -> bool:
@@ -303,7 +305,7 @@ class Composer:
             fld.breaks = ""  # said last, nothing after them: a lone break would be an Enter key (see _execute)
         texts = []
         for segment in self._segments.values():
-            if segment.context is not None and self._field_is_private(segment.context):
+            if segment.private:
                 self.counts.withheld += 1 if segment.command is None and segment.final != "" else 0
             else:
                 texts.append(_as_typed(segment))
@@ -318,11 +320,7 @@ class Composer:
 
     def pending_ids(self) -> set[int]:
         """Segments shown (or known) without final text yet (not those spoken into a password or PIN field)."""
-        return {
-            seg_id
-            for seg_id, segment in self._segments.items()
-            if segment.final is None and not (segment.context is not None and self._field_is_private(segment.context))
-        }
+        return {seg_id for seg_id, segment in self._segments.items() if segment.final is None and not segment.private}
 
     @property
     def pending(self) -> bool:
@@ -334,6 +332,13 @@ class Composer:
     def _field_is_private(self, context: str) -> bool:
         fld = self._fields.get(context)
         return fld is not None and fld.private
+
+    def _set_private(self, context: str, fld: _Field, private: bool) -> None:
+        fld.private = private
+        if private:
+            for segment in self._segments.values():
+                if segment.context == context:
+                    segment.private = True
 
     def _field(self, context: str) -> _Field:
         fld = self._fields.get(context)
@@ -351,6 +356,8 @@ class Composer:
             self._segments = dict(sorted(self._segments.items()))
         if segment.context is None:
             segment.context = self.focus
+        if segment.context is not None and self._field_is_private(segment.context):
+            segment.private = True
         return segment
 
     def _settle(self, now: float) -> list[Effect]:
@@ -362,7 +369,8 @@ class Composer:
                 break  # finals are committed in id order
             if segment.context is None:
                 segment.context = self.focus
-            if segment.context is not None and self._field_is_private(segment.context):
+                segment.private = self.paused
+            if segment.private:
                 if segment.final and segment.command is None:
                     self.counts.withheld += 1  # spoken into a password or PIN field: it stays in the history only
             elif self.focus is not None and segment.context == self.focus:
@@ -396,8 +404,7 @@ class Composer:
     def _commit(self, seg_id: int, text: str, now: float) -> list[Effect]:
         assert self.focus is not None
         fld = self._field(self.focus)
-        segment = self._segments.get(seg_id)
-        committed = join(fld.before_next(), text, segment.language if segment is not None else self.language)
+        committed = join(fld.before_next(), text)
         if not committed:
             return [ShowPreedit("")]
         typed, fld.breaks = fld.breaks + committed, ""
@@ -452,8 +459,6 @@ class Composer:
             fld.before = fld.reported
             return [ShowPreedit(""), DeleteBefore(len(committed), seg_id, committed)]
         amended = amend_ending(committed, mark)
-        if typography(self.language).spaced_marks:  # French: "soir ?" (see spacing.FRENCH_SPACE)
-            amended = french_marks(amended)
         keep = _common_prefix(committed, amended)
         fld.recent[target] = amended
         fld.reported = fld.reported[: len(fld.reported) - len(committed)] + amended
@@ -489,7 +494,7 @@ class Composer:
         if not texts:
             return ""
         fld = self._fields.get(self.focus, _Field())
-        return fld.breaks + join(fld.before_next(), " ".join(texts), self.language)
+        return fld.breaks + join(fld.before_next(), " ".join(texts))
 
 
 def _as_typed(segment: _Segment) -> str:

@@ -37,7 +37,10 @@ class Fields:
         self._forget_engine = forget_engine
         self._contexts: dict[str, str] = {}  # engine path -> the input context it has focus in
         self._caps: dict[str, int] = {}  # engine path -> the client's capabilities
-        self._private: dict[str, bool] = {}  # engine path -> its field is a password or PIN field
+        # engine path -> the content type IBus last gave it is a password or PIN field's. ibus-daemon moves the
+        # one global engine between fields and sends a field's content type only when it differs from the one
+        # it sent that engine last (bus/engineproxy.c caches it), so a new field has the engine's.
+        self._private: dict[str, bool] = {}
         self.collect = False  # large messages came in: the app collects their cycles at its next tick
 
     def clear(self) -> None:
@@ -52,12 +55,15 @@ class Fields:
         self.delivery.focused = engine
         self._contexts[engine.path] = context
         surrounding = bool(self._caps.get(engine.path, 0) & ibus.CAP_SURROUNDING_TEXT)
-        private = self._private.get(engine.path, False)
+        # A field the composer knows keeps its own purpose (its content type follows at once if it changed).
+        private = None if self.composer.knows(context) else self._private.get(engine.path, False)
         self._apply(self.composer.focus_in(context, surrounding, time.monotonic(), private))
         self._show_state(None)
 
     def focus_out(self, engine: Engine, context: str | None) -> None:
         context = context or self._contexts.get(engine.path)
+        if context is not None and self._contexts.get(engine.path) == context:
+            del self._contexts[engine.path]  # what IBus tells the engine now is about no field of ours
         if engine is self.delivery.focused:
             self.delivery.focused = None
         self._apply(self.composer.focus_out(context, time.monotonic()))
