@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from listend.commands import Action, amend_ending
 from listend.ids import SeenIds
 
-from .spacing import clipboard_text, join
+from .spacing import clipboard_text, french_marks, join, typography
 
 KEEP_BEFORE = 4096  # characters of the text before the cursor kept per field (a field may report megabytes)
 KEEP_FIELDS = 64  # fields remembered (the focused one always)
@@ -131,6 +131,7 @@ class _Segment:
     # Spoken while its field was known to be a password or PIN field: delivered nowhere, ever (a field that
     # says later that it is not one cannot bring it back onto a clipboard).
     private: bool = False
+    language: str | None = None  # the language in force when its final came (its spacing and capitals)
 
 
 @dataclass
@@ -170,6 +171,9 @@ class Composer:
         self._awaiting: list[_Awaiting] = []
         self.counts = DeliveryCounts()
         self._shown = ""
+        # The daemon's Language (announced before the finals decoded in it): the rules of spacing and capitals
+        # for the finals that come from now on and for the preedit (spacing.typography). None: English.
+        self.language: str | None = None
         self._paused_told = False  # the user was told that dictation is paused in the focused (private) field
 
     # -- listend's events ------------------------------------------------------------------------
@@ -186,6 +190,7 @@ class Composer:
             return []  # nothing is committed twice
         segment = self._segment(seg_id)
         segment.final, segment.final_at = text, now
+        segment.language = self.language
         return self._settle(now)
 
     def command(self, seg_id: int, action: str, target: int, now: float) -> list[Effect]:
@@ -404,7 +409,8 @@ class Composer:
     def _commit(self, seg_id: int, text: str, now: float) -> list[Effect]:
         assert self.focus is not None
         fld = self._field(self.focus)
-        committed = join(fld.before_next(), text)
+        segment = self._segments.get(seg_id)
+        committed = join(fld.before_next(), text, segment.language if segment is not None else self.language)
         if not committed:
             return [ShowPreedit("")]
         typed, fld.breaks = fld.breaks + committed, ""
@@ -459,6 +465,8 @@ class Composer:
             fld.before = fld.reported
             return [ShowPreedit(""), DeleteBefore(len(committed), seg_id, committed)]
         amended = amend_ending(committed, mark)
+        if typography(self.language).spaced_marks:  # French: "soir ?" (see spacing.FRENCH_SPACE)
+            amended = french_marks(amended)
         keep = _common_prefix(committed, amended)
         fld.recent[target] = amended
         fld.reported = fld.reported[: len(fld.reported) - len(committed)] + amended
@@ -494,7 +502,7 @@ class Composer:
         if not texts:
             return ""
         fld = self._fields.get(self.focus, _Field())
-        return fld.breaks + join(fld.before_next(), " ".join(texts))
+        return fld.breaks + join(fld.before_next(), " ".join(texts), self.language)
 
 
 def _as_typed(segment: _Segment) -> str:

@@ -97,6 +97,7 @@ class DaemonEvents:
             case StateEvent(state=state):
                 self._daemon_changed(state=state)
             case PropertiesEvent(changed=changed):
+                self._follow_language(changed.get("Language"))
                 self._daemon_changed(state=changed.get("State"), method=changed.get("Delivery"))
             case PresenceEvent(running=True):
                 asyncio.get_running_loop().create_task(self.refresh())
@@ -118,7 +119,18 @@ class DaemonEvents:
         except (NotRunning, CallFailed):
             self._daemon_changed(state="absent")
             return
+        self._follow_language(props.get("Language"))
         self._daemon_changed(state=props.get("State", "idle"), method=props.get("Delivery", "auto"))
+
+    def _follow_language(self, language: object) -> None:
+        """The daemon's language in force: the composer spaces and capitalises what follows by its rules.
+
+        The daemon announces a change of ``Language`` before the finals decoded
+        in it (docs/dbus.md), on the same connection, so the finals that follow
+        are in it. An older daemon without the property leaves English.
+        """
+        if isinstance(language, str) and language:
+            self.composer.language = language
 
     def _command(self, seg_id: int, action: str, target: int, now: float) -> None:
         """Segment ``seg_id`` is a command: its final (next) is executed, not typed (:meth:`Composer.command`)."""
