@@ -131,6 +131,9 @@ class InputMethod:
         if self._wayland_offered:
             log.info("the Wayland compositor offers input-method-v2: listend is its input method while dictating")
             self.status.update(connected=True)
+        elif os.environ.get("WAYLAND_DISPLAY"):
+            # GNOME and KDE route Wayland apps' input to IBus themselves: no notice, IBus is the way there.
+            log.info("the Wayland compositor offers no input-method-v2 (not wlroots): dictating through IBus only")
         await self.client.subscribe(self.daemon.on_event)
         await self.daemon.refresh()
         tasks = [asyncio.create_task(self.link.run()), asyncio.create_task(self._tick())]
