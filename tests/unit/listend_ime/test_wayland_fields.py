@@ -114,3 +114,31 @@ def test_another_input_method_on_the_seat_is_said_and_a_lost_one_hands_its_text_
         assert first.fields.im is None and first.composer.focus is None and first.delivery.focused is None
 
     run(scenario, tmp_path)
+
+
+def test_a_mark_whose_deletion_the_field_refuses_types_nothing_either():
+    """A spoken mark is a deletion and a commit: if the deletion is not done, its replacement is not typed."""
+
+    class Field:
+        def __init__(self) -> None:
+            self.done: list[tuple[str, str]] = []
+
+        def show_preedit(self, text: str) -> None:
+            pass
+
+        def commit(self, text: str) -> None:
+            self.done.append(("commit", text))
+
+        def delete_before(self, count: int, text: str) -> bool:
+            self.done.append(("refused", text))
+            return False
+
+    app = App()
+    field = Field()
+    app.delivery.focused = field
+    app.composer.focus_in("A", True, 0.0)
+    app.composer.surrounding_text("A", "", 0.0)
+    app.apply(app.composer.final(1, "Is it ready.", 0.1))
+    app.apply(app.composer.surrounding_text("A", "Is it ready.", 0.2))
+    app.apply(app.composer.command(2, "question_mark", 1, 0.3) + app.composer.final(2, "question mark", 0.3))
+    assert field.done == [("commit", "Is it ready."), ("refused", ".")]
