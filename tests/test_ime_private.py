@@ -1,9 +1,16 @@
 """Password and PIN fields under IBus: a real GTK3 app on Xvfb with ibus-daemon, listend-ime and real speech.
 
-Real parts: Xvfb, ibus-daemon, a GTK3 window with IBus's IM module (a text view, an entry with hidden
-text, a visible entry whose input purpose is PASSWORD), the daemon listening to espeak-ng speech played
-into the PulseAudio microphone, listend-ime started as a user's session starts it. What is asserted is what
-the application reported (its entries, its preedit), the clipboard, and listend-ime's own status.
+Real parts: Xvfb, ibus-daemon, a GTK3 window with IBus's IM module (a text view, a visible entry whose input
+purpose is PASSWORD), the daemon listening to espeak-ng speech played into the PulseAudio microphone,
+listend-ime started as a user's session starts it. What is asserted is what the application reported (its
+entries, its preedit), the clipboard, and listend-ime's own status.
+
+What GTK 3.24 sends IBus (measured here): for an entry whose input purpose is PASSWORD, focus and then
+``ContentType`` (8, 0); for an entry made with ``set_visibility(False)`` alone (view ``p`` of
+:mod:`gtk_private_field`), nothing at all -- GTK keeps such an entry away from the input method, so IBus
+sees focus leave every field (its placeholder context), as for a click on a button. listend cannot tell
+that entry from no field; what is said there goes where text said with no field focused goes (the
+clipboard, with a notice). An app's PIN or password field that sets the purpose is what this tests.
 """
 
 from __future__ import annotations
@@ -46,10 +53,10 @@ def refined(env: dict[str, str]) -> list[str]:
 
 
 @pytest.mark.parametrize("desktop", ["x11"], indirect=True)
-@pytest.mark.parametrize("entry", ["p", "q"])  # hidden text only; a visible entry with the PASSWORD purpose
 def test_speech_in_a_password_entry_goes_nowhere_is_said_once_and_dictation_resumes_when_focus_leaves(
-    desktop, start_daemon, spawn, private_bus, pulse, tmp_path, entry
+    desktop, start_daemon, spawn, private_bus, pulse, tmp_path
 ):
+    entry = "q"  # the visible entry whose input purpose is PASSWORD
     env = desktop.client_env(daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": pulse.server}))
     ibus = IBusDaemon(tmp_path, env)
     field_env = {k: v for k, v in env.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
