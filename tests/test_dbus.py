@@ -7,11 +7,13 @@ import json
 import os
 import re
 import stat
+import subprocess
 import time
 
 from dbus_next import MessageType
 
-from listend.bus import INTERFACE
+from listend.bus import BUS_NAME, INTERFACE
+from listend.dbusio import MessageBus
 from tests.support.audio import words
 from tests.support.bus import BusClient, ctl, daemon_env
 
@@ -295,6 +297,18 @@ def test_monitor_finds_the_daemon_without_the_bus(start_daemon, private_bus, tmp
     # This session's bus has no listend now; any other listend on the machine is not picked up.
     r = ctl(env, "monitor", "--count", "1")
     assert r.returncode == 1 and "not on this session's bus" in r.stderr
+
+    async def squatted() -> subprocess.CompletedProcess[str]:
+        squatter = await MessageBus(bus_address=private_bus.address).connect()  # this test's process: not listend
+        try:
+            await squatter.request_name(BUS_NAME)
+            return await asyncio.to_thread(ctl, env, "monitor", "--count", "1")
+        finally:
+            squatter.disconnect()
+
+    r = asyncio.run(squatted())  # a process holding listend's name is named and not watched
+    assert r.returncode == 1 and f"pid {os.getpid()}" in r.stderr and "which is not listend" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "elapsed" not in r.stdout
 
 
 def test_follow_prints_only_new_segments_and_old_times_carry_their_date(start_daemon, private_bus, tmp_path):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from listend.bus import BUS_NAME
+from listend.files import write_private
 from listend.paths import config_home, data_home
 
 UNIT_NAME = "listend.service"
@@ -173,7 +174,6 @@ def install(now: bool = False, kwin_input_method: bool | None = None) -> int:
     if not with_ime:
         print("IBus is not installed: skipped the input method's autostart (listend-ime needs ibus-daemon)")
     for t in targets(with_ime=with_ime):
-        t.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             same = t.path.read_text() == t.text
         except OSError:
@@ -181,10 +181,7 @@ def install(now: bool = False, kwin_input_method: bool | None = None) -> int:
         if same:
             print(f"unchanged {t.path}")
             continue
-        tmp = t.path.with_suffix(t.path.suffix + ".tmp")
-        tmp.write_text(t.text)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, t.path)
+        write_private(t.path, t.text.encode(), mode=0o644)  # units and desktop entries others may read
         print(f"wrote {t.path}")
     if with_ime:  # on KDE Plasma: IBus as KWin's input method, asked first (listend_ctl.kde)
         from . import kde

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from listend.files import read_regular
+from listend.files import read_regular, write_private
 from listend.paths import config_home, data_home
 
 DESKTOP_NAME = "listend-ibus-wayland.desktop"
@@ -315,25 +315,22 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def _write(path: Path, text: str) -> None:
-    """Replace ``path`` atomically; a kwinrc that links into the user's dotfiles is written where it points."""
+def _write(path: Path, text: str, mode: int | None = None) -> None:
+    """Replace ``path`` atomically, keeping its mode unless ``mode`` is given (a new file: 0600); a kwinrc that
+    links into the user's dotfiles is written where it points."""
     path = path.resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        mode = path.stat().st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o600
-    tmp = path.with_name(path.name + ".listend-tmp")
-    tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    if mode is None:
+        try:
+            mode = path.stat().st_mode & 0o777
+        except FileNotFoundError:
+            mode = 0o600
+    write_private(path, text.encode("utf-8", errors="surrogateescape"), mode)
 
 
 def _write_if_different(path: Path, text: str, lines: list[str]) -> bool:
     if _read(path) == text:
         lines.append(f"unchanged {path}")
         return False
-    _write(path, text)
-    os.chmod(path, 0o644)
+    _write(path, text, 0o644)
     lines.append(f"wrote {path}")
     return True

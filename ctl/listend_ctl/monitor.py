@@ -1,10 +1,11 @@
 """``listenctl monitor``: watch listend's memory and CPU from outside the process.
 
 Without a PID it watches the daemon of this session: the owner of
-``io.github.listend`` on the session bus (one call to the bus daemon, which
-answers even when listend itself is wedged). Only when there is no session
-bus at all does it fall back to scanning this user's processes -- another
-user's listend, or another session's, is never picked up silently.
+``io.github.listend`` on the session bus, checked as every client checks it
+(this user's process running listend; asked of the bus daemon, which answers
+even when listend itself is wedged). Only when there is no session bus at
+all does it fall back to scanning this user's processes -- another user's
+listend, or another session's, is never picked up silently.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import csv
 import os
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import psutil
 
 from listend.units import MIB
+
+if TYPE_CHECKING:
+    from listend.bus import Holder
 
 
 class NotFound(RuntimeError):
@@ -25,27 +30,36 @@ class NotFound(RuntimeError):
 
 
 def session_daemon_pid() -> int | None:
-    """The pid owning listend's bus name; 0 if the bus has no listend; None if there is no bus."""
+    """The pid of the listend owning its bus name; 0 if the bus has no listend; None if there is no bus.
+
+    The owner is checked as every client checks it (:func:`listend.bus.holder_of`): a process of this user
+    running listend. Another process holding the name is refused in one line (:class:`NotFound`), never watched.
+    """
     import asyncio
 
-    from listend.bus import bus_owner_pid, find_session_bus
+    from listend.bus import BUS_NAME, find_session_bus, holder_of
     from listend.dbusio import MessageBus
 
     address = find_session_bus()
     if address is None:
         return None
 
-    async def ask() -> int | None:
+    async def ask() -> Holder | None:
+        bus = await asyncio.wait_for(MessageBus(bus_address=address).connect(), 5)
         try:
-            bus = await asyncio.wait_for(MessageBus(bus_address=address).connect(), 5)
-        except Exception:
-            return None
-        try:
-            return await bus_owner_pid(bus)
+            return await holder_of(bus, BUS_NAME)
         finally:
             bus.disconnect()
 
-    return asyncio.run(ask())
+    try:
+        holder = asyncio.run(ask())
+    except Exception:  # an address nobody answers at: as if there were no bus
+        return None
+    if holder is None:
+        return 0
+    if not holder.trusted:
+        raise NotFound(f"{holder.refusal()} (give a PID to watch it anyway)")
+    return holder.pid
 
 
 def find_daemons() -> list[psutil.Process]:

@@ -61,14 +61,6 @@ async def call_bus_daemon(bus: MessageBus, member: str, signature: str = "", bod
     return reply
 
 
-async def bus_owner_pid(bus: MessageBus) -> int:
-    """The pid owning listend's bus name (0 if nobody does)."""
-    from dbus_next import MessageType
-
-    reply = await call_bus_daemon(bus, "GetConnectionUnixProcessID", "s", [BUS_NAME])
-    return reply.body[0] if reply.message_type == MessageType.METHOD_RETURN else 0
-
-
 @dataclass(frozen=True)
 class Program:
     """How a process runs one of listend's programs: its command's name, or ``python -m`` one of its modules."""

@@ -6,7 +6,7 @@ something that is not a file: a FIFO (an ``open`` that never returns), a
 device (``/dev/zero``: endless data), a link to somewhere else, or a file of
 gigabytes. :func:`read_regular` opens without blocking, checks that it got a
 regular file, and reads at most a bound. :func:`write_private` replaces a
-file atomically with mode 0600, never writing through a link;
+file atomically with mode 0600 (or another mode given), never writing through a link;
 :func:`make_private` repairs an existing file to 0600 (older versions wrote
 some 0644), never changing modes through a link.
 """
@@ -61,17 +61,20 @@ def read_regular(path: Path | str, max_bytes: int, follow_symlinks: bool = True)
         os.close(fd)
 
 
-def write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Replace ``path`` with ``data`` atomically: mode 0600, its directory 0700 if created.
 
     A link at ``path`` is replaced by the new file, never followed, so a
-    planted link cannot make listend overwrite its target.
+    planted link cannot make listend overwrite its target. ``mode``: another
+    mode for the files that are not listend's own to keep private (a desktop
+    entry, the user's ``kwinrc`` keeps its own).
     """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)  # exactly: the umask does not apply
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

@@ -42,9 +42,33 @@ def load_malloc_trim() -> Callable[[int], int] | None:
     return trim
 
 
+_M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _MMAP_THRESHOLD = 1 << 20
 _allocator_pinned = False
+
+
+def set_malloc_thresholds(mmap_bytes: int, trim_bytes: int | None = None) -> bool:
+    """Fix glibc's mmap threshold at ``mmap_bytes`` (and its trim threshold at ``trim_bytes``); False where
+    there is no glibc or it refused.
+
+    Every allocation of ``mmap_bytes`` or more then gets its own mapping,
+    unmapped when freed. A fixed threshold also turns off glibc's raising of it
+    after each large free (up to 32 MiB), after which such blocks would come
+    from the heap, which it does not give back. The daemon and listend-ime
+    both use this, with thresholds of their own.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False  # not glibc: its allocator decides
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    done = bool(mallopt(_M_MMAP_THRESHOLD, mmap_bytes))
+    if trim_bytes is not None:
+        done = bool(mallopt(_M_TRIM_THRESHOLD, trim_bytes)) and done
+    return done
 
 
 def pin_mmap_threshold() -> bool:
@@ -63,14 +87,7 @@ def pin_mmap_threshold() -> bool:
         return True
     if os.environ.get("LISTEND_MALLOC_DEFAULTS"):  # measure glibc's own behaviour (bench/switch_rss.py)
         return False
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False  # not glibc
-    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
-    mallopt.restype = ctypes.c_int
-    _allocator_pinned = bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD))
+    _allocator_pinned = set_malloc_thresholds(_MMAP_THRESHOLD)
     return _allocator_pinned
 
 

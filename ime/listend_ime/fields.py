@@ -122,14 +122,9 @@ def return_large_blocks() -> None:
     threshold after the first large free and then serves such blocks from the
     heap, which it does not give back: a storm grew this process from 25 to 76
     MiB for good. A fixed threshold (which also stops the raising) keeps
-    every block over 128 KiB its own mapping, unmapped when freed.
+    every block over 128 KiB its own mapping, unmapped when freed; a free heap
+    top over 1 MiB goes back too. (The daemon fixes its own at 1 MiB.)
     """
-    import ctypes
-    import ctypes.util
+    from listend.memory import set_malloc_thresholds
 
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1024 * 1024)  # M_TRIM_THRESHOLD: a free heap top over 1 MiB goes back too
-    except (OSError, AttributeError):  # not glibc: its allocator decides
-        pass
+    set_malloc_thresholds(128 * 1024, trim_bytes=1024 * 1024)

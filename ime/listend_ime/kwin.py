@@ -24,9 +24,10 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dbus_next import Message, MessageType, Variant
+from dbus_next import MessageType, Variant
 
 from listend.bus import call_bus_daemon
+from listend.client import get_all_properties
 from listend.dbusio import MessageBus
 
 KWIN_NAME = "org.kde.KWin"
@@ -91,16 +92,7 @@ async def _ask(bus: MessageBus) -> KWinInputMethod:
     owned = await call_bus_daemon(bus, "NameHasOwner", "s", [KWIN_NAME])
     if owned.message_type != MessageType.METHOD_RETURN or owned.body != [True]:
         return not_kwin(f"{KWIN_NAME} is not on the session bus")
-    reply = await bus.call(
-        Message(
-            destination=KWIN_NAME,
-            path=VIRTUAL_KEYBOARD_PATH,
-            interface="org.freedesktop.DBus.Properties",
-            member="GetAll",
-            signature="s",
-            body=[VIRTUAL_KEYBOARD_INTERFACE],
-        )
-    )
+    reply = await get_all_properties(bus, KWIN_NAME, VIRTUAL_KEYBOARD_PATH, VIRTUAL_KEYBOARD_INTERFACE)
     if reply is None or reply.message_type != MessageType.METHOD_RETURN:
         error = reply.error_name if reply is not None else "no reply"
         # KWin on X11 (or one too old) has no VirtualKeyboard: IBus reaches apps there by its own modules.

@@ -8,7 +8,9 @@ it. Its modules, one concern each:
 - :mod:`.names`: who owns a bus name and whether to trust it
   (:class:`NameOwner`, :class:`SignalGate`, :class:`PeerErrors`);
 - :mod:`.dictation`: the method calls and the subscription
-  (:class:`DictationClient`) and the errors a call raises;
+  (:class:`DictationClient`) and the errors a call raises, and the raw
+  ``Properties.GetAll`` call (:func:`get_all_properties`) listend-ime also
+  asks KWin with;
 - :mod:`.delivery`: who delivers a refined segment (:func:`delivery_route`).
 
 Any peer on the session bus can send a signal with listend's path and
@@ -45,6 +47,7 @@ from .dictation import Failed as Failed
 from .dictation import InvalidArgs as InvalidArgs
 from .dictation import NotAvailable as NotAvailable
 from .dictation import NotRunning as NotRunning
+from .dictation import get_all_properties as get_all_properties
 from .events import BUS_DAEMON as BUS_DAEMON
 from .events import PROPERTIES as PROPERTIES
 from .events import ClientEvent as ClientEvent

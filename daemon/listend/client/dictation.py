@@ -80,6 +80,23 @@ ERRORS: dict[str, type[CallFailed]] = {
 }
 
 
+async def get_all_properties(bus: MessageBus, destination: str, path: str, interface: str) -> Message | None:
+    """The raw reply of ``org.freedesktop.DBus.Properties.GetAll(interface)`` on ``destination``'s ``path``.
+
+    Raw: an error reply or an odd signature is the caller's to judge (listend-ime's status, KWin's input method).
+    """
+    return await bus.call(
+        Message(
+            destination=destination,
+            path=path,
+            interface="org.freedesktop.DBus.Properties",
+            member="GetAll",
+            signature="s",
+            body=[interface],
+        )
+    )
+
+
 class DictationClient:
     """Connects to the session bus and calls the daemon."""
 
@@ -169,16 +186,7 @@ class DictationClient:
                 self._refused.add(holder.unique)
                 log.warning("%s", holder.refusal())
             return None
-        reply = await self.bus.call(
-            Message(
-                destination=IME_BUS_NAME,
-                path=IME_OBJECT_PATH,
-                interface="org.freedesktop.DBus.Properties",
-                member="GetAll",
-                signature="s",
-                body=[IME_INTERFACE],
-            )
-        )
+        reply = await get_all_properties(self.bus, IME_BUS_NAME, IME_OBJECT_PATH, IME_INTERFACE)
         if reply is None or reply.message_type != MessageType.METHOD_RETURN:
             return None
         return {k: unwrap(v) for k, v in reply.body[0].items()}

@@ -45,6 +45,23 @@ def test_write_private_replaces_a_planted_link_instead_of_writing_through_it(tmp
     assert [p.name for p in planted.parent.iterdir()] == ["token"]  # no temporary left behind
 
 
+def test_write_private_gives_exactly_the_mode_asked_whatever_the_umask(tmp_path: Path) -> None:
+    folder = tmp_path / "files"
+    entry, token = folder / "entry.desktop", folder / "token"
+    folder.mkdir()
+    old = os.umask(0o077)
+    try:
+        write_private(entry, b"[Desktop Entry]\n", mode=0o644)  # a desktop entry others may read
+        token.write_bytes(b"x")
+        os.chmod(token, 0o666)
+        write_private(token, b"y")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o644 and entry.read_bytes() == b"[Desktop Entry]\n"
+    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and token.read_bytes() == b"y"
+    assert sorted(p.name for p in folder.iterdir()) == ["entry.desktop", "token"]  # no temporary left behind
+
+
 def test_make_private_repairs_an_open_file_and_never_changes_modes_through_a_link(tmp_path: Path) -> None:
     open_file, elsewhere = tmp_path / "open", tmp_path / "elsewhere"
     for path in (open_file, elsewhere):

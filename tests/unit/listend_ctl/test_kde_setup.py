@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -116,8 +117,11 @@ def test_a_kwinrc_that_is_no_small_file_is_one_line_and_a_linked_one_is_written_
     dotfiles = home / "dotfiles" / "kwinrc"
     dotfiles.parent.mkdir()
     dotfiles.write_text("[Windows]\nPlacement=Centered\n")
+    os.chmod(dotfiles, 0o640)
     kwinrc.symlink_to(dotfiles)
     assert kde.install_step(True, PLASMA).changed
     assert kwinrc.is_symlink() and kde.input_method_of(dotfiles.read_text()) == str(kde.desktop_path())
+    assert stat.S_IMODE(dotfiles.stat().st_mode) == 0o640  # the user's file keeps its mode
+    assert stat.S_IMODE(kde.desktop_path().stat().st_mode) == 0o644
     assert kde.uninstall_step().changed
     assert kwinrc.is_symlink() and dotfiles.read_text() == "[Windows]\nPlacement=Centered\n"
