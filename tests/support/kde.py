@@ -4,15 +4,33 @@
 D-Bus (``org.kde.KWin``) well under a second after exec. With ``input_method`` it starts that program as its
 input method (``--inputmethod``); without, it reads ``[Wayland] InputMethod`` from ``$XDG_CONFIG_HOME/kwinrc``
 as on a desktop -- on a fresh one there is none.
+
+:class:`Plasma` adds plasmashell (its panel, system tray and clock) on that KWin; :func:`screenshot`,
+:func:`changed_spots`/:func:`changed_box` and :class:`FakeInput` see and click what it shows, as
+../shared/kde/plasma_tray.sh did.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import re
 import shutil
+import socket
+import struct
 import subprocess
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+
+import numpy as np
+import psutil
+from dbus_next import Message, MessageType
+from PIL import Image
+
+from listend.dbusio import MessageBus
 
 from .field_app import FieldApp
 from .ibus import GtkField
@@ -21,6 +39,10 @@ from .waiting import wait_until
 
 SOCKET = "wayland-kde"
 IBUS_WAYLAND = "/usr/libexec/ibus-wayland"  # Debian's ibus-wayland: IBus's frontend for KWin's input-method-v1
+PLASMASHELL = "/usr/bin/plasmashell"
+KDED = "/usr/bin/kded5"  # Plasma 5's StatusNotifierWatcher is one of kded5's modules
+WATCHER = "org.kde.StatusNotifierWatcher"
+WIDTH, HEIGHT = 1024, 768
 QT_FIELD = Path(__file__).with_name("qt_field.py")
 GTK_WAYLAND_FIELD = Path(__file__).with_name("gtk_wayland_field.py")
 
@@ -73,7 +95,7 @@ class KWin:
             "KWIN_SCREENSHOT_NO_PERMISSION_CHECKS": "1",
         }
         argv = [kwin_binary(tmp), "--virtual", "--no-lockscreen", "--no-global-shortcuts", "--no-kactivities"]
-        argv += ["--socket", SOCKET, "--width", "1024", "--height", "768", *im]
+        argv += ["--socket", SOCKET, "--width", str(WIDTH), "--height", str(HEIGHT), *im]
         self.proc = subprocess.Popen(argv, env=kwin_env, stdout=self._log, stderr=subprocess.STDOUT)
 
         def up() -> bool:
@@ -119,6 +141,287 @@ def kde_available() -> str | None:
         if not os.path.exists(path):
             return f"{path} is missing (scripts/install-deps --test installs kwin-wayland and ibus-wayland)"
     return None
+
+
+def plasma_available() -> str | None:
+    """Why plasmashell cannot run here (None when it can)."""
+    for path in (PLASMASHELL, KDED):
+        if not os.path.exists(path):
+            return f"{path} is missing (scripts/install-deps --test installs plasma-workspace and plasma-desktop)"
+    return kde_available()
+
+
+# What services the bus starts on demand (kded5, kactivitymanagerd) must see of the session. Without it they try
+# X11 and die, and plasmashell aborts ("kactivitymanagerd is not running"); startplasma does the same.
+ACTIVATION_ENVIRONMENT = (
+    "WAYLAND_DISPLAY",
+    "QT_QPA_PLATFORM",
+    "XDG_RUNTIME_DIR",
+    "XDG_CONFIG_HOME",
+    "XDG_DATA_HOME",
+    "XDG_CACHE_HOME",
+    "XDG_STATE_HOME",
+    "HOME",
+    "XDG_CURRENT_DESKTOP",
+    "XDG_SESSION_TYPE",
+    "KDE_FULL_SESSION",
+    "KDE_SESSION_VERSION",
+)
+
+
+class Plasma:
+    """plasmashell on a :class:`KWin`, on a bus that activates the standard session services (kded5 and
+    kactivitymanagerd come from there, as on a desktop); ready when kded5's StatusNotifierWatcher has
+    plasmashell's system tray registered as its host.
+
+    ``bus_pid``: the dbus-daemon whose activated services (children) are ended with plasmashell.
+    """
+
+    def __init__(self, tmp: Path, env: dict[str, str], bus_pid: int, timeout: float = 180):
+        self.env = env
+        self.bus_pid = bus_pid
+        self.log_path = tmp / "plasmashell.log"
+        names = [name for name in ACTIVATION_ENVIRONMENT if name in env]
+        subprocess.run(["dbus-update-activation-environment", *names], env=env, check=True, timeout=30)
+        self._log = open(self.log_path, "w")
+        self.started = time.monotonic()
+        self.proc = subprocess.Popen([PLASMASHELL], env=env, stdout=self._log, stderr=subprocess.STDOUT)
+
+        def host_registered() -> bool:
+            assert self.proc.poll() is None, f"plasmashell exited:\n{self.log_path.read_text()[-3000:]}"
+            reply = gdbus(
+                env,
+                WATCHER,
+                "/StatusNotifierWatcher",
+                "org.freedesktop.DBus.Properties.Get",
+                WATCHER,
+                "IsStatusNotifierHostRegistered",
+            )
+            return "true" in reply.stdout
+
+        wait_until(
+            host_registered, timeout, lambda: f"Plasma's system tray:\n{self.log_path.read_text()[-3000:]}", poll=0.2
+        )
+        self.start_s = time.monotonic() - self.started  # measured, never asserted
+
+    def owner(self) -> str:
+        """plasmashell's unique name on the bus (the connection that calls the items' menus)."""
+        reply = gdbus(
+            self.env,
+            "org.freedesktop.DBus",
+            "/org/freedesktop/DBus",
+            "org.freedesktop.DBus.GetNameOwner",
+            "org.kde.plasmashell",
+        )
+        assert reply.returncode == 0, reply.stderr
+        return reply.stdout.strip()[2:-3]  # ('(:1.12',) -> :1.12
+
+    def registered_items(self) -> list[str]:
+        """kded5's ``RegisteredStatusNotifierItems`` ("service/path" each)."""
+        reply = gdbus(
+            self.env,
+            WATCHER,
+            "/StatusNotifierWatcher",
+            "org.freedesktop.DBus.Properties.Get",
+            WATCHER,
+            "RegisteredStatusNotifierItems",
+        )
+        return re.findall(r"'([^']+)'", reply.stdout)
+
+    def close(self) -> None:
+        end_process(self.proc)
+        self._log.close()
+        # kded5, kactivitymanagerd, plasma_waitforname, ...: started by this test's bus for this session (each
+        # below a babysitter process of the bus), ended with it.
+        try:
+            started = psutil.Process(self.bus_pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            return
+        for process in started:
+            try:
+                process.terminate()
+            except psutil.NoSuchProcess:
+                pass
+        _, alive = psutil.wait_procs(started, timeout=10)
+        for process in alive:
+            process.kill()
+
+
+def screenshot(env: dict[str, str]) -> Image.Image:
+    """KWin's whole workspace (``org.kde.KWin.ScreenShot2.CaptureWorkspace``), as RGB.
+
+    KWin writes the raw image into a pipe we pass; it is read while KWin writes (3 MiB do not fit a pipe).
+    Needs ``KWIN_SCREENSHOT_NO_PERMISSION_CHECKS=1`` in KWin's environment (:class:`KWin` sets it).
+    """
+    read_end, write_end = os.pipe()
+    chunks: list[bytes] = []
+
+    def drain() -> None:
+        while chunk := os.read(read_end, 1 << 20):
+            chunks.append(chunk)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+
+    async def capture() -> Message:
+        bus = await MessageBus(bus_address=env["DBUS_SESSION_BUS_ADDRESS"], negotiate_unix_fd=True).connect()
+        try:
+            message = Message(
+                destination="org.kde.KWin",
+                path="/org/kde/KWin/ScreenShot2",
+                interface="org.kde.KWin.ScreenShot2",
+                member="CaptureWorkspace",
+                signature="a{sv}h",
+                body=[{}, 0],
+                unix_fds=[write_end],
+            )  # "h" is an index into unix_fds
+            return await asyncio.wait_for(bus.call(message), 30)
+        finally:
+            bus.disconnect()
+
+    try:
+        reply = asyncio.run(capture())
+    finally:
+        os.close(write_end)
+    reader.join(30)
+    os.close(read_end)
+    assert reply.message_type == MessageType.METHOD_RETURN, (reply.error_name, reply.body)
+    meta = {k: v.value for k, v in reply.body[0].items()}
+    # QImage's RGB32/ARGB32 formats: little-endian BGRA in memory.
+    raw = Image.frombuffer("RGBA", (meta["width"], meta["height"]), b"".join(chunks), "raw", "BGRA", meta["stride"], 1)
+    return raw.convert("RGB")
+
+
+def _changed(before: Image.Image, after: Image.Image) -> np.ndarray:
+    a = np.asarray(before, dtype=np.int16)
+    b = np.asarray(after, dtype=np.int16)
+    return np.abs(a - b).max(axis=-1) > 40
+
+
+def changed_spots(before: Image.Image, after: Image.Image, band: int = 36) -> list[tuple[int, int]]:
+    """Centres of the clusters of pixels that changed in the bottom ``band`` rows (Plasma's panel), left to right:
+    a new tray icon is one (the clock's minute may be another)."""
+    changed = _changed(before, after)[-band:]
+    columns = np.flatnonzero(changed.any(axis=0))
+    runs: list[list[int]] = []
+    for x in columns.tolist():
+        if runs and x - runs[-1][1] <= 6:  # one icon's pixels can have gaps
+            runs[-1][1] = x
+        else:
+            runs.append([x, x])
+    spots = []
+    top = before.height - band
+    for x0, x1 in runs:
+        rows = np.flatnonzero(changed[:, x0 : x1 + 1].any(axis=1))
+        spots.append(((x0 + x1) // 2, top + (int(rows.min()) + int(rows.max())) // 2))
+    return spots
+
+
+def changed_box(before: Image.Image, after: Image.Image) -> tuple[int, int, int, int] | None:
+    """``(left, top, right, bottom)`` of every pixel that changed (an opened menu), None if none did."""
+    changed = _changed(before, after)
+    if not changed.any():
+        return None
+    ys, xs = np.flatnonzero(changed.any(axis=1)), np.flatnonzero(changed.any(axis=0))
+    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+
+
+class FakeInput:
+    """Pointer and keys for a KWin without input devices: a small Wayland client of KWin's
+    ``org_kde_kwin_fake_input`` (version 4; KWin offers it to any client with
+    ``KWIN_WAYLAND_NO_PERMISSION_CHECKS=1``, which :class:`KWin` sets). No library: the wire format is small.
+    """
+
+    BTN_LEFT, BTN_RIGHT = 0x110, 0x111
+    KEY_ESC = 1
+
+    def __init__(self, env: dict[str, str]):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(os.path.join(env["XDG_RUNTIME_DIR"], env["WAYLAND_DISPLAY"]))
+        self._next_id = 2
+        self._buf = b""
+        registry = self._new_id()
+        self._send(1, 1, struct.pack("<I", registry))  # wl_display.get_registry
+        offered: dict[str, tuple[int, int]] = {}
+
+        def on_global(obj: int, opcode: int, body: bytes) -> None:
+            if obj == registry and opcode == 0:  # global(name, interface, version)
+                name, n = struct.unpack_from("<II", body)
+                version = struct.unpack_from("<I", body, 8 + n + (-n % 4))[0]
+                offered[body[8 : 8 + n - 1].decode()] = (name, version)
+
+        self._roundtrip(on_global)
+        assert "org_kde_kwin_fake_input" in offered, f"KWin offers no org_kde_kwin_fake_input: {sorted(offered)}"
+        name, version = offered["org_kde_kwin_fake_input"]
+        self.fake = self._new_id()
+        bind = (
+            struct.pack("<I", name)
+            + _string("org_kde_kwin_fake_input")
+            + struct.pack("<II", min(4, version), self.fake)
+        )
+        self._send(registry, 0, bind)  # wl_registry.bind
+        self._send(self.fake, 0, _string("listend tests") + _string("headless Plasma"))  # authenticate
+        self._roundtrip()
+
+    def click(self, x: float, y: float, button: int = BTN_LEFT) -> None:
+        self._send(self.fake, 9, _fixed(x) + _fixed(y))  # pointer_motion_absolute
+        self._roundtrip()
+        time.sleep(0.15)  # a press right on the motion can reach the surface under the old position
+        for state in (1, 0):
+            self._send(self.fake, 2, struct.pack("<II", button, state))  # button
+            self._roundtrip()
+            time.sleep(0.08)
+
+    def key(self, code: int) -> None:
+        """Press and release the evdev key ``code``."""
+        for state in (1, 0):
+            self._send(self.fake, 10, struct.pack("<II", code, state))  # keyboard_key
+            self._roundtrip()
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def _new_id(self) -> int:
+        self._next_id += 1
+        return self._next_id - 1
+
+    def _send(self, obj: int, opcode: int, args: bytes = b"") -> None:
+        self.sock.sendall(struct.pack("<II", obj, ((8 + len(args)) << 16) | opcode) + args)
+
+    def _roundtrip(self, on_event: Callable[[int, int, bytes], None] | None = None) -> None:
+        """``wl_display.sync`` and read events until its callback is done (a protocol error fails the test)."""
+        callback = self._new_id()
+        self._send(1, 0, struct.pack("<I", callback))
+        while True:
+            while len(self._buf) < 8:
+                self._buf += self._recv()
+            obj, size_opcode = struct.unpack_from("<II", self._buf)
+            size, opcode = size_opcode >> 16, size_opcode & 0xFFFF
+            while len(self._buf) < size:
+                self._buf += self._recv()
+            body, self._buf = self._buf[8:size], self._buf[size:]
+            if obj == 1 and opcode == 0:  # wl_display.error
+                n = struct.unpack_from("<I", body, 8)[0]
+                raise AssertionError(f"Wayland error: {body[12 : 12 + n - 1].decode()}")
+            if obj == callback:
+                return
+            if on_event is not None:
+                on_event(obj, opcode, body)
+
+    def _recv(self) -> bytes:
+        data = self.sock.recv(65536)
+        assert data, "KWin closed the Wayland connection"
+        return data
+
+
+def _string(text: str) -> bytes:
+    data = text.encode() + b"\0"
+    return struct.pack("<I", len(data)) + data + b"\0" * (-len(data) % 4)
+
+
+def _fixed(value: float) -> bytes:
+    return struct.pack("<i", round(value * 256))
 
 
 class KdeField(GtkField):
