@@ -166,3 +166,86 @@ def test_partial_text_of_german_is_german(start_daemon, private_bus, tmp_path):
 
     asyncio.run(scenario())
     assert daemon.terminate() == 0
+
+
+def test_the_languages_are_announced_again_at_a_profile_switch(start_daemon, private_bus, tmp_path):
+    """`listenctl profile lightweight` and back: PropertiesChanged names the set, the language in force and the pin."""
+    env = daemon_env(private_bus, tmp_path / "state")
+    config = _config(tmp_path, '[decode]\nlanguages = ["en", "de"]\n')
+    wav = silence(tmp_path / "quiet.wav", 1.0)
+    daemon = start_daemon("--config", str(config), "--source", str(wav), env=env)
+
+    def language_changes(c: BusClient) -> list[dict]:
+        return [
+            {k: v.value for k, v in m.body[1].items()} for m in c.named("PropertiesChanged") if "Languages" in m.body[1]
+        ]
+
+    async def scenario() -> None:
+        async with BusClient(private_bus.address) as c:
+            assert ctl(env, "language", "de").returncode == 0
+            await c.wait_for(lambda: len(language_changes(c)) == 1)  # the pin's own announcement
+            for n, profile in enumerate(("lightweight", "full"), start=2):
+                assert ctl(env, "profile", profile).returncode == 0
+                await c.wait_for(lambda n=n: len(language_changes(c)) == n, 120)
+                changed = language_changes(c)[-1]
+                assert changed == {"Languages": ["en", "de"], "Language": "de", "PinnedLanguage": "de"}, changed
+                assert await c.prop("Profile") == profile
+            assert await c.prop("Languages") == ["en", "de"] and await c.prop("PinnedLanguage") == "de"
+
+    asyncio.run(scenario())
+    assert daemon.terminate() == 0
+
+
+def test_lightweight_writes_german_with_whisper_base_and_an_english_only_choice_is_one_line(tmp_path):
+    """Lightweight's tiny.en writes English only: with German in the set its one model is base (the log says so)."""
+    d = tmp_path / "audio"
+    d.mkdir()
+    wav = concat(d / "de.wav", silence(d / "lead.wav", 0.5), speak(d / "s.wav", GERMAN[1], voice="de"))
+    config = _config(tmp_path, '[decode]\nlanguages = ["en", "de"]\n')
+    result = listend("transcribe", "--json", "--lightweight", "--config", str(config), str(wav))
+    assert result.returncode == 0, result.stderr
+    text = " ".join(json.loads(line)["text"] for line in result.stdout.splitlines())
+    assert len(GERMAN_WORDS[1] & _words(text)) >= 3 and not _words(text) & ENGLISH_ONLY, text
+    chosen = _config(tmp_path, '[decode]\nlanguages = ["de"]\n[lightweight.models]\nlive = "tiny.en"\n')
+    result = listend("transcribe", "--lightweight", "--config", str(chosen), str(wav))
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert "no model writes de" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_english_said_while_german_is_pinned_is_not_the_context_of_the_german_after_it(tmp_path):
+    """Whisper base, the refine pass's decoder: pinned to German in a set of two, the English sentence before a
+    German one is decoded in German (as asked) but not held in its window; German before German is."""
+    from listend.audio import Utterance
+    from listend.config import DecodeOptions
+    from listend.decoders import PassOptions, WhisperDecoder
+    from listend.languages import SessionLanguages
+    from listend.models import ModelSpec, load_whisper
+    from listend.units import SAMPLE_RATE
+    from tests.support.audio import wav_samples
+
+    decoder = WhisperDecoder(
+        load_whisper(ModelSpec("base", "cpu", "int8", 0)), "base", PassOptions.refine(DecodeOptions())
+    )
+    decoder.languages = SessionLanguages(["en", "de"])
+    decoder.languages.pin("de")
+    # Short enough that the one before fits the window's room for context beside the German sentence.
+    said = {
+        "de0": speak(tmp_path / "de0.wav", "Ich komme morgen früh.", voice="de"),
+        "de1": speak(tmp_path / "de1.wav", GERMAN[1], voice="de"),
+        "en0": speak(tmp_path / "en0.wav", "Please send the report by Friday.", voice="en-us"),
+    }
+
+    def context_of_the_last(*names: str) -> float:
+        decoder.new_session()
+        clock = 0
+        for n, name in enumerate(names, 1):
+            audio = wav_samples(said[name])
+            utt = Utterance(n, clock, audio)
+            decoder.heard(utt, decoder.decode_next(utt).text)
+            clock += len(audio) + SAMPLE_RATE
+        assert decoder.last_attempt is not None and decoder.last_language == "de"
+        return decoder.last_attempt.context_s
+
+    assert context_of_the_last("de0", "de1") > 0  # German before German: its context
+    assert context_of_the_last("en0", "de1") == 0  # English before German under a German pin: none
+    assert decoder.languages.state().detections == 0  # the pin chose every language
