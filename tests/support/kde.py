@@ -17,12 +17,9 @@ import json
 import os
 import re
 import shutil
-import socket
-import struct
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +28,7 @@ from dbus_next import Message, MessageType
 from PIL import Image
 
 from listend.dbusio import MessageBus
+from listend_ime import wayland_wire as wire
 
 from .field_app import FieldApp
 from .ibus import GtkField
@@ -327,101 +325,49 @@ def changed_box(before: Image.Image, after: Image.Image) -> tuple[int, int, int,
 
 
 class FakeInput:
-    """Pointer and keys for a KWin without input devices: a small Wayland client of KWin's
-    ``org_kde_kwin_fake_input`` (version 4; KWin offers it to any client with
-    ``KWIN_WAYLAND_NO_PERMISSION_CHECKS=1``, which :class:`KWin` sets). No library: the wire format is small.
+    """Pointer and keys for a KWin without input devices: KWin's ``org_kde_kwin_fake_input`` (version 4; KWin
+    offers it to any client with ``KWIN_WAYLAND_NO_PERMISSION_CHECKS=1``, which :class:`KWin` sets), spoken over
+    listend-ime's own Wayland wire client (:mod:`listend_ime.wayland_wire`).
     """
 
     BTN_LEFT, BTN_RIGHT = 0x110, 0x111
     KEY_ESC = 1
+    # org_kde_kwin_fake_input's requests
+    AUTHENTICATE, BUTTON, POINTER_MOTION_ABSOLUTE, KEYBOARD_KEY = 0, 2, 9, 10
 
     def __init__(self, env: dict[str, str]):
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.connect(os.path.join(env["XDG_RUNTIME_DIR"], env["WAYLAND_DISPLAY"]))
-        self._next_id = 2
-        self._buf = b""
-        registry = self._new_id()
-        self._send(1, 1, struct.pack("<I", registry))  # wl_display.get_registry
-        offered: dict[str, tuple[int, int]] = {}
-
-        def on_global(obj: int, opcode: int, body: bytes) -> None:
-            if obj == registry and opcode == 0:  # global(name, interface, version)
-                name, n = struct.unpack_from("<II", body)
-                version = struct.unpack_from("<I", body, 8 + n + (-n % 4))[0]
-                offered[body[8 : 8 + n - 1].decode()] = (name, version)
-
-        self._roundtrip(on_global)
-        assert "org_kde_kwin_fake_input" in offered, f"KWin offers no org_kde_kwin_fake_input: {sorted(offered)}"
-        name, version = offered["org_kde_kwin_fake_input"]
-        self.fake = self._new_id()
-        bind = (
-            struct.pack("<I", name)
-            + _string("org_kde_kwin_fake_input")
-            + struct.pack("<II", min(4, version), self.fake)
-        )
-        self._send(registry, 0, bind)  # wl_registry.bind
-        self._send(self.fake, 0, _string("listend tests") + _string("headless Plasma"))  # authenticate
-        self._roundtrip()
+        self.conn = wire.Connection.open(env)
+        self.conn.get_registry()
+        self.conn.roundtrip(30)
+        assert "org_kde_kwin_fake_input" in self.conn.globals, f"KWin offers no fake input: {sorted(self.conn.globals)}"
+        self.fake = self.conn.bind("org_kde_kwin_fake_input", 4)
+        self._request(self.AUTHENTICATE, wire.string("listend tests"), wire.string("headless Plasma"))
 
     def click(self, x: float, y: float, button: int = BTN_LEFT) -> None:
-        self._send(self.fake, 9, _fixed(x) + _fixed(y))  # pointer_motion_absolute
-        self._roundtrip()
+        self._request(self.POINTER_MOTION_ABSOLUTE, _fixed(x), _fixed(y))
         time.sleep(0.15)  # a press right on the motion can reach the surface under the old position
         for state in (1, 0):
-            self._send(self.fake, 2, struct.pack("<II", button, state))  # button
-            self._roundtrip()
+            self._request(self.BUTTON, wire.uint(button), wire.uint(state))
             time.sleep(0.08)
 
     def key(self, code: int) -> None:
         """Press and release the evdev key ``code``."""
         for state in (1, 0):
-            self._send(self.fake, 10, struct.pack("<II", code, state))  # keyboard_key
-            self._roundtrip()
+            self._request(self.KEYBOARD_KEY, wire.uint(code), wire.uint(state))
             time.sleep(0.05)
 
     def close(self) -> None:
-        self.sock.close()
+        self.conn.close()
 
-    def _new_id(self) -> int:
-        self._next_id += 1
-        return self._next_id - 1
-
-    def _send(self, obj: int, opcode: int, args: bytes = b"") -> None:
-        self.sock.sendall(struct.pack("<II", obj, ((8 + len(args)) << 16) | opcode) + args)
-
-    def _roundtrip(self, on_event: Callable[[int, int, bytes], None] | None = None) -> None:
-        """``wl_display.sync`` and read events until its callback is done (a protocol error fails the test)."""
-        callback = self._new_id()
-        self._send(1, 0, struct.pack("<I", callback))
-        while True:
-            while len(self._buf) < 8:
-                self._buf += self._recv()
-            obj, size_opcode = struct.unpack_from("<II", self._buf)
-            size, opcode = size_opcode >> 16, size_opcode & 0xFFFF
-            while len(self._buf) < size:
-                self._buf += self._recv()
-            body, self._buf = self._buf[8:size], self._buf[size:]
-            if obj == 1 and opcode == 0:  # wl_display.error
-                n = struct.unpack_from("<I", body, 8)[0]
-                raise AssertionError(f"Wayland error: {body[12 : 12 + n - 1].decode()}")
-            if obj == callback:
-                return
-            if on_event is not None:
-                on_event(obj, opcode, body)
-
-    def _recv(self) -> bytes:
-        data = self.sock.recv(65536)
-        assert data, "KWin closed the Wayland connection"
-        return data
-
-
-def _string(text: str) -> bytes:
-    data = text.encode() + b"\0"
-    return struct.pack("<I", len(data)) + data + b"\0" * (-len(data) % 4)
+    def _request(self, opcode: int, *args: bytes) -> None:
+        """Send, then wait until KWin has seen it (a protocol error fails the test)."""
+        self.conn.send(wire.message(self.fake, opcode, *args))
+        self.conn.roundtrip(30)
 
 
 def _fixed(value: float) -> bytes:
-    return struct.pack("<i", round(value * 256))
+    """A Wayland ``fixed``: 24.8 bits."""
+    return wire.int32(round(value * 256))
 
 
 class KdeField(GtkField):
