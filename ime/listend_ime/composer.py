@@ -296,6 +296,13 @@ class Composer:
                 self.counts.delivered += 1
         return self.tick(now)
 
+    def undelivered(self, text: str) -> None:
+        """Committed ``text`` never reached its field (it lost focus first): it is failed, not awaiting confirmation."""
+        for waiting in list(self._awaiting):
+            if waiting.text and waiting.text in text:
+                self._awaiting.remove(waiting)
+        self.counts.failed += 1
+
     def tick(self, now: float) -> list[Effect]:
         """Time passes: unconfirmed commits are counted, finals that waited too long for focus are handed on."""
         for waiting in list(self._awaiting):

@@ -102,7 +102,7 @@ class WaylandFields:
 
     def undelivered(self, text: str, reason: str) -> None:
         """Text committed while its field lost focus: the clipboard, with the usual notice."""
-        self.composer.counts.failed += 1
+        self.composer.undelivered(text)
         self.delivery.to_clipboard(text, reason)
         self._changed_counts()
 

@@ -84,3 +84,13 @@ def test_ibus_purposes_and_hints_that_make_a_field_private():
     assert private_field(PURPOSE_PASSWORD, 0) and private_field(PURPOSE_PIN, 0)
     assert private_field(0, HINT_PRIVATE)
     assert not private_field(0, 0) and not private_field(10, 1)  # a terminal with spell checking
+
+
+def test_text_committed_that_never_reached_its_field_counts_failed_and_not_also_unconfirmed():
+    c = Composer()
+    c.focus_in("A", True, 0.0)
+    c.surrounding_text("A", "", 0.0)
+    c.final(1, "Lost on the way.", 0.1)
+    c.undelivered("Lost on the way.")
+    c.tick(10.0)  # long past the time to confirm it
+    assert (c.counts.failed, c.counts.unconfirmed, c.counts.delivered) == (1, 0, 0)
