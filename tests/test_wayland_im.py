@@ -17,7 +17,7 @@ import pytest
 from listend.bus import BUS_NAME, IME_BUS_NAME, IME_INTERFACE, IME_OBJECT_PATH, INTERFACE, OBJECT_PATH
 from listend_ime.spacing import join
 from listend_ime.wayland import Purpose, Unavailable, WaylandInputMethod, offered
-from tests.support.audio import SENTENCES, speak, words
+from tests.support.audio import SENTENCES, key_words, speak, words
 from tests.support.bus import ctl, daemon_env
 from tests.support.processes import BIN
 from tests.support.waiting import until, wait_until
@@ -236,7 +236,8 @@ def test_foot_receives_the_commit_and_the_users_keys(desktop, spawn, tmp_path):
 def test_listend_ime_dictates_into_a_gtk_field_and_foot_without_ibus_and_lets_go_at_stop(
     desktop, start_daemon, spawn, private_bus, pulse, tmp_path
 ):
-    """The app as a user runs it on sway with no IBus at all: speech -> preedit -> commits, released at Stop."""
+    """The app as a user runs it on sway with no IBus at all: speech -> preedit -> commits, nothing into a password
+    entry, released at Stop."""
     env = daemon_env(private_bus, tmp_path / "state", {"PULSE_SERVER": pulse.server})
     env.pop("DISPLAY", None)
     wayland = client_env(desktop.server, tmp_path)
@@ -244,6 +245,7 @@ def test_listend_ime_dictates_into_a_gtk_field_and_foot_without_ibus_and_lets_go
     hold_keyboard(spawn, env)
     field = WaylandField(tmp_path, env)  # GTK's own text-input-v3 module: no IBus module, no ibus-daemon
     first = speak(tmp_path / "first.wav", SENTENCES[0])
+    secret = speak(tmp_path / "secret.wav", SENTENCES[2])
     second = speak(tmp_path / "second.wav", SENTENCES[3])
     try:
         start_daemon(env=env)
@@ -267,6 +269,17 @@ def test_listend_ime_dictates_into_a_gtk_field_and_foot_without_ibus_and_lets_go
         assert shown and shown[0]["t"] < first_commit, "live text is shown before the first commit"
         wait_until(lambda: ime_status(env, "Delivered") == len(in_field), 30, "the field to confirm the commits")
 
+        # The window's password entry (text-input-v3 purpose PASSWORD): what is said there goes nowhere.
+        field.focus("p")
+        wait_until(lambda: "has focus (PASSWORD)" in ime_log.read_text(), 30, "the password entry's activation")
+        pulse.speak(secret)
+        time.sleep(1.5)
+        wait_until(lambda: ime_status(env, "Withheld") >= 1, 60, lambda: f"withheld:\n{ime_log.read_text()}")
+        in_field_and_secret = transcript(env)
+        secret_words = set().union(*(key_words(text) for text in in_field_and_secret[len(in_field) :]))
+        assert secret_words and field.text("p") == "" and field.preedits("p") == []
+        assert ime_log.read_text().count("dictation paused in this field") == 1
+
         # foot opens and takes focus (a terminal reports no surrounding text: its commits stay unconfirmed).
         foot = FootCat(desktop.server, spawn, tmp_path)
         wait_until(lambda: "has focus (TERMINAL)" in ime_log.read_text(), 30, "foot to activate the input method")
@@ -275,11 +288,12 @@ def test_listend_ime_dictates_into_a_gtk_field_and_foot_without_ibus_and_lets_go
         assert ctl(env, "stop").returncode == 0
         wait_until(lambda: "no longer the Wayland input method" in ime_log.read_text(), 40, "the input method's end")
 
-        in_foot = transcript(env)[len(in_field) :]
+        in_foot = transcript(env)[len(in_field_and_secret) :]
         assert in_foot, "the second utterance was refined"
         wait_until(lambda: words(foot.text()) == words(" ".join(in_foot)), 20, lambda: f"foot's input {foot.text()!r}")
         assert field.text() == expected, "nothing more went to the GTK field"
         assert ime_status(env, "Failed") == 0 and ime_status(env, "Unconfirmed") == len(in_foot)
+        assert not secret_words & set(words(desktop.clipboard())) and not secret_words & set(words(foot.text()))
 
         # Nothing of listend's is left in the user's input path: another input method can have the seat.
         async def another() -> None:
