@@ -78,6 +78,8 @@ def test_speech_in_a_password_entry_goes_nowhere_is_said_once_and_dictation_resu
         assert field.text(entry) == "", "nothing reached the password entry"
         assert [e for e in field.events() if e["kind"] == "preedit" and e["view"] == entry and e["text"]] == []
         assert ime_property(env, "Failed") == 0 and ime_property(env, "Delivered") == 0
+        withheld_count = ime_property(env, "Withheld")
+        assert f"withheld from password fields {withheld_count}" in ctl(env, "status").stdout
 
         withheld = refined(env)
         secret_words = set().union(*(key_words(text) for text in withheld))

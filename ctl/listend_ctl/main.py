@@ -239,7 +239,8 @@ async def _run(args: argparse.Namespace) -> int:
                     where = "active" if ime["Active"] else ("ready" if ime["Connected"] else "waiting for IBus")
                     print(
                         f"input method: {where}, delivered {ime['Delivered']}, unconfirmed {ime['Unconfirmed']}, "
-                        f"failed {ime['Failed']}, commands refused {ime.get('Refused', 0)}"
+                        f"failed {ime['Failed']}, commands refused {ime.get('Refused', 0)}, "
+                        f"withheld from password fields {ime.get('Withheld', 0)}"
                     )
         elif c == "start":
             await client.call("Start")
