@@ -1,6 +1,6 @@
 """Voice commands executed by listend-ime: real speech through the PulseAudio microphone, a real ibus-daemon and a
-GTK3 text view with IBus's IM module on Xvfb (and headless sway; a GtkEntry; a Qt5 text edit). What is asserted
-is what the application itself shows.
+GTK3 text view with IBus's IM module on Xvfb (and headless sway; a GtkEntry; a Qt5 text edit; and on headless
+GNOME Shell, GNOME's own path without an IM module). What is asserted is what the application itself shows.
 
 The speech is espeak-ng's default English voice ("en") at 145 words a minute, one utterance per phrase with
 1.5 s pauses so that the segmenter cuts each; with the current models (checked with ``listend transcribe``)
@@ -118,6 +118,62 @@ def test_a_short_letter_with_line_breaks_and_a_take_back_ends_as_the_intended_li
     assert "notes" not in text, "the sentence taken back is gone"
     assert not any(word in text for word in COMMAND_WORDS), text
     assert "commands refused 0" in dictation.status()
+
+
+def test_on_gnome_shell_a_short_letter_ends_as_the_intended_lines(start_daemon, spawn, pulse, tmp_path):
+    """GNOME's own input path: GTK3 on Wayland without an IM module -> text-input-v3 -> headless gnome-shell ->
+    the ibus-daemon it started -> listend-ime. The take-back is verified against the surrounding text the field
+    reports through the shell."""
+    from listend_ime.spacing import join
+    from tests.support.bus import PrivateBus
+    from tests.support.gnome import HeadlessGnome
+    from tests.support.ibus import current_engine
+
+    wav = utterances(
+        tmp_path / "letter.wav",
+        "Good morning.",
+        "New line.",
+        "Thanks for the notes.",
+        "Delete that.",
+        "Thanks for the report.",
+        "New paragraph.",
+        "Best wishes.",
+    )
+    (tmp_path / "gnome-session").mkdir()
+    bus = PrivateBus(tmp_path / "gnome-session", standard_services=True)
+    gnome = HeadlessGnome(tmp_path / "gnome", bus, daemon_env(bus, tmp_path / "state", {"PULSE_SERVER": pulse.server}))
+    try:
+        gnome.keyboard()
+        field = GtkField(tmp_path, {**gnome.env, "GDK_BACKEND": "wayland"})
+        start_daemon(env=gnome.env)
+        spawn([str(BIN / "listend-ime"), "--verbose"], env=gnome.env, log="ime")
+        ime_log = tmp_path / "ime.log"
+        wait_until(lambda: "registered engine" in ime_log.read_text(), 30, lambda: ime_log.read_text())
+        keyboard_engine = current_engine(gnome.env)
+        assert ctl(gnome.env, "start").returncode == 0
+        wait_until(lambda: current_engine(gnome.env) == "listend", 30, "the listend engine to be active")
+        gnome.type("ok")  # the field has the keyboard's focus (and the user's word stays untouched)
+        field.wait(lambda e: e["kind"] == "text" and e["text"] == "ok", 60, "keys typed while dictating")
+
+        pulse.speak(wav)
+        time.sleep(PAUSE_S)  # the last utterance closes on silence
+        assert ctl(gnome.env, "stop").returncode == 0
+        wait_until(lambda: current_engine(gnome.env) == keyboard_engine, 60, "GNOME's engine to be active again")
+        result = ctl(gnome.env, "transcript")
+        assert result.returncode == 0, result.stderr
+        segments = [line.split("\t", 2)[-1].strip() for line in result.stdout.splitlines() if line.strip()]
+        assert len(segments) == 7, segments
+        first, _, _, _, report, _, last = segments
+        expected = f"ok{join('ok', first)}\n{report}\n\n{last}"
+        field.wait(lambda e: e["kind"] == "text" and e["text"] == expected, 30, lambda: f"{field.text()!r}")
+        text = field.text().lower()
+        assert "notes" not in text, "the sentence taken back is gone"
+        assert not any(word in text for word in COMMAND_WORDS), text
+        assert "commands refused 0" in ctl(gnome.env, "status").stdout
+        field.close()
+    finally:
+        gnome.close()
+        bus.close()
 
 
 @pytest.mark.parametrize("desktop", ["x11"], indirect=True)
