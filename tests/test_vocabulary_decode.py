@@ -54,6 +54,9 @@ def test_vocabulary_words_never_come_from_a_minute_of_silence_and_noise(refine, 
     refine.hotwords = lambda: VOCABULARY
     heard = [refine.decode_next(Utterance(i + 1, i * 8 * SAMPLE_RATE, p)).text for i, p in enumerate(pieces)]
     assert not [text for text in heard if mentions(text, VOCABULARY)], heard
+    # Nor any other words: the names in the prompt had talked Whisper into "Thank you very much." and "I'm
+    # sorry. I'm sorry." on this noise, where without them it heard nothing (bench/commands.py).
+    assert not any(words(text) for text in heard), heard
 
 
 def test_names_that_do_not_occur_leave_real_speech_as_it_was(refine, real_speech: Path) -> None:
@@ -88,3 +91,37 @@ def test_the_vocabulary_spells_the_names_it_names(refine, audio_dir: Path) -> No
     refine.hotwords = lambda: VOCABULARY
     with_vocabulary = names_found()
     assert with_vocabulary >= 4 and with_vocabulary > without, (without, with_vocabulary)
+
+
+def test_the_live_pass_gets_no_vocabulary_it_would_bend_real_speech(real_speech: Path) -> None:
+    """The decision bench/commands.py measured (docs/benchmarks.md, "Voice control"): the vocabulary goes to the
+    refine and final passes, never to the live partials. Applied to the Whisper live pass the same way (tiny.en,
+    greedy, no context), fifty names that do not occur rewrote real speech ("Fail again. Fail better." came out
+    as "Mirelgen, Falebetta"); so the lightweight profile's live decoder, as the model life cycle builds it with
+    a vocabulary in force, reads real speech as it reads it without one."""
+    from listend.config import build_settings
+    from listend.lifecycle import ModelLifecycle
+    from listend.memory import MemoryWatchdog
+    from listend.outcome import Outcome
+    from listend.profiles import build_decoders, load_model
+
+    settings = build_settings("lightweight", {})
+    lifecycle = ModelLifecycle(
+        settings,
+        {},
+        lambda s, reuse: build_decoders(s, load_model, reuse),
+        MemoryWatchdog(settings.memory, lambda _: None, lambda: Outcome(False, "not here")),
+        lambda _: None,
+        lambda _: None,
+    )
+    lifecycle.hotwords = lambda: ABSENT
+    decoders = lifecycle.load()
+    live, final = decoders.live, decoders.final
+    assert isinstance(live, WhisperDecoder) and isinstance(final, WhisperDecoder)
+    assert list(final.hotwords()) == ABSENT  # the final pass expects the names
+    piece = wav_samples(real_speech)[5 * SAMPLE_RATE : 10 * SAMPLE_RATE]  # a partial's worth of a long utterance
+    plain = live.with_options(live.options)  # the same model and options, no vocabulary
+    applied = live.with_options(live.options)
+    applied.hotwords = lambda: ABSENT
+    assert words(applied.decode(piece).text) != words(plain.decode(piece).text)  # why: it would bend the words
+    assert live.decode(piece).text == plain.decode(piece).text

@@ -356,9 +356,12 @@ class WhisperDecoder:
         attempt = self.last_attempt = self.windowed.decode(audio, settings, context, prompt, hotwords)
         if self._is_non_speech(attempt):
             return Decoded("", 0, 1)
-        if words and mentions(attempt.text, words):
+        if words and (mentions(attempt.text, words) or attempt.no_speech_prob > _HALLUCINATION_NO_SPEECH):
             # A vocabulary in the prompt is echoed on noise (hotwords copied verbatim when the model
-            # hallucinates): vocabulary in the text counts only when the same audio is speech without it.
+            # hallucinates), and it talks Whisper into text where it doubts there is speech (measured, the VAD
+            # bypassed: 64 s of silence and noise gave "Thank you very much." and "I'm sorry. I'm sorry." at a
+            # no-speech probability of 0.55-0.71 with seven names in force, nothing without them; speech scored
+            # 0.00-0.04, a short command 0.38). Such text counts only when the same audio is speech without it.
             plain = self.windowed.decode(audio, settings, context, prompt)
             if self._is_non_speech(plain) or not plain.text.strip() or _echo(attempt.text, plain.text, words):
                 self.last_attempt = plain
