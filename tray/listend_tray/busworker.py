@@ -389,6 +389,7 @@ class BusWorker:
                 s.delivery = changed.get("Delivery", s.delivery)
                 s.language = changed.get("Language", s.language)
                 s.pinned_language = changed.get("PinnedLanguage", s.pinned_language)
+                s.languages = list(changed.get("Languages", s.languages))  # a profile switch may change the set
                 if "State" in changed:
                     s.state = changed["State"]
                 if "RssBytes" in changed and s.pressure != "normal":
