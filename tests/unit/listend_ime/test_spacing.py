@@ -100,3 +100,30 @@ def test_a_french_mark_said_after_a_sentence_is_spaced_as_french():
     effects = c.final(2, "point d'interrogation", 0.3)
     typed_after = "".join(e.text for e in effects if isinstance(e, TypeText))
     assert typed_after == " ?", effects
+
+
+def test_the_input_method_follows_the_daemons_language_in_force_and_spaces_the_finals_by_it():
+    """``Language`` announced (PropertiesChanged) before the finals decoded in it: they are spaced by its rules."""
+    from listend.client import PropertiesEvent, SegmentEvent, TranscriptEntry
+    from listend_ime.daemon_events import DaemonEvents
+
+    composer = Composer()
+    composer.focus_in("A", True, 0.0)
+    composer.surrounding_text("A", "Ich glaube,", 0.0)
+    typed: list[str] = []
+    events = DaemonEvents(
+        composer,
+        None,  # type: ignore[arg-type]  # no delivery needed: every final goes to the focused field
+        lambda: True,
+        lambda effects: typed.extend(e.text for e in effects if isinstance(e, TypeText)),
+        lambda: None,
+        lambda: None,
+        lambda: None,
+    )
+    events.on_event(PropertiesEvent({"Language": "de", "PinnedLanguage": "", "Languages": ["en", "de"]}))
+    events.on_event(SegmentEvent(TranscriptEntry(1, 0.0, 1.0, "Das ist gut.")))
+    events.on_event(PropertiesEvent({"LiveText": ""}))  # no Language in it: the language stays
+    events.on_event(SegmentEvent(TranscriptEntry(2, 1.0, 2.0, "Die Katze,")))
+    events.on_event(PropertiesEvent({"Language": "en"}))
+    events.on_event(SegmentEvent(TranscriptEntry(3, 2.0, 3.0, "Die Hard.")))
+    assert typed == [" das ist gut.", " Die Katze,", " Die Hard."]
