@@ -193,6 +193,9 @@ def test_the_languages_are_announced_again_at_a_profile_switch(start_daemon, pri
             assert await c.prop("Languages") == ["en", "de"] and await c.prop("PinnedLanguage") == "de"
 
     asyncio.run(scenario())
+    # Lightweight's one model with German in the set, said once at the switch (docs/configuration.md).
+    said = "profile lightweight: its one model is base (tiny.en writes English only; the languages set hold de)"
+    assert daemon.log().count(said) == 1, daemon.log()
     assert daemon.terminate() == 0
 
 
