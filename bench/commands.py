@@ -431,6 +431,30 @@ def live_passes(name_paths: list[str], real_paths: list[str], noise_paths: list[
     return out
 
 
+def commands_with_vocabulary(work: Path, phrases: list[tuple[str, str]], voices: list[tuple[str, int]]) -> dict:
+    """The command runs through the pipeline (file path) without and with the seven names as vocabulary: the
+    names sit in the refine's prompt before every utterance, short commands included."""
+    wavs = [command_run(work, v, s, phrases) for v, s in voices]
+    out: dict[str, Any] = {}
+    for tag, words in (("without", []), ("with 7 names", VOCABULARY)):
+        print(f"bench: commands {tag} a vocabulary (file) ...", file=sys.stderr, flush=True)
+        texts = in_child("pipeline", [str(w) for w in wavs], words)
+        table = command_table()
+        rows = {}
+        for (voice, speed), segments in zip(voices, texts, strict=True):
+            heard = [(a.value if (a := table.recognise(t)) else None, t) for t in segments if t.strip()]
+            rows[f"{voice} {speed} wpm"] = score_commands(phrases, sentences_for(phrases), heard)
+        right = sum(row[ph] == a for row in rows.values() for ph, a in phrases)
+        out[tag] = {"right_total": f"{right}/{len(phrases) * len(rows)}", "heard": rows}
+    return out
+
+
+def command_table() -> Any:
+    from listend.commands import CommandTable
+
+    return CommandTable.build(("en",))
+
+
 def child(kind: str, args: list) -> Any:
     if kind == "pipeline":
         return pipeline(*args)
@@ -502,7 +526,9 @@ def main() -> int:
         }
         print(json.dumps({k: results[k] for k in ("commands_microphone", "false_fires_real_speech_microphone")}))
 
-        # 2. The file path: vocabulary recall, silence and noise, fifty absent names.
+        # 2. The file path: commands with a vocabulary in force, vocabulary recall, silence and noise, absent names.
+        results["commands_with_vocabulary_file"] = commands_with_vocabulary(work, phrases, voices[::2])
+
         name_wavs = [
             concat(
                 work / f"names-{voice}.wav",
