@@ -2,7 +2,7 @@
 
 Usage::
 
-    python bench/commands.py            # everything, ~12 min on a 2-core machine
+    python bench/commands.py            # everything, ~15 min on a 2-core machine
     python bench/commands.py --quick    # one voice, four phrases, one recording: a smoke run
 
 One run, every figure side by side (the full profile's defaults: Moonshine live, Whisper base refine):
@@ -16,6 +16,8 @@ One run, every figure side by side (the full profile's defaults: Moonshine live,
   wheel's) hold no commands, so this figure is espeak-ng only.
 * **false fires, microphone**: the ``moonshine-voice`` wheel's real human speech played into the same
   microphone: ``SegmentCommand`` events (must be 0).
+* **commands with a vocabulary, file**: the 140 wpm command runs through the pipeline without and with the
+  seven names below as vocabulary (the names sit in the refine's prompt before every command).
 * **vocabulary recall, file**: three sentences with seven rare names (as in tests/test_vocabulary_decode.py), in
   two voices, through the pipeline (``FileSource``, as ``listend transcribe``) without and with the vocabulary.
 * **silence and noise, file**: 64 s of silence, hum and noise with the seven names as vocabulary: through the
