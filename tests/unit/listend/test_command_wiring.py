@@ -254,3 +254,11 @@ def test_the_vocabulary_guard_keeps_names_in_speech_and_drops_them_from_noise() 
     ]:
         decoder.windowed = Window(with_words, without)  # type: ignore[assignment]
         assert decoder.decode(audio).text == (with_words if kept else ""), (with_words, without)
+    # Text Whisper doubts is speech (no-speech probability 0.55): the vocabulary had talked it into words on
+    # noise that it heard nothing in without the vocabulary (bench/commands.py).
+    for with_words, without, kept in [
+        ("Thank you very much.", "", False),  # noise
+        ("Fine.", "Fine.", True),  # a quiet word that is speech without the vocabulary too
+    ]:
+        decoder.windowed = Window(with_words, without, no_speech=0.55)  # type: ignore[assignment]
+        assert decoder.decode(audio).text == (with_words if kept else ""), (with_words, without)
