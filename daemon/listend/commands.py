@@ -172,11 +172,26 @@ class CommandTable:
         """The action ``text`` means when the whole utterance is a command phrase, else None (it is text)."""
         if len(text) > 4 * MAX_PHRASE_CHARS:  # cheap: a long utterance is dictation
             return None
-        return self.phrases.get(normalise(text))
+        said = normalise(text)
+        return self.phrases.get(said) or self.phrases.get(_repeated_unit(said))
 
     def said(self, action: Action) -> list[str]:
         """The phrases that mean ``action``, in table order (for ``listenctl commands`` and the tray)."""
         return [phrase for phrase, meant in self.phrases.items() if meant is action]
+
+
+def _repeated_unit(said: str) -> str:
+    """The phrase ``said`` repeats back to back ("stop listening stop listening"), else "".
+
+    Whisper writes a short command it hears alone twice now and then ("Stop listening. Stop listening.",
+    measured in bench/commands.py); a user who repeats a command in one breath means it once as well. It acts
+    once -- for "scratch that" the smaller deletion -- and two different phrases stay text ("Dot, New Line.").
+    """
+    words = said.split()
+    for size in range(1, len(words) // 2 + 1):
+        if len(words) % size == 0 and words[:size] * (len(words) // size) == words:
+            return " ".join(words[:size])
+    return ""
 
 
 _ENDING_MARKS = ".,!?:;…"

@@ -233,7 +233,7 @@ def _phrases(action: Action) -> Any:
 
 @dataclass(frozen=True)
 class CommandOptions:
-    """Voice commands: an utterance that is exactly a command phrase acts instead of being typed.
+    """Voice commands: an utterance that is exactly a command phrase (or one repeated) acts once instead of being typed.
 
     The built-in phrases of the decode language (README) plus yours; an
     action listed in ``disabled`` is never recognised.

@@ -21,6 +21,11 @@ from listend.commands import PHRASES, Action, CommandTable, amend_ending, normal
         ("Period.", Action.PERIOD),
         ("Question mark?", Action.QUESTION_MARK),
         ("Exclamation point.", Action.EXCLAMATION_MARK),
+        ("Stop listening. Stop listening.", Action.STOP_LISTENING),  # the model doubled it: once
+        ("Delete that, delete that.", Action.SCRATCH_THAT),  # acts once: the smaller deletion
+        ("Period. Period. Period.", Action.PERIOD),
+        ("New line, new paragraph.", None),
+        ("Stop listening. Stop.", None),
         ("Dot, New Line.", None),  # two phrases are not one command (voxtype #252's failure is to act on part)
         ("a new line of products", None),
         ("We need a new paragraph here.", None),
