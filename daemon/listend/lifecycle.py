@@ -206,7 +206,7 @@ class ModelLifecycle:
         decoders = self._build(settings, reuse)
         preset = PROFILE_PRESETS.get(settings.profile, {}).get("models", {}).get("live", "")
         if MULTILINGUAL_FOR.get(preset) == settings.models.live:  # one line at each load and switch: why this model
-            others = ", ".join(code for code in settings.decode.language_set if code != "en")[:60]
+            others = ", ".join(code for code in settings.decode.language_set if code != "en")[:60] or "any language"
             log.info(
                 "profile %s: its one model is %s (%s writes English only; the languages set hold %s)",
                 settings.profile,

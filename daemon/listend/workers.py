@@ -108,16 +108,18 @@ class SupervisedWorker:
             return
         self.alive = False
 
-    def _item(self, what: str, work: Callable[[], T]) -> T | None:
+    def _item(self, what: str, work: Callable[[], T], *, decode: bool = True) -> T | None:
         """Run one item's work and return its result; None if it failed (counted and reported).
 
-        ``work`` never returns None itself.
+        ``work`` never returns None itself. ``decode`` False: bookkeeping that
+        uses the model (not counted as an item, but guarded and swapped around
+        like one).
         """
         self._busy_since = time.monotonic()
         try:
             with self._decoder_in_use:
                 result = work()
-            self.items += 1
+            self.items += 1 if decode else 0
             return result
         except Exception as e:
             self.failures += 1
@@ -228,11 +230,12 @@ class RefineWorker(SupervisedWorker):
     def _finish(self, utt: Utterance, text: str) -> None:
         if text:
             self._context = (self._context + " " + text)[-1000:]
-        decoder = self.decoder
-        if isinstance(decoder, SessionDecoder):
-            decoder.heard(utt, text)
         self._commit.finish(utt, text, "refined")
         self._router.refined(utt)
+        decoder = self.decoder
+        if isinstance(decoder, SessionDecoder):
+            # After the text is out: taking it as context may detect its language (an encoder pass under a pin).
+            self._item(f"context of segment {utt.id}", lambda: _heard(decoder, utt, text), decode=False)
 
 
 @dataclass(frozen=True)
@@ -384,11 +387,19 @@ class LiveWorker(SupervisedWorker):
         decoder = self.final_decoder
         if isinstance(decoder, SessionDecoder):  # lightweight: finals after the session's preceding speech
             text = self._item(f"segment {utt.id}", lambda: decoder.decode_next(utt).text)
-            if text is not None:
-                decoder.heard(utt, text)
         else:
             text = self._item(f"segment {utt.id}", lambda: decoder.decode(utt.audio).text)
+        decoded = text
         if text is None:
             text = self._commit.live_text(utt.id)  # what the user already saw, rather than nothing
         self._commit.finish(utt, text, "live")
         self._router.finalised(utt)
+        if isinstance(decoder, SessionDecoder) and decoded is not None:
+            # After the text is out: taking it as context may detect its language (an encoder pass under a pin).
+            self._item(f"context of segment {utt.id}", lambda: _heard(decoder, utt, decoded), decode=False)
+
+
+def _heard(decoder: SessionDecoder, utt: Utterance, text: str) -> bool:
+    """``decoder`` takes ``utt`` and its published text as context for the next decode (True: done)."""
+    decoder.heard(utt, text)
+    return True

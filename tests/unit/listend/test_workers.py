@@ -1,4 +1,4 @@
-"""The live worker's scheduling: when partials run, and how much audio each decodes."""
+"""The workers' scheduling: when partials run, how much audio each decodes, when a final becomes context."""
 
 from __future__ import annotations
 
@@ -6,13 +6,23 @@ import threading
 
 import numpy as np
 
-from listend.audio import Pause
+from listend.audio import Pause, Utterance
 from listend.commit import Commit
 from listend.config import DecodeOptions, build_settings
+from listend.decoders import Decoded
 from listend.segmenter import Segmenter
 from listend.units import SAMPLE_RATE
-from listend.workers import LiveWorker
-from tests.support.pipeline import CountingDecoder, NotedSupervisor, loud_is_speech, make_router, tone
+from listend.workers import LiveWorker, RefineWorker
+from tests.support.pipeline import (
+    CountingDecoder,
+    NotedSupervisor,
+    Recorder,
+    loud_is_speech,
+    make_router,
+    route,
+    tone,
+    utt,
+)
 
 
 def live_worker(commit: Commit, options: DecodeOptions) -> tuple[LiveWorker, Segmenter, CountingDecoder]:
@@ -77,3 +87,52 @@ def test_no_partial_decodes_more_than_the_window_however_far_behind_it_is(commit
     assert decoder.calls and max(decoder.calls) <= window_s * SAMPLE_RATE, [c / SAMPLE_RATE for c in decoder.calls]
     # The pieces cover the whole utterance, each once (the head is kept).
     assert sum(decoder.calls[1:]) >= 18 * SAMPLE_RATE
+
+
+class _ContextFails:
+    """A session decoder whose taking of context fails (as an encoder pass for language detection may)."""
+
+    model_name = "session"
+
+    def __init__(self, commit: Commit) -> None:
+        self._commit = commit
+        self.pending_when_heard: list[bool] = []
+
+    def decode(self, audio: np.ndarray, prompt: str = "", cancelled: object = None) -> Decoded:
+        return Decoded("Hello there.", 1, 0)
+
+    def decode_next(self, utt: Utterance, prompt: str = "", cancelled: object = None) -> Decoded:
+        return Decoded("Hello there.", 1, 0)
+
+    def heard(self, utt: Utterance, text: str) -> None:
+        self.pending_when_heard.append(self._commit.is_pending(utt.id))
+        raise MemoryError("the detection's encoder pass")
+
+    def new_session(self) -> None:
+        pass
+
+
+def test_the_refined_text_is_out_before_it_becomes_context_and_a_failing_context_loses_nothing(
+    commit: Commit,
+) -> None:
+    """Taking a final as context may cost an encoder pass (the language under a pin): the user's text does not wait
+    for it, and when it fails the failure is counted and the worker goes on."""
+    events = Recorder()
+    commit.subscribe(events)
+    router, _ = make_router(commit)
+    supervisor = NotedSupervisor()
+    decoder = _ContextFails(commit)
+    ready = threading.Event()
+    ready.set()
+    refine = RefineWorker(router, commit, decoder, 0, supervisor, ready)
+    for seg_id in (1, 2):
+        route(router, commit, utt(seg_id))
+        refine.step()
+    assert commit.wait_drained(5)
+    assert [(type(e).__name__, e.id, getattr(e, "text", "")) for e in events] == [
+        ("Refined", 1, "Hello there."),
+        ("Refined", 2, "Hello there."),
+    ]
+    assert decoder.pending_when_heard == [False, False]  # each final was out before it was taken as context
+    assert refine.failures == 2 and refine.items == 2  # two decodes; the context failures counted, not fatal
+    assert [stage for stage, _ in supervisor.failures] == ["refine", "refine"]
