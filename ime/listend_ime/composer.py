@@ -55,6 +55,9 @@ KEEP_FIELDS = 64  # fields remembered (the focused one always)
 KEEP_RECENT = 32  # segments committed per field that "scratch that" and a spoken mark may still act on
 FOCUS_GRACE_S = 2.0  # a final waits this long for a field to have focus (switching windows takes a moment)
 CONFIRM_WITHIN_S = 3.0  # a commit not seen in the field's surrounding text by then counts as unconfirmed
+# A new field whose content type may still follow its focus (ibus-daemon sends it after FocusIn) gets nothing
+# until it comes or a tick this long after the focus (a tick a moment after it may fall between the two).
+TYPE_WAIT_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -175,6 +178,9 @@ class Composer:
         # for the finals that come from now on and for the preedit (spacing.typography). None: English.
         self.language: str | None = None
         self._paused_told = False  # the user was told that dictation is paused in the focused (private) field
+        # The focused field, new, whose content type may still come (a password field's): nothing is committed,
+        # shown or handed on until it does or a tick after TYPE_WAIT_S; and when it got focus.
+        self._untyped: tuple[str, float] | None = None
 
     # -- listend's events ------------------------------------------------------------------------
 
@@ -220,11 +226,20 @@ class Composer:
 
     # -- the input context -------------------------------------------------------------------------
 
-    def focus_in(self, context: str, surrounding: bool, now: float, private: bool | None = None) -> list[Effect]:
-        """``context`` has focus; ``private``: it is a password or PIN field (None: as it said before)."""
+    def focus_in(
+        self, context: str, surrounding: bool, now: float, private: bool | None = None, type_follows: bool = False
+    ) -> list[Effect]:
+        """``context`` has focus; ``private``: it is a password or PIN field (None: as it said before).
+
+        ``type_follows``: ``private`` is only a guess and the field's content
+        type may still come (IBus sends it after the focus): nothing is
+        delivered there until :meth:`content_type` or a :meth:`tick` (a
+        password field must not get, even for a moment, what was said before).
+        """
         if context != self.focus:
             self._paused_told = False
         self.focus = context
+        self._untyped = (context, now) if type_follows else None
         fld = self._field(context)
         fld.surrounding = fld.surrounding or surrounding
         if private is not None:
@@ -235,6 +250,7 @@ class Composer:
     def focus_out(self, context: str | None, now: float) -> list[Effect]:
         if context is None or context == self.focus:
             self.focus = None
+            self._untyped = None
             self._blurred_at = now
             self._shown = ""  # the field dropped our preedit (PREEDIT_CLEAR)
             self._paused_told = False
@@ -243,7 +259,10 @@ class Composer:
     def content_type(self, context: str, private: bool, now: float) -> list[Effect]:
         """The field said what it is for: ``private`` is a password or PIN field (nothing goes there)."""
         fld = self._field(context)
-        if fld.private == private:
+        was_untyped = self._untyped is not None and self._untyped[0] == context
+        if was_untyped:
+            self._untyped = None  # what it is is known now: what waited for it is delivered (or withheld)
+        if fld.private == private and not was_untyped:
             return []
         self._set_private(context, fld, private)
         return self._settle(now) if context == self.focus else []
@@ -294,17 +313,31 @@ class Composer:
             if waiting.context == context and seen.endswith(_normal(waiting.text)):
                 self._awaiting.remove(waiting)
                 self.counts.delivered += 1
-        return self.tick(now)
+        return self._confirm_and_settle(now)  # not a tick: a report does not tell what the field is
 
     def undelivered(self, text: str) -> None:
-        """Committed ``text`` never reached its field (it lost focus first): it is failed, not awaiting confirmation."""
-        for waiting in list(self._awaiting):
-            if waiting.text and waiting.text in text:
+        """Committed ``text`` never reached its field (it lost focus first): it is failed, not awaiting confirmation.
+
+        ``text`` is the last commits joined (with the line breaks committed
+        before them): exactly those, newest first, are no longer awaited; an
+        earlier commit whose text merely occurs in it still is.
+        """
+        rest = text
+        for waiting in reversed(list(self._awaiting)):
+            if not rest.strip("\n"):
+                break
+            if waiting.text and rest.endswith(waiting.text):
                 self._awaiting.remove(waiting)
+                rest = rest[: len(rest) - len(waiting.text)].rstrip("\n")  # and the breaks committed before it
         self.counts.failed += 1
 
     def tick(self, now: float) -> list[Effect]:
         """Time passes: unconfirmed commits are counted, finals that waited too long for focus are handed on."""
+        if self._untyped is not None and now - self._untyped[1] >= TYPE_WAIT_S:
+            self._untyped = None  # no content type came: the field is what it was taken for
+        return self._confirm_and_settle(now)
+
+    def _confirm_and_settle(self, now: float) -> list[Effect]:
         for waiting in list(self._awaiting):
             if now >= waiting.deadline:
                 self._awaiting.remove(waiting)
@@ -318,7 +351,7 @@ class Composer:
         texts = []
         for segment in self._segments.values():
             if segment.private:
-                self.counts.withheld += 1 if segment.command is None and segment.final != "" else 0
+                self.counts.withheld += _withheld(segment)
             else:
                 texts.append(_as_typed(segment))
         texts = [text for text in texts if text]
@@ -375,6 +408,8 @@ class Composer:
     def _settle(self, now: float) -> list[Effect]:
         """Commit (or hand on) the finals at the head of the order, then show the rest as preedit."""
         effects: list[Effect] = []
+        if self._untyped is not None:
+            return effects  # the focused field may yet say it is a password field
         for seg_id in list(self._segments):
             segment = self._segments[seg_id]
             if segment.final is None:
@@ -383,8 +418,7 @@ class Composer:
                 segment.context = self.focus
                 segment.private = self.paused
             if segment.private:
-                if segment.final and segment.command is None:
-                    self.counts.withheld += 1  # spoken into a password or PIN field: it stays in the history only
+                self.counts.withheld += _withheld(segment)  # it stays in the history only
             elif self.focus is not None and segment.context == self.focus:
                 if segment.command is not None:
                     effects.extend(self._execute(seg_id, *segment.command))
@@ -517,6 +551,12 @@ def _as_typed(segment: _Segment) -> str:
     if segment.command is not None:
         return LINE_BREAKS.get(segment.command[0], "")
     return segment.final or ""
+
+
+def _withheld(segment: _Segment) -> int:
+    """1 when a segment spoken into a password or PIN field counts as withheld: words (or words to come), no
+    command and no empty final."""
+    return 1 if segment.command is None and segment.final != "" else 0
 
 
 def _mark(action: str) -> str:

@@ -30,8 +30,9 @@ _MODIFIERS = range(0xFFE1, 0xFFEF)  # Shift, Control, Caps Lock, Meta, Alt, Supe
 STATUS_NAME, STATUS_PATH, STATUS_INTERFACE = IME_BUS_NAME, IME_OBJECT_PATH, IME_INTERFACE
 
 
-# IBusInputPurpose and IBusInputHints (ibustypes.h, IBus 1.5.27): a password or PIN field, or one that asks
-# for no personal data to be learnt (GTK's PRIVATE hint; text-input-v3 calls it sensitive data).
+# IBusInputPurpose and IBusInputHints (ibustypes.h, IBus 1.5.27). The PRIVATE hint (GTK's, set by browsers in
+# private windows; text-input-v3 calls it sensitive data) asks only that nothing be learnt from the input: such
+# a field is an ordinary one to listend, which learns nothing anyway. Only the purpose makes a password field.
 PURPOSE_PASSWORD, PURPOSE_PIN, HINT_PRIVATE = 8, 9, 1 << 11
 
 KEEP_SURROUNDING = 4096  # characters before the cursor passed on (a peer may send megabytes, thousands of times)
@@ -51,8 +52,12 @@ def key_text(keyval: int, state: int) -> str | None:
 
 
 def private_field(purpose: int, hints: int) -> bool:
-    """Whether a field of this IBus content type must receive nothing of listend's (a password, a PIN)."""
-    return purpose in (PURPOSE_PASSWORD, PURPOSE_PIN) or bool(hints & HINT_PRIVATE)
+    """Whether a field of this IBus content type must receive nothing of listend's (a password, a PIN).
+
+    ``hints`` do not make one: PRIVATE means "learn nothing from this", not "this is secret".
+    """
+    del hints
+    return purpose in (PURPOSE_PASSWORD, PURPOSE_PIN)
 
 
 class EngineHost(Protocol):

@@ -55,9 +55,12 @@ class Fields:
         self.delivery.focused = engine
         self._contexts[engine.path] = context
         surrounding = bool(self._caps.get(engine.path, 0) & ibus.CAP_SURROUNDING_TEXT)
-        # A field the composer knows keeps its own purpose (its content type follows at once if it changed).
-        private = None if self.composer.knows(context) else self._private.get(engine.path, False)
-        self._apply(self.composer.focus_in(context, surrounding, time.monotonic(), private))
+        # A field the composer knows keeps its own purpose (its content type follows at once if it changed). A
+        # new one is taken for the engine's last type, but its own may follow (after FocusIn; a password field's):
+        # the composer delivers nothing there until it comes or the next tick.
+        new = not self.composer.knows(context)
+        private = self._private.get(engine.path, False) if new else None
+        self._apply(self.composer.focus_in(context, surrounding, time.monotonic(), private, type_follows=new))
         self._show_state(None)
 
     def focus_out(self, engine: Engine, context: str | None) -> None:
@@ -66,6 +69,10 @@ class Fields:
             del self._contexts[engine.path]  # what IBus tells the engine now is about no field of ours
         if engine is self.delivery.focused:
             self.delivery.focused = None
+        if context is None:
+            # No field of this engine's (IBus's placeholder context, or an engine that had none): the composer's
+            # focus, if any, is not IBus's to take -- a Wayland field may have got it just before.
+            return
         self._apply(self.composer.focus_out(context, time.monotonic()))
 
     def typed(self, engine: Engine, text: str | None) -> None:

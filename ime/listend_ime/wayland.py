@@ -141,7 +141,8 @@ class ChangeCause(enum.IntEnum):
 
 
 _PRIVATE_PURPOSES = (Purpose.PASSWORD, Purpose.PIN)
-_PRIVATE_HINTS = Hint.HIDDEN_TEXT | Hint.SENSITIVE_DATA
+# SENSITIVE_DATA (GTK's PRIVATE hint, a browser's private window) only asks that nothing be learnt: not withheld.
+_PRIVATE_HINTS = Hint.HIDDEN_TEXT
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ class Field:
 
     @property
     def private(self) -> bool:
-        """A password or PIN field, or one that asks for its text to be hidden: nothing may be sent to it."""
+        """A password or PIN field, or one whose text is hidden: nothing may be sent to it."""
         return self.purpose in _PRIVATE_PURPOSES or bool(self.hint & _PRIVATE_HINTS)
 
     @property

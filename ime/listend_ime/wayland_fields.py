@@ -5,8 +5,9 @@ Hyprland, river), :class:`WaylandFields` makes listend the seat's input
 method while it dictates (:mod:`wayland`), beside IBus: apps with an IBus
 module talk to IBus, the rest (foot, GTK without IBus's module, GTK 4, Qt 6)
 to this one. A field that activates the input method is a composer context
-of its own (``wayland#N``: input-method-v2 names no field, so each activation
-is a new one); its surrounding text confirms commits and guards deletions as
+of its own (``wayland#O.N``, the Nth activation while open the Oth time:
+input-method-v2 names no field, so each activation is a new one, never one of
+an earlier dictation's); its surrounding text confirms commits and guards deletions as
 IBus's does; a password or PIN field gets nothing. The effects come back
 through :class:`~listend_ime.delivery.Delivery` with this object as the
 focused :class:`~listend_ime.delivery.Target`. Keys are never grabbed.
@@ -50,6 +51,9 @@ class WaylandFields:
         self._gone = gone
         self.im: WaylandInputMethod | None = None
         self._context: str | None = None  # the composer's name for the active field
+        # Times opened: part of each field's name, as the input method counts activations from 1 each time; a
+        # name used again would give the new field an old one's text before the cursor and committed segments.
+        self._opens = 0
 
     @property
     def open_now(self) -> bool:
@@ -60,6 +64,7 @@ class WaylandFields:
         if self.im is not None:
             return None
         try:
+            self._opens += 1  # before: activations may come as soon as it is open
             self.im = await WaylandInputMethod.open(self, environ)
         except Unavailable as e:
             return str(e)
@@ -77,7 +82,7 @@ class WaylandFields:
 
     def activated(self, field: Field) -> None:
         now = time.monotonic()
-        self._context = f"wayland#{field.activation}"
+        self._context = f"wayland#{self._opens}.{field.activation}"
         log.debug("Wayland field %s has focus (%s)", self._context, field.purpose.name)
         self.delivery.focused = self
         surrounding = field.surrounding is not None

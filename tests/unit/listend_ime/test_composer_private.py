@@ -80,9 +80,11 @@ def test_a_deletion_names_the_text_it_removes():
     assert kinds(effects, DeleteBefore) == [DeleteBefore(12, 2, "Hello there.")]
 
 
-def test_ibus_purposes_and_hints_that_make_a_field_private():
+def test_ibus_purposes_make_a_field_private_and_the_private_hint_does_not():
     assert private_field(PURPOSE_PASSWORD, 0) and private_field(PURPOSE_PIN, 0)
-    assert private_field(0, HINT_PRIVATE)
+    assert private_field(PURPOSE_PASSWORD, HINT_PRIVATE)
+    # GTK's PRIVATE hint (a browser's private window) asks that nothing be learnt, not that nothing be typed.
+    assert not private_field(0, HINT_PRIVATE)
     assert not private_field(0, 0) and not private_field(10, 1)  # a terminal with spell checking
 
 
@@ -93,4 +95,30 @@ def test_text_committed_that_never_reached_its_field_counts_failed_and_not_also_
     c.final(1, "Lost on the way.", 0.1)
     c.undelivered("Lost on the way.")
     c.tick(10.0)  # long past the time to confirm it
+    assert (c.counts.failed, c.counts.unconfirmed, c.counts.delivered) == (1, 0, 0)
+
+
+def test_only_the_commits_that_were_dropped_stop_awaiting_confirmation():
+    """An earlier commit whose text occurs inside the dropped one was delivered: the field may still confirm it."""
+    c = Composer()
+    c.focus_in("A", True, 0.0)
+    c.surrounding_text("A", "", 0.0)
+    assert kinds(c.final(1, "Yes.", 0.1), TypeText) == [TypeText("Yes.", 1)]
+    assert kinds(c.final(2, "Yes, and more.", 0.2), TypeText) == [TypeText(" Yes, and more.", 2)]
+    c.undelivered(" Yes, and more.")
+    c.surrounding_text("A", "Yes.", 0.3)
+    c.tick(10.0)
+    assert (c.counts.failed, c.counts.unconfirmed, c.counts.delivered) == (1, 0, 1)
+
+
+def test_commits_dropped_together_with_their_line_breaks_stop_awaiting_confirmation():
+    c = Composer()
+    c.focus_in("A", True, 0.0)
+    c.surrounding_text("A", "", 0.0)
+    c.final(1, "One.", 0.1)
+    c.command(2, "new_line", 0, 0.2)
+    c.final(2, "new line", 0.2)
+    assert kinds(c.final(3, "Two.", 0.3), TypeText) == [TypeText("\nTwo.", 3)]
+    c.undelivered("One.\nTwo.")  # a Wayland field lost focus with both still queued
+    c.tick(10.0)
     assert (c.counts.failed, c.counts.unconfirmed, c.counts.delivered) == (1, 0, 0)

@@ -44,7 +44,7 @@ def test_partials_are_the_preedit_and_finals_the_commits_confirmed_by_the_field(
         assert app.fields.im is not None
         app.fields.im.answer_wait_s = 0.05
         compositor.field("Notes:")
-        await until(lambda: app.composer.focus == "wayland#1", 10, "the field's focus")
+        await until(lambda: app.composer.focus == "wayland#1.1", 10, "the field's focus")
         assert app.delivery.focused is app.fields
 
         app.apply(app.composer.partial(1, "first point", 1.0))
@@ -80,7 +80,7 @@ def test_a_password_field_gets_nothing_and_is_said_once_then_dictation_resumes(t
         assert app.fields.im is not None
         app.fields.im.answer_wait_s = 0.05
         compositor.field(purpose=Purpose.PASSWORD)
-        await until(lambda: app.composer.focus == "wayland#1", 10, "the password field's focus")
+        await until(lambda: app.composer.focus == "wayland#1.1", 10, "the password field's focus")
         app.apply(app.composer.partial(1, "my secret", 1.0))
         app.apply(app.composer.partial(1, "my secret word", 1.1))
         app.apply(app.composer.final(1, "My secret word.", 1.2))
@@ -90,7 +90,7 @@ def test_a_password_field_gets_nothing_and_is_said_once_then_dictation_resumes(t
         assert app.composer.counts.withheld == 1 and app.composer.counts.failed == 0
 
         compositor.field("")  # focus moves to an ordinary field
-        await until(lambda: app.composer.focus == "wayland#2", 10, "the next field's focus")
+        await until(lambda: app.composer.focus == "wayland#1.2", 10, "the next field's focus")
         app.apply(app.composer.final(2, "Hello.", 2.0))
         await until(lambda: compositor.sent("commit_string"), 10, "the commit")
         assert compositor.sent("commit_string") == [("commit_string", "Hello.")]
@@ -107,7 +107,7 @@ def test_another_input_method_on_the_seat_is_said_and_a_lost_one_hands_its_text_
         assert refused is not None and "another input method" in refused and second.fields.im is None
 
         compositor.field("")
-        await until(lambda: first.composer.focus == "wayland#1", 10, "the field's focus")
+        await until(lambda: first.composer.focus == "wayland#1.1", 10, "the field's focus")
         first.apply(first.composer.partial(1, "half", 1.0))
         compositor.error("gone")
         await until(lambda: first.lost, 10, "the loss to be told")
@@ -142,3 +142,35 @@ def test_a_mark_whose_deletion_the_field_refuses_types_nothing_either():
     app.apply(app.composer.surrounding_text("A", "Is it ready.", 0.2))
     app.apply(app.composer.command(2, "question_mark", 1, 0.3) + app.composer.final(2, "question mark", 0.3))
     assert field.done == [("commit", "Is it ready."), ("refused", ".")]
+
+
+def test_a_field_of_the_next_dictation_is_a_new_field_with_nothing_of_an_earlier_one(tmp_path):
+    """Each opening counts activations from 1: the names must not repeat, or "scratch that" acts on old text."""
+
+    async def scenario(compositor: ScriptedCompositor) -> None:
+        app = App()
+        assert await app.fields.open(compositor.env()) is None
+        assert app.fields.im is not None
+        app.fields.im.answer_wait_s = 0.05
+        compositor.field("Notes:")
+        await until(lambda: app.composer.focus == "wayland#1.1", 10, "the field's focus")
+        app.apply(app.composer.final(1, "first point.", 1.0))
+        await until(lambda: compositor.sent("commit_string"), 10, "the commit")
+        compositor.answer("Notes: first point.")
+        await until(lambda: app.composer.counts.delivered == 1, 10, "the field to confirm the commit")
+        app.fields.close()
+        await until(lambda: compositor.sent("destroy"), 10, "the input method to be destroyed")
+        compositor.held = False  # the seat is free again
+
+        # The next dictation: another field that happens to end with the same text.
+        assert await app.fields.open(compositor.env()) is None
+        assert app.fields.im is not None
+        app.fields.im.answer_wait_s = 0.05
+        compositor.field("Other notes: first point.")
+        await until(lambda: app.composer.focus == "wayland#2.1", 10, "the new field's focus")
+        app.apply(app.composer.command(2, "scratch_that", 1, 2.0) + app.composer.final(2, "scratch that", 2.0))
+        await app.fields.im.sync()
+        assert compositor.sent("delete") == [] and app.composer.counts.refused == 1
+        app.fields.close()
+
+    run(scenario, tmp_path)

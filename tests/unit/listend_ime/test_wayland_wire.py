@@ -99,7 +99,14 @@ def test_long_text_is_cut_on_character_boundaries():
 def test_password_pin_and_hidden_fields_are_private():
     assert not Field(1).private and not Field(1, Purpose.TERMINAL).private
     assert Field(1, Purpose.PASSWORD).private and Field(1, Purpose.PIN).private
-    assert Field(1, hint=Hint.HIDDEN_TEXT).private and Field(1, hint=Hint.SENSITIVE_DATA | Hint.LATIN).private
+    assert Field(1, hint=Hint.HIDDEN_TEXT).private and Field(1, hint=Hint.HIDDEN_TEXT | Hint.LATIN).private
+
+
+def test_a_sensitive_data_hint_alone_is_an_ordinary_field():
+    # GTK's PRIVATE hint (a browser's private window): "learn nothing from this", not a password.
+    assert not Field(1, hint=Hint.SENSITIVE_DATA).private
+    assert not Field(1, hint=Hint.SENSITIVE_DATA | Hint.LATIN | Hint.SPELLCHECK).private
+    assert Field(1, Purpose.PASSWORD, Hint.SENSITIVE_DATA | Hint.HIDDEN_TEXT).private
     assert wayland._purpose(99) == Purpose.NORMAL  # a purpose from a newer protocol
 
 
