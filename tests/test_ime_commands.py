@@ -185,9 +185,23 @@ def test_scratch_that_after_the_user_typed_leaves_both_texts_and_is_counted(dict
     pulse.speak(sentence)
     field.wait(lambda e: e["kind"] == "text" and e["text"].strip().endswith("."), 60, "the sentence committed")
     committed = field.text()
-    subprocess.run(["xdotool", "type", "--delay", "30", " ok"], env=dictation.env, check=True, timeout=30)
-    field.wait(lambda e: e["kind"] == "text" and e["text"] == committed + " ok", 20, "the user's word")
-    pulse.speak(take_back)
+    for _attempt in range(2):
+        subprocess.run(["xdotool", "type", "--delay", "30", " ok"], env=dictation.env, check=True, timeout=30)
+        field.wait(lambda e, c=committed: e["kind"] == "text" and e["text"] == c + " ok", 20, "the user's word")
+        heard = len(dictation.transcript())
+        pulse.speak(take_back)
+        wait_until(
+            lambda h=heard: "commands refused 1" in dictation.status() or len(dictation.transcript()) > h,
+            60,
+            lambda: f"{dictation.status()} {dictation.transcript()} {field.text()!r}",
+        )
+        if dictation.transcript()[-1].startswith("[scratch that]"):
+            break
+        # Whisper heard no command this time (the microphone's "Delete that." once came out "Delete mat." on a
+        # loaded machine): listend typed it after the user's word, which is the same situation again.
+        typed = dictation.transcript()[-1]
+        field.wait(lambda e, t=typed: e["kind"] == "text" and e["text"].endswith(t), 30, "the text listend typed")
+        committed = field.text()
     wait_until(
         lambda: "commands refused 1" in dictation.status(),
         60,
@@ -195,7 +209,7 @@ def test_scratch_that_after_the_user_typed_leaves_both_texts_and_is_counted(dict
     )
     dictation.stop()
     assert field.text() == committed + " ok", "neither listend's sentence nor the user's word was touched"
-    assert len(dictation.transcript()) == 2, dictation.transcript()
+    assert dictation.transcript()[-1].startswith("[scratch that]"), dictation.transcript()
     assert "left your text as it is" in dictation.ime_log.read_text(), "the user is told"
 
 
