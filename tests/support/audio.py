@@ -31,7 +31,10 @@ def speak(path: Path, text: str, speed: int = 150, voice: str = "en-us") -> Path
 
 
 def silence(path: Path, seconds: float) -> Path:
-    run_tool("sox", "-n", "-r", "16000", "-c", "1", "-b", "16", str(path), "trim", "0", str(seconds))
+    # -D: digital zeros. sox dithers a synthesised silence to 16 bits by default, a new ±1 LSB noise on every run,
+    # and Whisper's hearing of the speech around it flipped with that noise from run to run (measured: the same
+    # "Good morning." came out "Good morning! Good morning!" beside one noise and right beside another).
+    run_tool("sox", "-D", "-n", "-r", "16000", "-c", "1", "-b", "16", str(path), "trim", "0", str(seconds))
     return path
 
 
