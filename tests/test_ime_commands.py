@@ -41,6 +41,17 @@ def utterances(path: Path, *phrases: str) -> Path:
     return concat(path, *parts)
 
 
+def said_after_a_pause(path: Path, phrase: str, speed: int = SPEED) -> Path:
+    """``phrase`` alone, with a pause before and after it.
+
+    With digital-zero silence each rendering is heard the same on every run; "Delete that." after the one-second
+    lead of :func:`utterances` is heard through the microphone as "Delete mat." or "Believe me.", after a pause
+    as said.
+    """
+    pause = silence(path.with_name("pause.wav"), PAUSE_S)
+    return concat(path, pause, speak(path.with_name(f"{path.stem}-0.wav"), phrase, speed=speed, voice=VOICE), pause)
+
+
 class Dictation:
     def __init__(
         self, env: dict[str, str], field_env: dict[str, str], ibus: IBusDaemon, field: GtkField, ime_log: Path
@@ -182,15 +193,8 @@ def test_scratch_that_after_the_user_typed_leaves_both_texts_and_is_counted(dict
     # A take-back that Whisper hears as text ("Delete mat.") is typed after the user's word: the same situation
     # again, so the user tries once more, a little faster, as people do (each rendering is heard the same on every
     # run: the test is about the refusal, not about one rendering's luck).
-    pause = silence(tmp_path / "pause.wav", PAUSE_S)
     take_backs = [
-        concat(
-            tmp_path / f"take-back-{speed}.wav",
-            pause,
-            speak(tmp_path / f"t{speed}.wav", "Delete that.", speed, VOICE),
-            pause,
-        )
-        for speed in (SPEED, 165, 125)
+        said_after_a_pause(tmp_path / f"take-back-{speed}.wav", "Delete that.", speed) for speed in (SPEED, 165, 125)
     ]
     field = dictation.field
     dictation.start()
@@ -254,7 +258,7 @@ def test_a_spoken_mark_amends_the_previous_sentence_and_command_words_inside_a_s
 @pytest.mark.parametrize("desktop", ["x11"], indirect=True)
 def test_scratch_that_after_a_click_elsewhere_in_the_field_deletes_nothing(dictation, pulse, tmp_path):
     sentence = utterances(tmp_path / "sentence.wav", "Thanks for the notes.")
-    take_back = utterances(tmp_path / "take-back.wav", "Delete that.")
+    take_back = said_after_a_pause(tmp_path / "take-back.wav", "Delete that.")
     field, env = dictation.field, dictation.env
     dictation.start()
     pulse.speak(sentence)
